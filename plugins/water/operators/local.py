@@ -1,0 +1,305 @@
+"""Operators of the local target: each runs a stage's production artifact on this machine.
+
+Every operator reads committed `ds` partitions, writes its own partitions aside and swaps
+them in only when it succeeds (water.local.partitions), and returns a small dict of figures
+(rows in and out, memory, metrics) as its XCom for the run summary.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from water import paths
+from water.lake import Lake
+from water.local.counting import parquet_rows, text_rows
+from water.local.partitions import file_uri, local_path, staged
+
+
+class LocalStageOperator(BaseOperator):
+    """Base: knows the pipeline's lake; `run(ds, context)` does the stage and returns its figures."""
+
+    ui_color = "#e8f4fa"
+
+    def __init__(self, *, pipeline: str, lake_root: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.lake_root = lake_root
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.lake_root, self.pipeline)
+
+    def partition(self, dataset: str, ds: str) -> Path:
+        return local_path(self.lake.uri(dataset, ds))
+
+    def require(self, dataset: str, ds: str) -> Path:
+        folder = self.partition(dataset, ds)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"input partition {dataset}/ds={ds} is missing at {folder}")
+        return folder
+
+    def job_name(self, context: Any) -> str:
+        ti = context["ti"]
+        return f"{self.pipeline}-{self.task_id}-{context['ds']}-{ti.try_number}".replace("_", "-")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        figures = self.run(context["ds"], context)
+        self.log.info("%s figures: %s", self.task_id, json.dumps(figures, sort_keys=True))
+        return figures
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class LocalQueryOperator(LocalStageOperator):
+    """BigQuery or Athena SQL on DuckDB; tables come from the warehouse folder or the lake."""
+
+    def __init__(self, *, sql: str, dialect: str, destination: str, tables: str, warehouse_dir: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        if dialect not in ("bigquery", "trino") or tables not in ("warehouse", "lake"):
+            raise ValueError(f"unsupported dialect/tables {dialect}/{tables}")
+        self.sql, self.dialect, self.destination = sql, dialect, destination
+        self.tables, self.warehouse_dir = tables, warehouse_dir
+
+    def resolve_table(self, schema: str | None, name: str):
+        from water.local.sql import folder_table
+
+        if self.tables == "warehouse":
+            if not schema:
+                raise LookupError(f"BigQuery table {name} needs a dataset (dataset.table)")
+            return folder_table(Path(self.warehouse_dir) / schema / name, f"{schema}.{name}")
+        # Athena: a table is the lake dataset of the same name, partitioned by ds (a string).
+        return folder_table(local_path(self.lake.dataset_uri(name)), name, {"ds": "VARCHAR"})
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local.sql import date_literal, run_to_parquet, string_literal
+
+        sql = (paths.include_dir() / self.sql).read_text()
+        named = {"ds": date_literal(ds)} if self.dialect == "bigquery" else {}
+        positional = [string_literal(ds)] if self.dialect == "trino" else []
+        with staged({"out": self.lake.uri(self.destination, ds)}) as out:
+            rows = run_to_parquet(
+                sql, self.dialect, out["out"] / "part-00000.parquet", self.resolve_table, named, positional
+            )
+        return {"rows_out": rows}
+
+
+class LocalGlueJobOperator(LocalStageOperator):
+    """A Glue PySpark script on local Spark (spark-submit) with Glue-style arguments."""
+
+    def __init__(self, *, script: str, script_args: dict[str, Any], worker_type: str, source: str, destination: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.script, self.script_args, self.worker_type = script, dict(script_args), worker_type
+        self.source_dataset, self.destination = source, destination
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local.glue import run_glue_script
+
+        source = self.require(self.source_dataset, ds)
+        with staged({"out": self.lake.uri(self.destination, ds)}) as out:
+            target = out["out"]
+            target.rmdir()  # Spark creates its output folder itself
+            result = run_glue_script(
+                paths.include_dir() / self.script,
+                self.job_name(context),
+                {**self.script_args, "input_path": file_uri(source), "output_path": file_uri(target), "ds": ds},
+                self.worker_type,
+                log=self.log.info,
+            )
+            rows_out = parquet_rows(target)
+        return {
+            "rows_in": parquet_rows(source),
+            "rows_out": rows_out,
+            "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1),
+        }
+
+
+class LocalPodOperator(LocalStageOperator):
+    """A pod's entrypoint as a local process under the pod's CPU and memory limits.
+
+    `inputs` and `outputs` map a command-line flag to a lake dataset; outputs also name how
+    to count their rows: "parquet", "csv" or "csv+header".
+    """
+
+    template_fields = ("container_resources",)
+
+    def __init__(
+        self,
+        *,
+        entrypoint: str,
+        arguments: dict[str, Any],
+        inputs: dict[str, str],
+        outputs: dict[str, tuple[str, str]],
+        container_resources: dict[str, dict[str, str]],
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.entrypoint, self.arguments = entrypoint, dict(arguments)
+        self.source_datasets, self.destinations = dict(inputs), dict(outputs)
+        self.container_resources = container_resources
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local.process import python_executable, run_limited
+        from water.spec import Resources
+
+        resources = Resources.model_validate(self.container_resources)
+        argv = [python_executable(), str(paths.include_dir() / self.entrypoint)]
+        for name, value in self.arguments.items():
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+        rows_in = 0
+        for flag, dataset in self.source_datasets.items():
+            folder = self.require(dataset, ds)
+            rows_in += self._count(folder, "parquet" if any(folder.rglob("*.parquet")) else "csv")
+            argv += [f"--{flag}", file_uri(folder)]
+        with staged({flag: self.lake.uri(dataset, ds) for flag, (dataset, _) in self.destinations.items()}) as out:
+            for flag, folder in out.items():
+                argv += [f"--{flag}", file_uri(folder)]
+            result = run_limited(
+                argv,
+                name=f"pod {self.task_id}",
+                memory_bytes=resources.memory_limit_bytes,
+                cpu=resources.cpu_limit,
+                log=self.log.info,
+            )
+            counts = {flag: self._count(out[flag], fmt) for flag, (_, fmt) in self.destinations.items()}
+        return {
+            "rows_in": rows_in,
+            "rows_out": sum(counts.values()),
+            "outputs": counts,
+            "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1),
+            "memory_limit_mb": round(resources.memory_limit_bytes / 2**20, 1),
+            "cpu_limit": resources.cpu_limit,
+            "limits_enforced_by": result.enforcement,
+        }
+
+    @staticmethod
+    def _count(folder: Path, fmt: str) -> int:
+        if fmt == "parquet":
+            return parquet_rows(folder)
+        return text_rows(folder, header=fmt == "csv+header")
+
+
+class LocalTrainingOperator(LocalStageOperator):
+    """A SageMaker script-mode training job, run locally under its contract."""
+
+    def __init__(
+        self,
+        *,
+        entry_point: str,
+        hyperparameters: dict[str, Any],
+        instance_type: str,
+        metric_definitions: list[tuple[str, str]],
+        channels: dict[str, str],
+        destination: str,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.entry_point, self.hyperparameters = entry_point, dict(hyperparameters)
+        self.instance_type, self.metric_definitions = instance_type, list(metric_definitions)
+        self.channels, self.destination = dict(channels), destination
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local import sagemaker
+
+        channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
+        with staged({"model": self.lake.uri(self.destination, ds)}) as out:
+            result = sagemaker.train(
+                job_name=self.job_name(context),
+                entry_point=paths.include_dir() / self.entry_point,
+                hyperparameters=self.hyperparameters,
+                channels=channels,
+                instance_type=self.instance_type,
+                metric_definitions=self.metric_definitions,
+                work_dir=paths.state_dir() / "sagemaker",
+                model_out=out["model"],
+                log=self.log.info,
+            )
+        rows = {name: text_rows(folder, header=True) for name, folder in channels.items()}
+        return {
+            "rows_in": sum(rows.values()),
+            "channels": rows,
+            "metrics": result.metrics,
+            "peak_rss_mb": round(result.process.peak_rss_bytes / 2**20, 1),
+        }
+
+
+class LocalTransformOperator(LocalStageOperator):
+    """A SageMaker batch transform job with the inference script's handlers, run locally."""
+
+    def __init__(
+        self,
+        *,
+        entry_point: str,
+        model: str,
+        source: str,
+        destination: str,
+        instance_type: str,
+        max_payload_mb: int,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.entry_point, self.model, self.source_dataset, self.destination = entry_point, model, source, destination
+        self.instance_type, self.max_payload_mb = instance_type, max_payload_mb
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local import sagemaker
+
+        model_tar = self.require(self.model, ds) / "model.tar.gz"
+        source = self.require(self.source_dataset, ds)
+        with staged({"out": self.lake.uri(self.destination, ds)}) as out:
+            result = sagemaker.transform(
+                job_name=self.job_name(context),
+                model_tar=model_tar,
+                entry_point=paths.include_dir() / self.entry_point,
+                input_dir=source,
+                output_dir=out["out"],
+                instance_type=self.instance_type,
+                max_payload_mb=self.max_payload_mb,
+                work_dir=paths.state_dir() / "sagemaker",
+                log=self.log.info,
+            )
+            rows_out = text_rows(out["out"])
+        rows_in = text_rows(source)
+        if rows_in != rows_out:
+            raise RuntimeError(f"transform answered {rows_out} lines for {rows_in} input lines")
+        return {"rows_in": rows_in, "rows_out": rows_out, "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1)}
+
+
+class LocalInferenceStatsOperator(LocalStageOperator):
+    """Counts the predictions (rows, rows per class) with a DuckDB aggregate; never loads them."""
+
+    def __init__(self, *, predictions: str, destination: str, classes: list[str], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.predictions, self.destination, self.classes = predictions, destination, list(classes)
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local.stats import count_predictions
+
+        counts = count_predictions(self.require(self.predictions, ds))
+        unknown = set(counts) - set(self.classes)
+        if unknown:
+            raise ValueError(f"predictions hold classes the spec does not declare: {sorted(unknown)}")
+        class_counts = {c: counts.get(c, 0) for c in self.classes}
+        figures = {"rows_in": sum(class_counts.values()), "rows": sum(class_counts.values()), "class_counts": class_counts}
+        with staged({"out": self.lake.uri(self.destination, ds)}) as out:
+            (out["out"] / "inference_stats.json").write_text(json.dumps({"ds": ds, **figures}, indent=2, sort_keys=True))
+        return figures
+
+
+class LocalPublishOperator(LocalStageOperator):
+    """Replaces the ds partition of a warehouse table (DuckDB) with the day's outputs."""
+
+    def __init__(self, *, source: str, table: str, warehouse_dir: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.local.warehouse import publish_partition
+
+        source = self.require(self.source_dataset, ds)
+        rows = publish_partition(Path(self.warehouse_dir), self.table, ds, source)
+        return {"rows_in": parquet_rows(source), "rows_out": rows, "table": self.table}

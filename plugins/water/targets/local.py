@@ -1,0 +1,144 @@
+"""The local target (the embedded default): the same artifacts on engines of this machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from water import lake, paths
+from water.operators.local import (
+    LocalGlueJobOperator,
+    LocalInferenceStatsOperator,
+    LocalPodOperator,
+    LocalPublishOperator,
+    LocalQueryOperator,
+    LocalTrainingOperator,
+    LocalTransformOperator,
+)
+from water.spec import PipelineSpec
+from water.targets.base import Target, external
+
+
+@dataclass(frozen=True)
+class LocalTarget(Target):
+    lake_root: str
+    warehouse_dir: str
+    name: str = "local"
+
+    @classmethod
+    def from_environment(cls) -> LocalTarget:
+        return cls(lake_root=paths.lake_uri(), warehouse_dir=str(paths.warehouse_dir()))
+
+    def _common(self, spec: PipelineSpec) -> dict[str, Any]:
+        return {"pipeline": spec.name, "lake_root": self.lake_root}
+
+    def extract(self, spec: PipelineSpec) -> Any:
+        return LocalQueryOperator(
+            task_id="extract",
+            sql=spec.extract.sql,
+            dialect="bigquery",
+            tables="warehouse",
+            warehouse_dir=self.warehouse_dir,
+            destination=lake.RAW,
+            **self._common(spec),
+            **external(spec.extract.timeout),
+        )
+
+    def features(self, spec: PipelineSpec) -> Any:
+        return LocalGlueJobOperator(
+            task_id="features",
+            script=spec.features.script,
+            script_args=spec.features.args,
+            worker_type=spec.features.worker_type,
+            source=lake.RAW,
+            destination=lake.FEATURES,
+            **self._common(spec),
+            **external(spec.features.timeout),
+        )
+
+    def training_set(self, spec: PipelineSpec) -> Any:
+        return LocalQueryOperator(
+            task_id="training_set",
+            sql=spec.training_set.sql,
+            dialect="trino",
+            tables="lake",
+            warehouse_dir=self.warehouse_dir,
+            destination=lake.TRAINING,
+            **self._common(spec),
+            **external(spec.training_set.timeout),
+        )
+
+    def preprocess(self, spec: PipelineSpec) -> Any:
+        return LocalPodOperator(
+            task_id="preprocess",
+            entrypoint=spec.preprocess.entrypoint,
+            arguments=spec.preprocess.args,
+            inputs={"input": lake.TRAINING},
+            outputs={
+                "train-output": (lake.CHANNEL_TRAIN, "csv+header"),
+                "validation-output": (lake.CHANNEL_VALIDATION, "csv+header"),
+                "inference-output": (lake.CHANNEL_INFERENCE, "csv"),
+            },
+            container_resources=spec.preprocess.resources.as_k8s_dict(),
+            **self._common(spec),
+            **external(spec.preprocess.timeout),
+        )
+
+    def train(self, spec: PipelineSpec) -> Any:
+        return LocalTrainingOperator(
+            task_id="train",
+            entry_point=spec.training.entry_point,
+            hyperparameters=spec.training.hyperparameters,
+            instance_type=spec.training.instance_type,
+            metric_definitions=[(m.name, m.regex) for m in spec.training.metric_definitions],
+            channels={"train": lake.CHANNEL_TRAIN, "validation": lake.CHANNEL_VALIDATION},
+            destination=lake.MODEL,
+            **self._common(spec),
+            **external(spec.training.max_runtime),
+        )
+
+    def batch_inference(self, spec: PipelineSpec) -> Any:
+        return LocalTransformOperator(
+            task_id="batch_inference",
+            entry_point=spec.inference.entry_point,
+            model=lake.MODEL,
+            source=lake.CHANNEL_INFERENCE,
+            destination=lake.PREDICTIONS,
+            instance_type=spec.inference.instance_type,
+            max_payload_mb=spec.inference.max_payload_mb,
+            **self._common(spec),
+            **external(spec.inference.timeout),
+        )
+
+    def inference_stats(self, spec: PipelineSpec) -> Any:
+        return LocalInferenceStatsOperator(
+            task_id="inference_stats",
+            predictions=lake.PREDICTIONS,
+            destination=lake.STATS,
+            classes=spec.classes,
+            **self._common(spec),
+            **external(spec.inference.timeout),
+        )
+
+    def postprocess(self, spec: PipelineSpec) -> Any:
+        tier = spec.sizing.tiers[-1]  # until the sizing operator picks a tier per run
+        return LocalPodOperator(
+            task_id="postprocess",
+            entrypoint=spec.postprocess.entrypoint,
+            arguments=spec.postprocess.args,
+            inputs={"input": lake.PREDICTIONS},
+            outputs={"output": (lake.OUTPUTS, "parquet")},
+            container_resources=tier.resources.as_k8s_dict(),
+            **self._common(spec),
+            **external(spec.postprocess.timeout),
+        )
+
+    def publish(self, spec: PipelineSpec) -> Any:
+        return LocalPublishOperator(
+            task_id="publish",
+            source=lake.OUTPUTS,
+            table=spec.publish.table,
+            warehouse_dir=self.warehouse_dir,
+            **self._common(spec),
+            **external(spec.publish.timeout),
+        )
