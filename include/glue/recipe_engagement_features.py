@@ -54,7 +54,8 @@ def build_features(raw):
         count_of("search").alias("n_searches"),
         count_of("share").alias("n_shares"),
         F.countDistinct("recipe_id").alias("n_recipes"),
-        F.coalesce(F.sum("duration_s"), F.lit(0)).cast("double").alias("total_duration_s"),
+        # Rounded: a floating-point sum depends on the order Spark adds in; the source has 0.1 s steps.
+        F.round(F.coalesce(F.sum("duration_s"), F.lit(0.0)), 1).alias("total_duration_s"),
     )
     views = F.greatest(F.col("n_views"), F.lit(1))
     return features.withColumn("cook_rate", F.col("n_cooks") / views).withColumn(

@@ -151,7 +151,13 @@ class Resources(Strict):
 
 # --- stages --------------------------------------------------------------------------------
 
-ArgValue = str | int | float | bool
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    raise ValueError(f"{value!r} is not valid here: use a string, number or boolean")
+
+
+ArgValue = Annotated[Any, BeforeValidator(_scalar)]
 
 
 class ExtractStage(Strict):

@@ -1,0 +1,191 @@
+"""The run summary: each task's state and duration with the figures it returned (XCom).
+
+Read from Airflow's metadata database after (or while) a run goes; rendered as a table a
+person reads at a glance, and written as JSON next to the run's log.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+TASK_ORDER = (
+    "extract", "features", "training_set", "preprocess", "train",
+    "batch_inference", "inference_stats", "postprocess", "publish",
+)
+
+
+def _order(task_id: str) -> tuple[int, str]:
+    base = task_id.split(".")[-1]
+    return (TASK_ORDER.index(base) if base in TASK_ORDER else len(TASK_ORDER), task_id)
+
+
+def find_run(dag_id: str, ds: str, session, since: datetime | None = None) -> Any:
+    """The newest run of dag_id for logical date ds (created at or after `since`, if given)."""
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    day = date.fromisoformat(ds)
+    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    query = (
+        select(DagRun)
+        .where(DagRun.dag_id == dag_id, DagRun.logical_date == logical)
+        .order_by(DagRun.id.desc())
+    )
+    if since is not None:
+        query = query.where(DagRun.run_after >= since)
+    return session.scalars(query).first()
+
+
+def task_states(dag_id: str, ds: str, since: datetime | None = None) -> dict[str, str]:
+    """task_id -> state of the newest run for ds (empty before the run exists)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = find_run(dag_id, ds, session, since)
+        if run is None:
+            return {}
+        rows = session.execute(
+            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state).where(
+                TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+            )
+        ).all()
+    return {_label(t, m): (str(s.value if hasattr(s, "value") else s) if s else "none") for t, m, s in rows}
+
+
+def _label(task_id: str, map_index: int) -> str:
+    return task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
+
+
+def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
+    """The summary of the newest run for ds, as plain data (None if there is no run)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        run = find_run(dag_id, ds, session)
+        if run is None:
+            return None
+        tis = session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
+        ).all()
+        xcoms = session.execute(
+            select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
+                XComModel.dag_run_id == run.id, XComModel.key == "return_value"
+            )
+        ).all()
+        figures = {_label(t, m): XComModel.deserialize_value(_Row(v)) for t, m, v in xcoms}
+        tasks = []
+        for ti in sorted(tis, key=lambda t: (_order(t.task_id), t.map_index)):
+            label = _label(ti.task_id, ti.map_index)
+            state = ti.state.value if hasattr(ti.state, "value") else (ti.state or "none")
+            duration = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else None
+            tasks.append(
+                {
+                    "task_id": label,
+                    "state": str(state),
+                    "try_number": ti.try_number,
+                    "seconds": round(duration, 2) if duration is not None else None,
+                    "figures": figures.get(label) or {},
+                }
+            )
+        run_state = run.state.value if hasattr(run.state, "value") else str(run.state)
+        started = min((ti.start_date for ti in tis if ti.start_date), default=None)
+        ended = max((ti.end_date for ti in tis if ti.end_date), default=None)
+        summary = {
+            "dag_id": dag_id,
+            "ds": ds,
+            "run_id": run.run_id,
+            "state": run_state,
+            "conf": run.conf or {},
+            "tasks": tasks,
+        }
+    wall = (ended - started).total_seconds() if started and ended else None
+    work = sum(t["seconds"] or 0 for t in tasks)
+    summary["wall_seconds"] = round(wall, 2) if wall is not None else None
+    summary["task_seconds"] = round(work, 2)
+    summary["overhead_ratio"] = round(wall / work, 3) if wall and work else None
+    summary.update(_headline(tasks))
+    return summary
+
+
+class _Row:
+    def __init__(self, value: Any):
+        self.value = value
+
+
+def _headline(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures people look for first: accuracy, predicted classes, rows published."""
+    by_id = {t["task_id"]: t["figures"] for t in tasks}
+    metrics = by_id.get("train", {}).get("metrics", {})
+    stats = by_id.get("inference_stats", {})
+    return {
+        "validation_accuracy": metrics.get("validation:accuracy"),
+        "predicted_class_counts": stats.get("class_counts"),
+        "rows_published": by_id.get("publish", {}).get("rows_out"),
+    }
+
+
+def _fmt_rows(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else ""
+
+
+def _notes(figures: dict[str, Any]) -> str:
+    notes = []
+    if "peak_rss_mb" in figures:
+        limit = figures.get("memory_limit_mb")
+        notes.append(f"rss {figures['peak_rss_mb']:.0f}" + (f"/{limit:.0f}" if limit else "") + " MiB")
+    for name, value in (figures.get("metrics") or {}).items():
+        notes.append(f"{name} {value:.3f}")
+    counts = figures.get("class_counts")
+    if counts:
+        total = sum(counts.values()) or 1
+        notes.append(" ".join(f"{k} {v / total:.0%}" for k, v in counts.items()))
+    if figures.get("outputs") and len(figures["outputs"]) > 1:
+        notes.append(" ".join(f"{k.removesuffix('-output')} {v:,}" for k, v in figures["outputs"].items()))
+    if figures.get("table"):
+        notes.append(f"→ {figures['table']}")
+    return "; ".join(notes)
+
+
+STATE_STYLE = {"success": "green", "failed": "bold red", "upstream_failed": "red", "skipped": "yellow"}
+
+
+def render(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"{summary['dag_id']}  ds={summary['ds']}  {summary['state'].upper()}", title_justify="left")
+    for column, justify in (("task", "left"), ("state", "left"), ("seconds", "right"), ("rows in", "right"), ("rows out", "right"), ("notes", "left")):
+        table.add_column(column, justify=justify, no_wrap=column != "notes")
+    for task in summary["tasks"]:
+        figures = task["figures"]
+        state = task["state"]
+        table.add_row(
+            task["task_id"],
+            f"[{STATE_STYLE.get(state, 'white')}]{state}[/]",
+            f"{task['seconds']:.1f}" if task["seconds"] is not None else "",
+            _fmt_rows(figures.get("rows_in")),
+            _fmt_rows(figures.get("rows_out")),
+            _notes(figures),
+        )
+    console.print(table)
+    lines = []
+    if summary.get("validation_accuracy") is not None:
+        lines.append(f"validation accuracy {summary['validation_accuracy']:.3f}")
+    counts = summary.get("predicted_class_counts")
+    if counts:
+        total = sum(counts.values()) or 1
+        lines.append("predicted " + ", ".join(f"{k} {v:,} ({v / total:.0%})" for k, v in counts.items()))
+    if summary.get("wall_seconds") is not None:
+        lines.append(
+            f"wall {summary['wall_seconds']:.1f}s for {summary['task_seconds']:.1f}s of task work "
+            f"(overhead ratio {summary['overhead_ratio']})"
+        )
+    for line in lines:
+        console.print(line)

@@ -1,0 +1,50 @@
+"""Test set-up: an Airflow home and water state in a temporary folder, never the developer's.
+
+The environment is set before anything imports Airflow, as Airflow reads it at import.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_STATE = Path(tempfile.mkdtemp(prefix="water-tests-"))
+
+os.environ["WATER_STATE_DIR"] = str(_STATE)
+os.environ.pop("WATER_PROJECT_ROOT", None)
+os.environ.pop("WATER_LAKE", None)
+os.environ.pop("WATER_WAREHOUSE", None)
+os.environ.pop("WATER_TARGET", None)
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from water import local_airflow  # noqa: E402
+
+local_airflow.use_in_this_process()
+local_airflow.write_config()
+
+
+@pytest.fixture(scope="session")
+def state_dir() -> Path:
+    return _STATE
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated SQLite metadata database (once per session)."""
+    local_airflow.migrate(log=lambda _: None)
+    from airflow import settings
+
+    settings.configure_orm()
+    return settings
+
+
+@pytest.fixture(scope="session")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(ROOT / "dags"))
