@@ -50,7 +50,7 @@ class PartitionWriter:
     def _open(self, schema):
         name = f"part-{self.shard:05d}.csv"
         self.stream = self.fs.open_output_stream(f"{self.root}/{name}")
-        options = pacsv.WriteOptions(include_header=self.header)
+        options = pacsv.WriteOptions(include_header=self.header, quoting_style="none", quoting_header="none")
         self.writer = pacsv.CSVWriter(self.stream, schema, write_options=options)
         self.shard += 1
         self.rows_in_shard = 0
