@@ -1,0 +1,41 @@
+# water: the two commands README promises (`make run`, `make test`) and the chores around them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast bench lock clean
+
+setup: $(STAMP)
+
+# The virtualenv from the fully pinned requirements.txt, plus water itself (editable).
+$(STAMP): requirements.txt pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17 is needed for local Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+# The demo pipeline end to end on the local target.
+run: setup
+	$(BIN)/water run recipe_engagement --date 2026-11-01
+
+test: setup
+	$(BIN)/python -m pytest
+
+# Everything but the end-to-end runs.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not e2e"
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+# Recompile requirements.txt from requirements.in (needs the registry).
+lock: setup
+	$(BIN)/uv pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
+
+clean:
+	rm -rf .water
