@@ -143,7 +143,7 @@ def _notes(figures: dict[str, Any]) -> str:
         limit = figures.get("memory_limit_mb")
         notes.append(f"rss {figures['peak_rss_mb']:.0f}" + (f"/{limit:.0f}" if limit else "") + " MiB")
     for name, value in (figures.get("metrics") or {}).items():
-        notes.append(f"{name} {value:.3f}")
+        notes.append(f"{name.replace('validation:', 'val ').replace(':', ' ')} {value:.3f}")
     counts = figures.get("class_counts")
     if counts:
         total = sum(counts.values()) or 1
@@ -160,6 +160,8 @@ STATE_STYLE = {"success": "green", "failed": "bold red", "upstream_failed": "red
 
 def render(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
+    if not console.is_terminal:  # a log file or CI: no need to wrap at 80 columns
+        console.width = max(console.width, 120)
     table = Table(title=f"{summary['dag_id']}  ds={summary['ds']}  {summary['state'].upper()}", title_justify="left")
     for column, justify in (("task", "left"), ("state", "left"), ("seconds", "right"), ("rows in", "right"), ("rows out", "right"), ("notes", "left")):
         table.add_column(column, justify=justify, no_wrap=column != "notes")

@@ -8,6 +8,7 @@ them in only when it succeeds (water.local.partitions), and returns a small dict
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ class LocalStageOperator(BaseOperator):
         return f"{self.pipeline}-{self.task_id}-{context['ds']}-{ti.try_number}".replace("_", "-")
 
     def execute(self, context: Any) -> dict[str, Any]:
+        started = time.monotonic()
         figures = self.run(context["ds"], context)
+        figures["work_seconds"] = round(time.monotonic() - started, 3)  # the stage's own work
         self.log.info("%s figures: %s", self.task_id, json.dumps(figures, sort_keys=True))
         return figures
 
