@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, chain
+from airflow.sdk import DAG, Param, XComArg, chain
 
 from water.docs import dag_doc
+from water.operators.sizing import NoPredictionsOperator, SizePostprocessOperator
+from water.sizing import NO_PREDICTIONS
 from water.spec import PipelineSpec, load_pipeline
 from water.targets import Target, get_target
 
@@ -20,6 +22,16 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
         "retry_delay": spec.retry_delay,
     }
     start = datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tzinfo=timezone.utc)
+    tier_names = [t.name for t in spec.sizing.tiers]
+    params = {
+        "force_tier": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *tier_names],
+            title="Force post-processing tier",
+            description=f"Override the sizing decision for this run: one of {', '.join(tier_names)}.",
+        ),
+    }
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description.strip().splitlines()[0][:200],
@@ -29,7 +41,17 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
         tags=sorted({*spec.tags, "water", f"target:{target.name}"}),
         default_args=default_args,
         doc_md=dag_doc(spec, target.name),
+        params=params,
     ) as dag:
+        stats = target.inference_stats(spec)
+        size = SizePostprocessOperator(
+            task_id="size_postprocess",
+            policy=spec.sizing,
+            stats_task_id=stats.task_id,
+            count_predictions=target.prediction_counter(spec),
+            spec_file=f"include/pipelines/{spec.name}.yaml",
+            execution_timeout=spec.inference.timeout,
+        )
         chain(
             target.extract(spec),
             target.features(spec),
@@ -37,10 +59,14 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
             target.preprocess(spec),
             target.train(spec),
             target.batch_inference(spec),
-            target.inference_stats(spec),
-            target.postprocess(spec),
-            target.publish(spec),
+            stats,
+            size,
         )
+        largest = spec.sizing.tiers[-1]
+        shards = XComArg(size)  # the shard list the decision made
+        tiers = [target.postprocess(spec, t, shards if t is largest else None) for t in spec.sizing.tiers]
+        size >> [NoPredictionsOperator(task_id=NO_PREDICTIONS, execution_timeout=timedelta(minutes=5)), *tiers]
+        tiers >> target.commit_outputs(spec, size.task_id) >> target.publish(spec)
     return dag
 
 

@@ -21,6 +21,7 @@ MODEL = "model"
 PREDICTIONS = "predictions"
 STATS = "stats"
 OUTPUTS = "outputs"
+POSTPROCESS_SHARDS = "outputs_shards"  # post-processing writes here, shard by shard, before the commit
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,15 @@
-"""`water run`: one pipeline run on the local target through `airflow dags test`.
+"""`water run`: one pipeline run on the local target, the way `airflow dags test` runs it.
 
 Prepares the project's Airflow home, seeds the demo lake when the day is missing, runs the
-DAG in a child `airflow dags test` (its log goes to a file), prints each task as it changes
-state, then the summary table; writes the summary as JSON beside the log.
+DAG with `DAG.test()` in this process (what `airflow dags test` calls; doing it here spares a
+second interpreter and Airflow import) with the run's log going to a file, prints each task
+as it changes state, then the summary table; writes the summary as JSON beside the log.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -91,32 +91,103 @@ def run_pipeline(
     run_dir = paths.state_dir() / "runs" / pipeline
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / f"ds={ds}.{stamp}.log"
-    argv = [local_airflow.airflow_bin(), "dags", "test", pipeline, ds]
-    if conf:
-        argv += ["--conf", json.dumps(conf)]
-    env = {**os.environ, **local_airflow.environment()}
     if retries is not None:
-        env["WATER_RETRIES"] = str(retries)
-    console.print(f"running [bold]{pipeline}[/] for ds={ds} (log: {log_path.relative_to(paths.project_root()) if log_path.is_relative_to(paths.project_root()) else log_path})")
+        os.environ["WATER_RETRIES"] = str(retries)  # read by the factory when the DAG is parsed
+    shown = log_path.relative_to(paths.project_root()) if log_path.is_relative_to(paths.project_root()) else log_path
+    console.print(f"running [bold]{pipeline}[/] for ds={ds} (log: {shown})")
     started = datetime.now(timezone.utc)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _follow(proc, pipeline, ds, started, console)
+    error = _dag_test_logged(pipeline, ds, conf, log_path, console, started)
     result = summary.collect(pipeline, ds) or {"dag_id": pipeline, "ds": ds, "state": "failed", "tasks": []}
-    if proc.returncode != 0 and result.get("state") == "success":
+    if error and result.get("state") == "success":
         result["state"] = "failed"
+    if error:
+        result["error"] = error
     result["log"] = str(log_path)
     json_path = run_dir / f"ds={ds}.json"
     json_path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     return RunResult(result, log_path, json_path)
 
 
-def _follow(proc: subprocess.Popen, pipeline: str, ds: str, since: datetime, console: Console) -> None:
-    """Print each task once per state it reaches, until the child exits."""
+def _dag_test(pipeline: str, ds: str, conf: dict[str, Any] | None) -> None:
+    """What `airflow dags test PIPELINE DS --conf ...` does, in this process."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.providers_configuration_loader import providers_configuration_loaded
+
+    @providers_configuration_loaded
+    def run() -> None:
+        bag = DagBag(str(paths.project_root() / "dags"))
+        dag = bag.dags.get(pipeline)
+        if dag is None:
+            errors = "\n".join(f"{path}: {error}" for path, error in bag.import_errors.items())
+            raise RuntimeError(f"DAG {pipeline!r} did not load.\n{errors}")
+        day = date.fromisoformat(ds)
+        dag.test(logical_date=datetime(day.year, day.month, day.day, tzinfo=timezone.utc), run_conf=conf)
+
+    run()
+
+
+def _import_airflow_models() -> None:
+    import airflow.dag_processing.dagbag  # noqa: F401
+    import airflow.models.dagrun  # noqa: F401
+    import airflow.models.taskinstance  # noqa: F401
+    import airflow.models.xcom  # noqa: F401
+    from sqlalchemy.orm import configure_mappers
+
+    configure_mappers()
+
+
+def _dag_test_logged(
+    pipeline: str, ds: str, conf: dict[str, Any] | None, log_path: Path, console: Console, since: datetime
+) -> str | None:
+    """Run the DAG with stdout/stderr (Airflow's logs, the tasks' processes) going to log_path,
+    while a thread prints task states on the terminal. Returns an error text, or None."""
+    import sys
+    import threading
+    import traceback
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = Console(
+        file=os.fdopen(os.dup(saved_err if console.stderr else saved_out), "w", buffering=1),
+        force_terminal=console.is_terminal,
+        width=console.width,
+    )
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow, args=(stop, pipeline, ds, since, terminal), daemon=True)
+    error = None
+    with open(log_path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            _import_airflow_models()  # here, not in two threads at once: imports would deadlock
+            follower.start()
+            _dag_test(pipeline, ds, conf)
+        except BaseException as exc:  # noqa: BLE001 - reported in the summary, never lost
+            error = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            stop.set()
+            if follower.is_alive():
+                follower.join(timeout=5)
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.file.close()
+    return error
+
+
+def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> None:
+    """Print each task once per state it reaches, until `stop` is set."""
     shown: dict[str, str] = {}
     started: dict[str, float] = {}
     while True:
-        done = proc.poll() is not None
+        done = stop.is_set()
         try:
             states = summary.task_states(pipeline, ds, since=since)
         except Exception:  # the child may hold a write lock on SQLite for a moment
@@ -132,7 +203,7 @@ def _follow(proc: subprocess.Popen, pipeline: str, ds: str, since: datetime, con
             console.print(f"  {STATE_MARK.get(state, '·')} {task_id:<18} {state}{took}")
         if done:
             return
-        time.sleep(0.5)
+        stop.wait(0.5)
 
 
 def failure_tail(result: RunResult, lines: int = 40) -> str:

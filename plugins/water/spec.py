@@ -62,16 +62,31 @@ def _parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 
 
-def parse_quantity(value: Any) -> Decimal:
-    """A Kubernetes quantity ("500m", "2Gi", 1) as a Decimal; ValueError when malformed."""
-    from kubernetes.utils.quantity import parse_quantity as k8s_parse_quantity
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E))?$")
+_BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 
+
+def parse_quantity(value: Any) -> Decimal:
+    """A Kubernetes quantity ("500m", "2Gi", 1, "1e3") as a Decimal; ValueError when malformed.
+
+    The grammar of kubernetes.utils.quantity (tests check both agree), without importing the
+    Kubernetes client at DAG parse time.
+    """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"{value!r} is not a Kubernetes quantity")
-    try:
-        return k8s_parse_quantity(value)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 4Gi)") from None
+    match = _QUANTITY.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 4Gi)")
+    number, exponent, suffix = match.groups()
+    amount = Decimal(number)
+    if exponent:
+        return amount * Decimal(10) ** int(exponent[1:])
+    if suffix in _BINARY:
+        return amount * Decimal(1024) ** _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return amount * Decimal(10) ** _DECIMAL[suffix]
+    return amount
 
 
 def _quantity(value: Any) -> str:

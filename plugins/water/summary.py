@@ -13,13 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 TASK_ORDER = (
-    "extract", "features", "training_set", "preprocess", "train",
-    "batch_inference", "inference_stats", "postprocess", "publish",
+    "extract", "features", "training_set", "preprocess", "train", "batch_inference",
+    "inference_stats", "size_postprocess", "no_predictions", "postprocess", "commit_outputs", "publish",
 )
 
 
 def _order(task_id: str) -> tuple[int, str]:
-    base = task_id.split(".")[-1]
+    base = task_id.split("[")[0]
+    if base.startswith("postprocess_"):
+        base = "postprocess"
     return (TASK_ORDER.index(base) if base in TASK_ORDER else len(TASK_ORDER), task_id)
 
 
@@ -77,11 +79,15 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
             select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
         ).all()
         xcoms = session.execute(
-            select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
-                XComModel.dag_run_id == run.id, XComModel.key == "return_value"
+            select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
+                XComModel.dag_run_id == run.id, XComModel.key.in_(("return_value", "decision"))
             )
         ).all()
-        figures = {_label(t, m): XComModel.deserialize_value(_Row(v)) for t, m, v in xcoms}
+        figures: dict[str, Any] = {}
+        for t, m, key, v in sorted(xcoms, key=lambda row: row[2] != "decision"):
+            value = XComModel.deserialize_value(_Row(v))
+            if key == "decision" or isinstance(value, dict):  # the sizing task returns its shard list
+                figures.setdefault(_label(t, m), value)
         tasks = []
         for ti in sorted(tis, key=lambda t: (_order(t.task_id), t.map_index)):
             label = _label(ti.task_id, ti.map_index)
@@ -126,9 +132,13 @@ def _headline(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     by_id = {t["task_id"]: t["figures"] for t in tasks}
     metrics = by_id.get("train", {}).get("metrics", {})
     stats = by_id.get("inference_stats", {})
+    decision = by_id.get("size_postprocess") or {}
+    escalations = {t: f["escalated"] for t, f in by_id.items() if f.get("escalated")}
     return {
         "validation_accuracy": metrics.get("validation:accuracy"),
         "predicted_class_counts": stats.get("class_counts"),
+        "sizing": {k: decision.get(k) for k in ("tier", "rows", "forced", "reason")} | {"shards": len(decision.get("shards") or [])} if decision else None,
+        "escalations": escalations,
         "rows_published": by_id.get("publish", {}).get("rows_out"),
     }
 
@@ -145,11 +155,18 @@ def _notes(figures: dict[str, Any]) -> str:
     for name, value in (figures.get("metrics") or {}).items():
         notes.append(f"{name.replace('validation:', 'val ').replace(':', ' ')} {value:.3f}")
     counts = figures.get("class_counts")
-    if counts:
+    if counts and "tier" not in figures:
         total = sum(counts.values()) or 1
         notes.append(" ".join(f"{k} {v / total:.0%}" for k, v in counts.items()))
     if figures.get("outputs") and len(figures["outputs"]) > 1:
         notes.append(" ".join(f"{k.removesuffix('-output')} {v:,}" for k, v in figures["outputs"].items()))
+    if figures.get("tier") and "shards" in figures and isinstance(figures["shards"], list):
+        notes.append(f"tier {figures['tier']} x{max(1, len(figures['shards']))}" + (" (forced)" if figures.get("forced") else ""))
+    if figures.get("escalated"):
+        e = figures["escalated"]
+        notes.append(f"OOM at {e['from_memory_limit']}, retried as {e['to']} ({e['to_memory_limit']})")
+    if figures.get("flag"):
+        notes.append(f"flagged: {figures['flag']}")
     if figures.get("table"):
         notes.append(f"→ {figures['table']}")
     return "; ".join(notes)
@@ -184,6 +201,11 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     if counts:
         total = sum(counts.values()) or 1
         lines.append("predicted " + ", ".join(f"{k} {v:,} ({v / total:.0%})" for k, v in counts.items()))
+    sizing = summary.get("sizing")
+    if sizing:
+        lines.append(f"sizing: {sizing['tier']} x{max(1, sizing['shards'])} — {sizing['reason']}")
+    for task_id, e in (summary.get("escalations") or {}).items():
+        lines.append(f"{task_id}: OOMKilled at {e['from_memory_limit']}, retried once as {e['to']} ({e['to_memory_limit']})")
     if summary.get("wall_seconds") is not None:
         lines.append(
             f"wall {summary['wall_seconds']:.1f}s for {summary['task_seconds']:.1f}s of task work "

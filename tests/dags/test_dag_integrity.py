@@ -33,9 +33,27 @@ def test_dag_carries_owner_tags_retries_docs(dagbag, dag_id):
 def test_graph_is_the_pipeline(dagbag, dag_id):
     dag = dagbag.dags.get(dag_id)
     order = ["extract", "features", "training_set", "preprocess", "train",
-             "batch_inference", "inference_stats", "postprocess", "publish"]
+             "batch_inference", "inference_stats", "size_postprocess"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
+    tiers = [f"postprocess_{t}" for t in ("small", "medium", "large")]
+    assert dag.get_task("size_postprocess").downstream_task_ids == {"no_predictions", *tiers}
+    for tier in tiers:
+        assert dag.get_task(tier).downstream_task_ids == {"commit_outputs"}
+    assert dag.get_task("commit_outputs").trigger_rule == "none_failed_min_one_success"
+    assert dag.get_task("commit_outputs").downstream_task_ids == {"publish"}
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    assert isinstance(dag.get_task("postprocess_large"), MappedOperator)  # fans out over the shards
+    assert not isinstance(dag.get_task("postprocess_medium"), MappedOperator)
+
+
+@pytest.mark.parametrize("dag_id", DAG_FILES)
+def test_run_options_are_typed_params(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    force_tier = dag.params.get_param("force_tier")
+    assert force_tier.schema["enum"] == [None, "small", "medium", "large"]
+    assert force_tier.description
 
 
 def test_parsing_makes_no_connection_variable_or_db_lookups(airflow_db):

@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 DS = "2026-11-01"
 USERS = 20_000
 WATER = str(Path(sys.executable).parent / "water")
-STAGES = ("extract", "features", "training_set", "preprocess", "train",
-          "batch_inference", "inference_stats", "postprocess", "publish")
+STAGES = ("extract", "features", "training_set", "preprocess", "train", "batch_inference",
+          "inference_stats", "size_postprocess", "postprocess_small", "commit_outputs", "publish")
+SKIPPED = ("no_predictions", "postprocess_medium", "postprocess_large")
 
 
 def water_run(state_dir: Path) -> dict:
@@ -79,8 +80,9 @@ def figures(summary: dict) -> dict[str, dict]:
 def test_every_stage_succeeds(runs):
     for summary in (runs["first"], runs["second"]):
         assert summary["state"] == "success"
-        assert [t["task_id"] for t in summary["tasks"]] == list(STAGES)
-        assert all(t["state"] == "success" for t in summary["tasks"])
+        states = {t["task_id"]: t["state"] for t in summary["tasks"]}
+        assert states == {**{s: "success" for s in STAGES}, **{s: "skipped" for s in SKIPPED}}
+        assert summary["sizing"]["tier"] == "small" and summary["sizing"]["shards"] == 1
         assert summary["wall_seconds"] > 0 and summary["overhead_ratio"] >= 1.0
 
 
@@ -99,7 +101,8 @@ def test_row_counts_hold_through_every_stage(runs):
     assert f["train"]["rows_in"] == labels
     assert f["batch_inference"]["rows_in"] == f["batch_inference"]["rows_out"] == eligible
     assert f["inference_stats"]["rows"] == sum(f["inference_stats"]["class_counts"].values()) == eligible
-    assert f["postprocess"]["rows_out"] == eligible
+    assert f["size_postprocess"]["rows"] == eligible and f["size_postprocess"]["counts_from"] == "inference_stats"
+    assert f["postprocess_small"]["rows_out"] == f["commit_outputs"]["rows_out"] == eligible
     assert f["publish"]["rows_out"] == eligible == runs["first"]["rows_published"]
 
 

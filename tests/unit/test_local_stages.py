@@ -41,8 +41,9 @@ def env(tmp_path_factory):
     )
 
 
-def run(op, figures=None):
-    result = op.run(DS, {"ds": DS, "ti": SimpleNamespace(try_number=1)})
+def run(op, figures=None, decision=None):
+    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids=None, key=None: decision)
+    result = op.run(DS, {"ds": DS, "ti": ti})
     if figures is not None:
         figures[op.task_id] = result
     return result
@@ -145,8 +146,16 @@ def test_inference_stats_counts_classes_without_loading(env):
     assert stored["class_counts"] == figures["class_counts"] and stored["ds"] == DS
 
 
+def one_shard(rows):
+    return {"tier": "small", "shards": [{"index": 0, "row_start": 0, "row_end": rows}]}
+
+
 def test_postprocess_pod_writes_per_segment_lists(env):
-    figures = run(env.target.postprocess(env.spec), env.figures)
+    small = env.spec.sizing.tiers[0]
+    figures = run(env.target.postprocess(env.spec, small, None), env.figures)
+    assert figures["memory_limit_mb"] == small.resources.memory_limit_bytes / 2**20
+    rows = env.figures["inference_stats"]["rows"]
+    run(env.target.commit_outputs(env.spec, "size_postprocess"), env.figures, decision=one_shard(rows))
     outputs = partition(env, lake.OUTPUTS)
     assert sorted(p.name for p in outputs.iterdir()) == [f"segment={c}" for c in sorted(env.spec.classes)]
     counts = env.figures["inference_stats"]["class_counts"]
@@ -155,7 +164,25 @@ def test_postprocess_pod_writes_per_segment_lists(env):
         assert table.num_rows == n
         confidence = table.column("confidence").to_pylist()
         assert confidence == sorted(confidence, reverse=True)
-    assert figures["rows_out"] == sum(counts.values())
+    assert figures["rows_out"] == env.figures["commit_outputs"]["rows_out"] == sum(counts.values())
+    assert not partition(env, lake.POSTPROCESS_SHARDS).exists()  # shards are gone once committed
+
+
+def test_sharded_postprocess_covers_every_row_once(env):
+    from water.sizing import _row_ranges
+
+    rows = env.figures["inference_stats"]["rows"]
+    shards = _row_ranges(rows, 3)
+    largest = env.spec.sizing.tiers[-1]
+    for shard in shards:  # what the mapped postprocess_large task instances do
+        op = env.target.postprocess(env.spec, largest, None)
+        op.shard = shard
+        figures = run(op)
+        assert figures["rows_in"] == figures["rows_out"] == shard["row_end"] - shard["row_start"]
+    committed = run(env.target.commit_outputs(env.spec, "size_postprocess"), decision={"tier": largest.name, "shards": shards})
+    assert committed["shards"] == 3 and committed["rows_out"] == rows
+    users = pq.read_table(partition(env, lake.OUTPUTS)).column("user_id").to_pylist()
+    assert len(users) == len(set(users)) == rows
 
 
 def test_publish_replaces_the_day_in_the_warehouse(env):
@@ -164,22 +191,47 @@ def test_publish_replaces_the_day_in_the_warehouse(env):
     op = env.target.publish(env.spec)
     first = run(op)
     second = run(op)  # a re-run replaces, never duplicates
-    assert first["rows_out"] == second["rows_out"] == env.figures["postprocess"]["rows_out"]
+    assert first["rows_out"] == second["rows_out"] == env.figures["commit_outputs"]["rows_out"]
     assert table_rows(env.warehouse, env.spec.publish.table, DS) == first["rows_out"]
     assert table_rows(env.warehouse, env.spec.publish.table) == first["rows_out"]
+
+
+TINY = {"requests": {"cpu": "500m", "memory": "40Mi"}, "limits": {"cpu": "1", "memory": "40Mi"}}
 
 
 @pytest.mark.parametrize("enforcement", ["cgroup", "watchdog"])
 def test_pod_out_of_memory_is_reported_and_keeps_the_previous_partition(env, enforcement, monkeypatch):
     if enforcement == "watchdog":
         monkeypatch.setenv("WATER_NO_CGROUP", "1")
-    before = digest(partition(env, lake.OUTPUTS))
-    assert before, "postprocess must have run first"
-    op = env.target.postprocess(env.spec)
-    op.container_resources = {"requests": {"cpu": "500m", "memory": "40Mi"}, "limits": {"cpu": "1", "memory": "40Mi"}}
+    before = digest(partition(env, lake.CHANNEL_TRAIN))
+    assert before, "preprocess must have run first"
+    op = env.target.preprocess(env.spec)
+    op.container_resources = TINY
     with pytest.raises(OutOfMemory) as caught:
         run(op)
     assert "OOMKilled" in str(caught.value) and "40.0 MiB" in str(caught.value)
-    assert digest(partition(env, lake.OUTPUTS)) == before
-    leftovers = [p.name for p in partition(env, lake.OUTPUTS).parent.iterdir() if p.name.startswith(".")]
+    assert digest(partition(env, lake.CHANNEL_TRAIN)) == before
+    leftovers = [p.name for p in partition(env, lake.CHANNEL_TRAIN).parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_postprocess_killed_for_memory_is_retried_once_a_tier_up(env):
+    op = env.target.postprocess(env.spec, env.spec.sizing.tiers[0], None)
+    op.container_resources = TINY  # an undersized pod: the real entrypoint cannot even import pyarrow
+    figures = run(op)
+    assert figures["escalated"]["from_memory_limit"] == "40Mi"
+    assert figures["escalated"]["to"] == "small" and figures["escalated"]["to_memory_limit"] == "512Mi"
+    assert figures["memory_limit_mb"] == 512 and figures["rows_out"] == env.figures["inference_stats"]["rows"]
+
+
+def test_escalation_happens_once_only(env):
+    from water.spec import SizingPolicy
+
+    op = env.target.postprocess(env.spec, env.spec.sizing.tiers[0], None)
+    smaller = {"requests": {"cpu": "500m", "memory": "20Mi"}, "limits": {"cpu": "1", "memory": "20Mi"}}
+    op.container_resources = smaller
+    op.escalation = SizingPolicy.model_validate(
+        {"tiers": [{"name": "tiny", "max_rows": 10, "resources": smaller}], "scale_out": {"rows_per_shard": 10, "max_shards": 2}}
+    )  # the top tier: the retry doubles to 40Mi, still too small, and there is no third try
+    with pytest.raises(OutOfMemory, match="40.0 MiB"):
+        run(op)

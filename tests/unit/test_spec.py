@@ -129,3 +129,24 @@ def test_broken_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeyp
     for name, (_, field) in broken.items():
         assert f"include/pipelines/{name}.yaml" in errors[name]
         assert field in errors[name]
+
+
+@pytest.mark.parametrize("text", ["500m", "1", "2", "0.5", "250m", "512Mi", "2Gi", "1.5Gi", "100k", "1M", "1e3", "64Ki", "3Ti", ".5", "10n", "7u", "2E", "1Pi"])
+def test_quantity_parser_agrees_with_the_kubernetes_client(text):
+    from kubernetes.utils.quantity import parse_quantity as k8s_parse_quantity
+
+    from water.spec import parse_quantity
+
+    assert parse_quantity(text) == k8s_parse_quantity(text)
+
+
+@pytest.mark.parametrize("text", ["2 gigs", "GB", "1GB", "-", "", "1.2.3", "Mi"])
+def test_quantity_parser_rejects_what_the_kubernetes_client_rejects(text):
+    from kubernetes.utils.quantity import parse_quantity as k8s_parse_quantity
+
+    from water.spec import parse_quantity
+
+    with pytest.raises(ValueError):
+        k8s_parse_quantity(text)
+    with pytest.raises(ValueError):
+        parse_quantity(text)

@@ -6,7 +6,8 @@
 Reads the predictions (CSV lines `user_id,segment,confidence`, as the transform job wrote
 them), ranks each segment's users by confidence, and writes one Parquet file per segment
 under OUTPUT/segment=NAME/ with the campaign each list feeds. --row-start/--row-end pick a
-shard (rows in file order) when the sizing operator fans the work out.
+shard (rows in file order) when the sizing operator fans the work out; ranks are then
+within the shard, and file names carry the shard's first row so shards can be merged.
 """
 
 import argparse
@@ -22,16 +23,24 @@ PREDICTION_SCHEMA = pa.schema([("user_id", pa.int64()), ("segment", pa.string())
 
 
 def read_predictions(uri, row_start=None, row_end=None) -> pa.Table:
+    """The predictions, or only rows [row_start, row_end) in file order: memory follows the shard."""
     csv_format = ds.CsvFileFormat(
         read_options=pacsv.ReadOptions(column_names=PREDICTION_SCHEMA.names),
         convert_options=pacsv.ConvertOptions(column_types=PREDICTION_SCHEMA),
     )
     source = ds.dataset(uri, format=csv_format, exclude_invalid_files=False)
-    table = source.to_table()
-    if row_start is not None or row_end is not None:
-        start = row_start or 0
-        table = table.slice(start, (row_end if row_end is not None else table.num_rows) - start)
-    return table
+    start = row_start or 0
+    end = row_end if row_end is not None else float("inf")
+    kept, seen = [], 0
+    for batch in source.to_batches(use_threads=False):  # in file order
+        first, seen = seen, seen + batch.num_rows
+        if seen <= start:
+            continue
+        if first >= end:
+            break
+        lo, hi = max(start - first, 0), min(end - first, batch.num_rows)
+        kept.append(batch.slice(lo, hi - lo))
+    return pa.Table.from_batches(kept, schema=PREDICTION_SCHEMA)
 
 
 def main(argv=None):
@@ -51,8 +60,7 @@ def main(argv=None):
 
     fs, root = pafs.FileSystem.from_uri(args.output)
     fs.create_dir(root, recursive=True)
-    if args.row_start is None:  # the whole day: replace the partition; a shard writes only its own files
-        fs.delete_dir_contents(root, missing_dir_ok=True)
+    fs.delete_dir_contents(root, missing_dir_ok=True)  # this task's output folder: a re-run replaces it
     shard = f"{args.row_start or 0:012d}"
     written = {}
     for segment, campaign in sorted(campaigns.items()):

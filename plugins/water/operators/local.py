@@ -8,6 +8,8 @@ them in only when it succeeds (water.local.partitions), and returns a small dict
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from airflow.sdk import BaseOperator
 from water import paths
 from water.lake import Lake
 from water.local.counting import parquet_rows, text_rows
-from water.local.partitions import file_uri, local_path, staged
+from water.local.partitions import data_files, file_uri, local_path, staged
+from water.spec import Resources, SizingPolicy
 
 
 class LocalStageOperator(BaseOperator):
@@ -125,7 +128,10 @@ class LocalPodOperator(LocalStageOperator):
     """A pod's entrypoint as a local process under the pod's CPU and memory limits.
 
     `inputs` and `outputs` map a command-line flag to a lake dataset; outputs also name how
-    to count their rows: "parquet", "csv" or "csv+header".
+    to count their rows: "parquet", "csv" or "csv+header". With `shard_output`, each output
+    goes to `<partition>/shard=NNNN` and a `shard` ({index, row_start, row_end}) adds
+    --row-start/--row-end. With an `escalation` policy, a pod killed for memory is run once
+    more with the next tier's resources (twice the memory at the top tier).
     """
 
     template_fields = ("container_resources",)
@@ -138,27 +144,59 @@ class LocalPodOperator(LocalStageOperator):
         inputs: dict[str, str],
         outputs: dict[str, tuple[str, str]],
         container_resources: dict[str, dict[str, str]],
+        shard: dict[str, int] | None = None,
+        shard_output: bool = False,
+        escalation: SizingPolicy | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.entrypoint, self.arguments = entrypoint, dict(arguments)
-        self.source_datasets, self.destinations = dict(inputs), dict(outputs)
+        self.inputs, self.outputs = dict(inputs), dict(outputs)
         self.container_resources = container_resources
+        self.shard, self.shard_output, self.escalation = shard, shard_output, escalation
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local.process import python_executable, run_limited
-        from water.spec import Resources
+        from water.local.process import OutOfMemory
+        from water.sizing import escalate
 
-        resources = Resources.model_validate(self.container_resources)
+        resources = dict(self.container_resources)
+        try:
+            return self._run_pod(ds, resources)
+        except OutOfMemory as oom:
+            if self.escalation is None:
+                raise
+            label, bigger = escalate(self.escalation, resources)
+            self.log.warning("%s; retrying once with %s (memory limit %s)", oom, label, bigger["limits"]["memory"])
+            figures = self._run_pod(ds, bigger)
+            figures["escalated"] = {
+                "to": label,
+                "from_memory_limit": resources["limits"]["memory"],
+                "to_memory_limit": bigger["limits"]["memory"],
+                "peak_before_kill_mb": round(oom.peak_bytes / 2**20, 1),
+            }
+            return figures
+
+    def _output_uri(self, dataset: str, ds: str) -> str:
+        uri = self.lake.uri(dataset, ds)
+        return f"{uri}/shard={(self.shard or {}).get('index', 0):04d}" if self.shard_output else uri
+
+    def _run_pod(self, ds: str, container_resources: dict[str, dict[str, str]]) -> dict[str, Any]:
+        from water.local.process import python_executable, run_limited
+
+        resources = Resources.model_validate(container_resources)
         argv = [python_executable(), str(paths.include_dir() / self.entrypoint)]
         for name, value in self.arguments.items():
             argv += [f"--{name.replace('_', '-')}", str(value)]
+        if self.shard:
+            argv += ["--row-start", str(self.shard["row_start"]), "--row-end", str(self.shard["row_end"])]
         rows_in = 0
-        for flag, dataset in self.source_datasets.items():
+        for flag, dataset in self.inputs.items():
             folder = self.require(dataset, ds)
             rows_in += self._count(folder, "parquet" if any(folder.rglob("*.parquet")) else "csv")
             argv += [f"--{flag}", file_uri(folder)]
-        with staged({flag: self.lake.uri(dataset, ds) for flag, (dataset, _) in self.destinations.items()}) as out:
+        if self.shard:
+            rows_in = self.shard["row_end"] - self.shard["row_start"]
+        with staged({flag: self._output_uri(dataset, ds) for flag, (dataset, _) in self.outputs.items()}) as out:
             for flag, folder in out.items():
                 argv += [f"--{flag}", file_uri(folder)]
             result = run_limited(
@@ -168,7 +206,7 @@ class LocalPodOperator(LocalStageOperator):
                 cpu=resources.cpu_limit,
                 log=self.log.info,
             )
-            counts = {flag: self._count(out[flag], fmt) for flag, (_, fmt) in self.destinations.items()}
+            counts = {flag: self._count(out[flag], fmt) for flag, (_, fmt) in self.outputs.items()}
         return {
             "rows_in": rows_in,
             "rows_out": sum(counts.values()),
@@ -177,6 +215,7 @@ class LocalPodOperator(LocalStageOperator):
             "memory_limit_mb": round(resources.memory_limit_bytes / 2**20, 1),
             "cpu_limit": resources.cpu_limit,
             "limits_enforced_by": result.enforcement,
+            **({"shard": self.shard} if self.shard else {}),
         }
 
     @staticmethod
@@ -184,6 +223,34 @@ class LocalPodOperator(LocalStageOperator):
         if fmt == "parquet":
             return parquet_rows(folder)
         return text_rows(folder, header=fmt == "csv+header")
+
+
+class LocalCommitShardsOperator(LocalStageOperator):
+    """Swaps the post-processing shards the sizing decision asked for into the outputs partition."""
+
+    def __init__(self, *, source: str, destination: str, decision_task_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source_dataset, self.destination, self.decision_task_id = source, destination, decision_task_id
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
+        count = max(1, len(decision.get("shards") or []))
+        shards_dir = self.require(self.source_dataset, ds)
+        folders = [shards_dir / f"shard={i:04d}" for i in range(count)]
+        missing = [f.name for f in folders if not f.is_dir()]
+        if missing:
+            raise FileNotFoundError(f"post-processing shards missing for ds={ds}: {', '.join(missing)}")
+        with staged({"out": self.lake.uri(self.destination, ds)}) as out:
+            for folder in folders:
+                for path in data_files(folder):
+                    target = out["out"] / path.relative_to(folder)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if target.exists():
+                        raise FileExistsError(f"two shards wrote {target.relative_to(out['out'])}")
+                    os.link(path, target)  # shards stay intact until the swap succeeded
+        shutil.rmtree(shards_dir, ignore_errors=True)
+        rows = parquet_rows(self.partition(self.destination, ds))
+        return {"rows_in": rows, "rows_out": rows, "shards": count, "tier": decision.get("tier")}
 
 
 class LocalTrainingOperator(LocalStageOperator):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
-from water.spec import PipelineSpec
+from water.spec import PipelineSpec, Tier
 
 
 class Target(ABC):
@@ -37,7 +38,16 @@ class Target(ABC):
     def inference_stats(self, spec: PipelineSpec) -> Any: ...
 
     @abstractmethod
-    def postprocess(self, spec: PipelineSpec) -> Any: ...
+    def prediction_counter(self, spec: PipelineSpec) -> Callable[[str], dict[str, int]]:
+        """ds -> rows per predicted class, by an aggregate where the predictions live."""
+
+    @abstractmethod
+    def postprocess(self, spec: PipelineSpec, tier: Tier, shards: Any | None) -> Any:
+        """The post-processing task of one tier; mapped over `shards` (an XComArg) when given."""
+
+    @abstractmethod
+    def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
+        """Replaces the outputs partition with what the chosen tier's task(s) wrote."""
 
     @abstractmethod
     def publish(self, spec: PipelineSpec) -> Any: ...

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from water import lake, paths
+from water.lake import Lake
+from water.local.partitions import local_path
 from water.operators.local import (
+    LocalCommitShardsOperator,
     LocalGlueJobOperator,
     LocalInferenceStatsOperator,
     LocalPodOperator,
@@ -15,7 +19,8 @@ from water.operators.local import (
     LocalTrainingOperator,
     LocalTransformOperator,
 )
-from water.spec import PipelineSpec
+from water.operators.sizing import postprocess_task_id
+from water.spec import PipelineSpec, Tier
 from water.targets.base import Target, external
 
 
@@ -120,15 +125,36 @@ class LocalTarget(Target):
             **external(spec.inference.timeout),
         )
 
-    def postprocess(self, spec: PipelineSpec) -> Any:
-        tier = spec.sizing.tiers[-1]  # until the sizing operator picks a tier per run
-        return LocalPodOperator(
-            task_id="postprocess",
-            entrypoint=spec.postprocess.entrypoint,
-            arguments=spec.postprocess.args,
-            inputs={"input": lake.PREDICTIONS},
-            outputs={"output": (lake.OUTPUTS, "parquet")},
-            container_resources=tier.resources.as_k8s_dict(),
+    def prediction_counter(self, spec: PipelineSpec) -> Callable[[str], dict[str, int]]:
+        from water.local.stats import count_predictions
+
+        predictions = Lake(self.lake_root, spec.name)
+        return lambda ds: count_predictions(local_path(predictions.uri(lake.PREDICTIONS, ds)))
+
+    def postprocess(self, spec: PipelineSpec, tier: Tier, shards: Any | None) -> Any:
+        arguments = {
+            "task_id": postprocess_task_id(tier.name),
+            "entrypoint": spec.postprocess.entrypoint,
+            "arguments": spec.postprocess.args,
+            "inputs": {"input": lake.PREDICTIONS},
+            "outputs": {"output": (lake.POSTPROCESS_SHARDS, "parquet")},
+            "container_resources": tier.resources.as_k8s_dict(),
+            "shard_output": True,
+            "escalation": spec.sizing,
+            **self._common(spec),
+            **external(spec.postprocess.timeout),
+        }
+        if shards is None:
+            return LocalPodOperator(**arguments)
+        return LocalPodOperator.partial(**arguments).expand(shard=shards)
+
+    def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
+        return LocalCommitShardsOperator(
+            task_id="commit_outputs",
+            source=lake.POSTPROCESS_SHARDS,
+            destination=lake.OUTPUTS,
+            decision_task_id=decision_task_id,
+            trigger_rule="none_failed_min_one_success",
             **self._common(spec),
             **external(spec.postprocess.timeout),
         )

@@ -1,0 +1,79 @@
+"""The sizing operator: the inference output's row count picks the post-processing branch.
+
+Target-agnostic. It reuses the counts inference_stats already took (rows, rows per class);
+only when they are missing does it count again, with the target's counter (a pushed-down
+aggregate, never a load). The decision goes to XCom as `decision` ({tier, rows,
+class_counts, shards, resources, forced, reason}); the task's return value is the shard list,
+which the largest tier's post-processing task is mapped over (Airflow maps only over return
+values, and branching does not use them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from airflow.sdk import BaseBranchOperator, BaseOperator
+
+from water.sizing import NO_PREDICTIONS, decide
+from water.spec import SizingPolicy
+
+
+def postprocess_task_id(tier: str) -> str:
+    return f"postprocess_{tier}"
+
+
+class SizePostprocessOperator(BaseBranchOperator):
+    """Branch to postprocess_<tier> (or no_predictions) from the number of predictions."""
+
+    ui_color = "#fff3d6"
+
+    def __init__(
+        self,
+        *,
+        policy: SizingPolicy,
+        stats_task_id: str,
+        count_predictions: Callable[[str], dict[str, int]],
+        spec_file: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.policy = policy
+        self.stats_task_id = stats_task_id
+        self.count_predictions = count_predictions
+        self.spec_file = spec_file
+
+    def counts(self, context: Any) -> tuple[dict[str, int], str]:
+        stats = context["ti"].xcom_pull(task_ids=self.stats_task_id)
+        if isinstance(stats, dict) and isinstance(stats.get("class_counts"), dict):
+            return {k: int(v) for k, v in stats["class_counts"].items()}, self.stats_task_id
+        self.log.info("no counts from %s; counting the predictions", self.stats_task_id)
+        return self.count_predictions(context["ds"]), "counted"
+
+    def choose_branch(self, context: Any) -> str:
+        class_counts, source = self.counts(context)
+        force_tier = (context.get("params") or {}).get("force_tier") or None
+        decision = decide(self.policy, sum(class_counts.values()), class_counts, force_tier, self.spec_file)
+        figures = {**decision.as_dict(), "counts_from": source}
+        self.log.info("sizing decision: %s", figures)
+        context["ti"].xcom_push(key="decision", value=figures)
+        self._shards = decision.shards
+        if decision.tier == NO_PREDICTIONS:
+            return NO_PREDICTIONS
+        return postprocess_task_id(decision.tier)
+
+
+    def execute(self, context: Any) -> list[dict[str, int]]:
+        super().execute(context)  # choose_branch, then skip the other branches
+        return self._shards
+
+
+class NoPredictionsOperator(BaseOperator):
+    """Inference produced nothing: say so loudly and end the run as a flagged success."""
+
+    ui_color = "#ffe0e0"
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        message = f"{self.dag_id} ds={context['ds']}: inference produced no predictions; nothing to post-process or publish"
+        self.log.warning(message)
+        return {"flag": NO_PREDICTIONS, "message": message}

@@ -1,0 +1,126 @@
+"""The sizing policy: how many predictions came out decides how big post-processing must be.
+
+Pure functions, shared by the branching operator, the targets and the cost simulation:
+- `decide`: the smallest tier whose max_rows holds the rows; past the last tier, shards of the
+  largest tier's size; past max_shards x rows_per_shard, an error saying what to change.
+- `escalate`: the resources to retry with after an out-of-memory kill.
+- `k8s_resources`: an XCom dict -> V1ResourceRequirements (mapped fields are not templated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from water.spec import SizingPolicy, parse_quantity
+
+NO_PREDICTIONS = "no_predictions"
+
+
+class CapacityError(ValueError):
+    """More rows than the policy can process; the message says which spec field to raise."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    tier: str  # a tier name, or NO_PREDICTIONS
+    rows: int
+    class_counts: dict[str, int]
+    shards: list[dict[str, int]] = field(default_factory=list)  # {index, row_start, row_end}
+    resources: dict[str, dict[str, str]] = field(default_factory=dict)
+    forced: bool = False
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _row_ranges(rows: int, shards: int) -> list[dict[str, int]]:
+    size = math.ceil(rows / shards)
+    return [
+        {"index": i, "row_start": i * size, "row_end": min(rows, (i + 1) * size)}
+        for i in range(shards)
+        if i * size < rows
+    ]
+
+
+def decide(
+    policy: SizingPolicy,
+    rows: int,
+    class_counts: dict[str, int] | None = None,
+    force_tier: str | None = None,
+    spec_file: str = "the pipeline spec",
+) -> Decision:
+    class_counts = dict(class_counts or {})
+    if rows < 0:
+        raise ValueError(f"rows must not be negative, got {rows}")
+    if rows == 0:
+        return Decision(NO_PREDICTIONS, 0, class_counts, reason="inference produced no rows")
+    tiers = {t.name: t for t in policy.tiers}
+    largest = policy.tiers[-1]
+    scale = policy.scale_out
+    if force_tier is not None:
+        if force_tier not in tiers:
+            raise ValueError(f"force_tier {force_tier!r} is not a tier; choose one of {', '.join(tiers)}")
+        tier = tiers[force_tier]
+        shards = 1
+        if tier is largest and rows > largest.max_rows:
+            shards = min(math.ceil(rows / scale.rows_per_shard), scale.max_shards)
+        return Decision(
+            tier.name, rows, class_counts, _row_ranges(rows, shards), tier.resources.as_k8s_dict(),
+            forced=True, reason=f"force_tier={force_tier} from the run's conf ({rows:,} rows)",
+        )
+    for tier in policy.tiers:
+        if rows <= tier.max_rows:
+            return Decision(
+                tier.name, rows, class_counts, _row_ranges(rows, 1), tier.resources.as_k8s_dict(),
+                reason=f"{rows:,} rows <= {tier.name}.max_rows {tier.max_rows:,}",
+            )
+    capacity = scale.max_shards * scale.rows_per_shard
+    if rows > capacity:
+        needed_shards = math.ceil(rows / scale.rows_per_shard)
+        needed_rows = math.ceil(rows / scale.max_shards)
+        raise CapacityError(
+            f"{rows:,} predictions exceed what the sizing policy can post-process "
+            f"({scale.max_shards} shards x {scale.rows_per_shard:,} rows = {capacity:,}). In {spec_file}, raise "
+            f"sizing.scale_out.max_shards to at least {needed_shards} or sizing.scale_out.rows_per_shard to at "
+            f"least {needed_rows:,} (and the largest tier's memory with it)."
+        )
+    shards = min(math.ceil(rows / scale.rows_per_shard), scale.max_shards)
+    return Decision(
+        largest.name, rows, class_counts, _row_ranges(rows, shards), largest.resources.as_k8s_dict(),
+        reason=f"{rows:,} rows > {largest.name}.max_rows {largest.max_rows:,}: {shards} shards of <= {scale.rows_per_shard:,}",
+    )
+
+
+def escalate(policy: SizingPolicy, resources: dict[str, dict[str, str]]) -> tuple[str, dict[str, dict[str, str]]]:
+    """Resources for the one retry after an OOM kill: the next tier up, or twice the memory at the top.
+
+    Returns (label, resources); the label names where it went ("medium", "large x2 memory").
+    """
+    limit = parse_quantity(resources["limits"]["memory"])
+    for tier in policy.tiers:
+        if parse_quantity(tier.resources.limits.memory) > limit:
+            return tier.name, tier.resources.as_k8s_dict()
+    doubled = {
+        "requests": {**resources["requests"], "memory": _double(resources["requests"]["memory"])},
+        "limits": {**resources["limits"], "memory": _double(resources["limits"]["memory"])},
+    }
+    return f"{policy.tiers[-1].name} x2 memory", doubled
+
+
+def _double(quantity: str) -> str:
+    mib = parse_quantity(quantity) * 2 / Decimal(2**20)
+    return f"{int(mib.to_integral_value(rounding='ROUND_CEILING'))}Mi"
+
+
+def k8s_resources(resources: dict[str, dict[str, str]]):
+    """V1ResourceRequirements from the dict that travels through XCom."""
+    from kubernetes.client import V1ResourceRequirements
+
+    return V1ResourceRequirements(
+        requests=dict(resources.get("requests") or {}),
+        limits=dict(resources.get("limits") or {}),
+    )
