@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, Param, XComArg, chain
 
 from water.docs import dag_doc
-from water.operators.sizing import NoPredictionsOperator, SizePostprocessOperator
+from water.operators.sizing import PLAN_SHARDS, NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
 from water.sizing import NO_PREDICTIONS
 from water.spec import PipelineSpec, load_pipeline
 from water.targets import Target, get_target
@@ -62,11 +62,13 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
             stats,
             size,
         )
-        largest = spec.sizing.tiers[-1]
-        shards = XComArg(size)  # the shard list the decision made
-        tiers = [target.postprocess(spec, t, shards if t is largest else None) for t in spec.sizing.tiers]
-        size >> [NoPredictionsOperator(task_id=NO_PREDICTIONS, execution_timeout=timedelta(minutes=5)), *tiers]
-        tiers >> target.commit_outputs(spec, size.task_id) >> target.publish(spec)
+        plan = PlanShardsOperator(task_id=PLAN_SHARDS, decision_task_id=size.task_id, execution_timeout=timedelta(minutes=5))
+        *fixed, largest = spec.sizing.tiers
+        tiers = [target.postprocess(spec, t, None) for t in fixed]
+        fan_out = target.postprocess(spec, largest, XComArg(plan))  # mapped over the shards
+        size >> [NoPredictionsOperator(task_id=NO_PREDICTIONS, execution_timeout=timedelta(minutes=5)), *tiers, plan]
+        plan >> fan_out
+        [*tiers, fan_out] >> target.commit_outputs(spec, size.task_id) >> target.publish(spec)
     return dag
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 TASK_ORDER = (
     "extract", "features", "training_set", "preprocess", "train", "batch_inference",
-    "inference_stats", "size_postprocess", "no_predictions", "postprocess", "commit_outputs", "publish",
+    "inference_stats", "size_postprocess", "no_predictions", "plan_shards", "postprocess", "commit_outputs", "publish",
 )
 
 

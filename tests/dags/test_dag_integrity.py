@@ -37,7 +37,8 @@ def test_graph_is_the_pipeline(dagbag, dag_id):
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     tiers = [f"postprocess_{t}" for t in ("small", "medium", "large")]
-    assert dag.get_task("size_postprocess").downstream_task_ids == {"no_predictions", *tiers}
+    assert dag.get_task("size_postprocess").downstream_task_ids == {"no_predictions", *tiers[:2], "plan_shards"}
+    assert dag.get_task("plan_shards").downstream_task_ids == {"postprocess_large"}
     for tier in tiers:
         assert dag.get_task(tier).downstream_task_ids == {"commit_outputs"}
     assert dag.get_task("commit_outputs").trigger_rule == "none_failed_min_one_success"

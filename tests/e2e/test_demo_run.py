@@ -27,7 +27,7 @@ USERS = 20_000
 WATER = str(Path(sys.executable).parent / "water")
 STAGES = ("extract", "features", "training_set", "preprocess", "train", "batch_inference",
           "inference_stats", "size_postprocess", "postprocess_small", "commit_outputs", "publish")
-SKIPPED = ("no_predictions", "postprocess_medium", "postprocess_large")
+SKIPPED = ("no_predictions", "postprocess_medium", "plan_shards", "postprocess_large")
 
 
 def water_run(state_dir: Path) -> dict:

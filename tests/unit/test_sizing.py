@@ -124,7 +124,7 @@ def test_operator_counts_when_stats_are_missing_and_honours_force_tier():
     branch = operator(counter=lambda ds: {"cook": 3, "browse": 4}).choose_branch(
         {"ti": ti, "ds": "2026-11-01", "params": {"force_tier": "large"}}
     )
-    assert branch == "postprocess_large"
+    assert branch == "plan_shards"  # the largest tier maps over plan_shards' list
     assert ti.pushed["decision"]["counts_from"] == "counted" and ti.pushed["decision"]["forced"] is True
 
 

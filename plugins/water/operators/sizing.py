@@ -3,9 +3,11 @@
 Target-agnostic. It reuses the counts inference_stats already took (rows, rows per class);
 only when they are missing does it count again, with the target's counter (a pushed-down
 aggregate, never a load). The decision goes to XCom as `decision` ({tier, rows,
-class_counts, shards, resources, forced, reason}); the task's return value is the shard list,
-which the largest tier's post-processing task is mapped over (Airflow maps only over return
-values, and branching does not use them).
+class_counts, shards, resources, forced, reason}).
+
+The largest tier is mapped over the decision's shards. Airflow maps only over a task's
+return value, and a branch that skips ends its task before the return value is pushed; so
+for that tier the branch leads to `plan_shards`, which returns the shard list to map over.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from airflow.sdk import BaseBranchOperator, BaseOperator
 
 from water.sizing import NO_PREDICTIONS, decide
 from water.spec import SizingPolicy
+
+
+PLAN_SHARDS = "plan_shards"
 
 
 def postprocess_task_id(tier: str) -> str:
@@ -57,15 +62,29 @@ class SizePostprocessOperator(BaseBranchOperator):
         figures = {**decision.as_dict(), "counts_from": source}
         self.log.info("sizing decision: %s", figures)
         context["ti"].xcom_push(key="decision", value=figures)
-        self._shards = decision.shards
         if decision.tier == NO_PREDICTIONS:
             return NO_PREDICTIONS
+        if decision.tier == self.policy.tiers[-1].name:
+            return PLAN_SHARDS
         return postprocess_task_id(decision.tier)
 
 
+
+
+class PlanShardsOperator(BaseOperator):
+    """Returns the sizing decision's shards: the list the largest tier's task maps over."""
+
+    def __init__(self, *, decision_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.decision_task_id = decision_task_id
+
     def execute(self, context: Any) -> list[dict[str, int]]:
-        super().execute(context)  # choose_branch, then skip the other branches
-        return self._shards
+        decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision")
+        shards = list((decision or {}).get("shards") or [])
+        if not shards:
+            raise ValueError(f"no shards in {self.decision_task_id}'s decision: {decision}")
+        self.log.info("%d shard(s) of %s rows: %s", len(shards), decision["rows"], shards)
+        return shards
 
 
 class NoPredictionsOperator(BaseOperator):
