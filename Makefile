@@ -32,6 +32,7 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/sizing.py
 
 # Recompile requirements.txt from requirements.in (needs the registry).
 lock: setup
