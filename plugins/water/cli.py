@@ -75,7 +75,6 @@ def run(
     from water import runner, summary
     from water.spec import SpecError
 
-    ds = _ds(ds, pipeline)
     run_conf = None
     if conf:
         try:
@@ -83,6 +82,7 @@ def run(
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--conf is not JSON: {exc}") from None
     try:
+        ds = _ds(ds, pipeline)
         result = runner.run_pipeline(
             pipeline, ds, users=users, conf=run_conf, retries=retries, console=err if as_json else console, mixes=_mixes(mix)
         )

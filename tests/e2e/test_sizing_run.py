@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from water.spec import parse_quantity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -73,7 +74,9 @@ def test_output_size_picks_the_tier(project, users, tier, shards):
     assert len(chosen) == shards and all(t.startswith(f"postprocess_{tier}") for t in chosen)
     assert s["no_predictions"] == "skipped"
     figures = {t["task_id"]: t["figures"] for t in summary["tasks"]}
-    limit = {"small": 512, "medium": 2048, "large": 6144}[tier]
+    spec = yaml.safe_load((project / "include" / "pipelines" / "recipe_engagement.yaml").read_text())
+    limit = next(t for t in spec["sizing"]["tiers"] if t["name"] == tier)["resources"]["limits"]["memory"]
+    limit = int(parse_quantity(limit) / 2**20)
     assert all(figures[t]["memory_limit_mb"] == limit for t in chosen)
     assert sum(figures[t]["rows_out"] for t in chosen) == users
     assert figures["commit_outputs"]["shards"] == shards

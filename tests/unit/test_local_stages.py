@@ -220,8 +220,10 @@ def test_postprocess_killed_for_memory_is_retried_once_a_tier_up(env):
     op.container_resources = TINY  # an undersized pod: the real entrypoint cannot even import pyarrow
     figures = run(op)
     assert figures["escalated"]["from_memory_limit"] == "40Mi"
-    assert figures["escalated"]["to"] == "small" and figures["escalated"]["to_memory_limit"] == "512Mi"
-    assert figures["memory_limit_mb"] == 512 and figures["rows_out"] == env.figures["inference_stats"]["rows"]
+    small = env.spec.sizing.tiers[0].resources
+    assert figures["escalated"]["to"] == "small" and figures["escalated"]["to_memory_limit"] == small.limits.memory
+    assert figures["memory_limit_mb"] == small.memory_limit_bytes / 2**20
+    assert figures["rows_out"] == env.figures["inference_stats"]["rows"]
 
 
 def test_escalation_happens_once_only(env):

@@ -10,7 +10,7 @@ from water.operators.sizing import SizePostprocessOperator
 from water.sizing import NO_PREDICTIONS, CapacityError, decide, escalate, k8s_resources
 from water.spec import SizingPolicy, load_pipeline
 
-POLICY = load_pipeline("recipe_engagement").sizing  # small <= 200k, medium <= 2M, large <= 8M; 8M/shard, 16 shards
+POLICY = load_pipeline("recipe_engagement").sizing  # small <= 1M, medium <= 4M, large <= 8M; 8M/shard, 16 shards
 SMALL, MEDIUM, LARGE = (t.max_rows for t in POLICY.tiers)
 PER_SHARD, MAX_SHARDS = POLICY.scale_out.rows_per_shard, POLICY.scale_out.max_shards
 
@@ -74,8 +74,8 @@ def test_xcom_dict_becomes_v1_resource_requirements():
 
     resources = k8s_resources(decide(POLICY, MEDIUM).resources)
     assert isinstance(resources, V1ResourceRequirements)
-    assert resources.limits == {"cpu": "1", "memory": "2Gi"}
-    assert resources.requests == {"cpu": "1", "memory": "1Gi"}
+    assert resources.limits == {"cpu": "1", "memory": "1536Mi"}
+    assert resources.requests == {"cpu": "500m", "memory": "768Mi"}
 
 
 def test_escalation_goes_one_tier_up_then_doubles():
@@ -84,7 +84,7 @@ def test_escalation_goes_one_tier_up_then_doubles():
     assert escalate(POLICY, medium) == ("large", large)
     label, doubled = escalate(POLICY, large)
     assert label == "large x2 memory"
-    assert doubled["limits"]["memory"] == "12288Mi" and doubled["requests"]["memory"] == "8192Mi"
+    assert doubled["limits"]["memory"] == "6144Mi" and doubled["requests"]["memory"] == "3072Mi"
     assert doubled["limits"]["cpu"] == large["limits"]["cpu"]
 
 
@@ -116,7 +116,7 @@ def test_operator_reuses_inference_stats_and_pushes_the_decision():
     decision = ti.pushed["decision"]
     assert decision["tier"] == "medium" and decision["rows"] == SMALL + 5 and decision["counts_from"] == "inference_stats"
     assert decision["class_counts"] == {"cook": SMALL, "browse": 5, "dormant": 0}
-    assert decision["resources"]["limits"]["memory"] == "2Gi"
+    assert decision["resources"]["limits"]["memory"] == "1536Mi"
 
 
 def test_operator_counts_when_stats_are_missing_and_honours_force_tier():

@@ -18,13 +18,14 @@ def count_predictions(folder: Path, threads: int = 2) -> dict[str, int]:
     if not files:
         return {}
     columns = ", ".join(f"'{k}': '{v}'" for k, v in PREDICTION_COLUMNS.items())
+    query = f"SELECT class, count(*) FROM read_csv($file, header = false, columns = {{{columns}}}) GROUP BY class"
+    counts: dict[str, int] = {}
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"SET threads = {int(threads)}")
-        rows = con.execute(
-            f"SELECT class, count(*) FROM read_csv($files, header = false, columns = {{{columns}}}) GROUP BY class",
-            {"files": files},
-        ).fetchall()
+        for file in files:  # one file at a time: memory stays flat however many files there are
+            for cls, n in con.execute(query, {"file": file}).fetchall():
+                counts[str(cls)] = counts.get(str(cls), 0) + int(n)
     finally:
         con.close()
-    return {str(cls): int(n) for cls, n in sorted(rows)}
+    return dict(sorted(counts.items()))

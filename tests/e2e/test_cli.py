@@ -1,0 +1,79 @@
+"""The `water` command as a person uses it: exit codes and what it says when things go wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+WATER = str(Path(sys.executable).parent / "water")
+
+
+def water(*args: str, project: Path = ROOT, state: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WATER_PROJECT_ROOT": str(project), "COLUMNS": "160"}
+    if state is not None:
+        env["WATER_STATE_DIR"] = str(state)
+    return subprocess.run([WATER, *args], cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture()
+def project(tmp_path):
+    shutil.copytree(ROOT / "include", tmp_path / "include")
+    shutil.copytree(ROOT / "dags", tmp_path / "dags")
+    return tmp_path
+
+
+def test_version_and_help():
+    assert water("--version").stdout.strip().startswith("water ")
+    help_text = water("--help").stdout
+    assert "Local runs" in help_text and "run" in help_text and "seed" in help_text
+
+
+def test_validate_passes_on_the_repository():
+    result = water("validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "problem(s)" in result.stdout and "0 problem(s)" in result.stdout
+
+
+def test_validate_names_file_and_field(project):
+    spec = project / "include" / "pipelines" / "recipe_engagement.yaml"
+    spec.write_text(spec.read_text().replace("worker_type: G.1X", "worker_type: G.3X"))
+    result = water("validate", project=project, state=project / ".water")
+    assert result.returncode == 1
+    assert "include/pipelines/recipe_engagement.yaml" in result.stdout
+    assert "features.worker_type" in result.stdout
+
+
+def test_run_with_a_bad_spec_exits_2_naming_file_and_field(project):
+    spec = project / "include" / "pipelines" / "recipe_engagement.yaml"
+    spec.write_text(spec.read_text().replace("memory: 1Gi", "memory: 1 GB"))
+    result = water("run", project=project, state=project / ".water")
+    assert result.returncode == 2
+    assert "include/pipelines/recipe_engagement.yaml" in result.stderr
+    assert "preprocess.resources.limits.memory" in result.stderr
+
+
+def test_bad_date_is_refused():
+    result = water("run", "--date", "2026-13-01")
+    assert result.returncode == 2 and "is not a date" in result.stderr
+
+
+@pytest.mark.e2e
+def test_failed_run_exits_1_naming_the_task_and_its_error(project):
+    sql = project / "include" / "sql" / "recipe_engagement" / "extract.sql"
+    sql.write_text(sql.read_text().replace("`app.recipe_events`", "`app.recipe_event`"))
+    result = water("run", "--users", "500", "--json", project=project, state=project / ".water")
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "failed"
+    states = {t["task_id"]: t["state"] for t in summary["tasks"]}
+    assert states["extract"] == "failed" and states["features"] == "upstream_failed"
+    assert "run failed at extract" in result.stderr
+    assert "table app.recipe_event has no Parquet files" in result.stderr  # the log tail
