@@ -192,7 +192,7 @@ def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> 
             states = summary.task_states(pipeline, ds, since=since)
         except Exception:  # the child may hold a write lock on SQLite for a moment
             states = {}
-        for task_id in sorted(states, key=summary._order):
+        for task_id in sorted(states, key=summary.task_order):
             state = states[task_id]
             if shown.get(task_id) == state or state in ("none", "scheduled", "queued"):
                 continue

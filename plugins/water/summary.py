@@ -18,7 +18,7 @@ TASK_ORDER = (
 )
 
 
-def _order(task_id: str) -> tuple[int, str]:
+def task_order(task_id: str) -> tuple[int, str]:
     base = task_id.split("[")[0]
     if base.startswith("postprocess_"):
         base = "postprocess"
@@ -89,7 +89,7 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
             if key == "decision" or isinstance(value, dict):  # the sizing task returns its shard list
                 figures.setdefault(_label(t, m), value)
         tasks = []
-        for ti in sorted(tis, key=lambda t: (_order(t.task_id), t.map_index)):
+        for ti in sorted(tis, key=lambda t: (task_order(t.task_id), t.map_index)):
             label = _label(ti.task_id, ti.map_index)
             state = ti.state.value if hasattr(ti.state, "value") else (ti.state or "none")
             duration = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else None
