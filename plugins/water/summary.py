@@ -114,7 +114,8 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
             "tasks": tasks,
         }
     wall = (ended - started).total_seconds() if started and ended else None
-    work = sum(t["seconds"] or 0 for t in tasks)
+    # A stage's own work (timed inside the operator), else its task duration.
+    work = sum(t["figures"].get("work_seconds", t["seconds"] or 0) for t in tasks)
     summary["wall_seconds"] = round(wall, 2) if wall is not None else None
     summary["task_seconds"] = round(work, 2)
     summary["overhead_ratio"] = round(wall / work, 3) if wall and work else None
@@ -208,8 +209,8 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         lines.append(f"{task_id}: OOMKilled at {e['from_memory_limit']}, retried once as {e['to']} ({e['to_memory_limit']})")
     if summary.get("wall_seconds") is not None:
         lines.append(
-            f"wall {summary['wall_seconds']:.1f}s for {summary['task_seconds']:.1f}s of task work "
-            f"(overhead ratio {summary['overhead_ratio']})"
+            f"run span {summary['wall_seconds']:.1f}s for {summary['task_seconds']:.1f}s of stage work "
+            f"(orchestration overhead ratio {summary['overhead_ratio']})"
         )
     for line in lines:
         console.print(line)
