@@ -38,9 +38,15 @@ EVENT_RATES = np.array(
 MEAN_DURATION_S = np.array([45.0, 5.0, 1500.0, 12.0, 8.0])
 LABELLED_FRACTION = 0.25
 LABEL_NOISE = 0.03
-# A fixed rule on the features (no events -> dormant; a cook -> cook; else browse) scores
-# about 0.80 on this data; the trained model must do at least this well.
+# A fixed rule on the day's features (at most 2 events -> dormant; a cook -> cook; else
+# browse) scores about 0.81 on the labels (0.80 to 0.81 from 20k to 50k users); the signal is
+# at least this learnable, and the trained model must reach this floor.
 GUARANTEED_ACCURACY = 0.75
+
+
+def rule_segment(n_events: int, n_cooks: int) -> str:
+    """The fixed rule behind GUARANTEED_ACCURACY."""
+    return "dormant" if n_events <= 2 else "cook" if n_cooks >= 1 else "browse"
 MANIFEST = "_seed.json"
 SIGNUPS_FROM = date(2025, 1, 1)  # users signed up over the 600 days from here
 

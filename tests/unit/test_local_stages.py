@@ -86,6 +86,17 @@ def test_features_runs_the_glue_script_on_local_spark(env):
     assert features.column("user_id").to_pylist() == sorted(features.column("user_id").to_pylist())
 
 
+@pytest.mark.spark
+def test_generator_keeps_its_guaranteed_signal(env):
+    """The seeded labels are learnable: a fixed rule on the features reaches the floor."""
+    features = pq.read_table(partition(env, lake.FEATURES)).to_pandas().set_index("user_id")
+    labels = pq.read_table(partition(env, lake.LABELS)).to_pandas().set_index("user_id")
+    joined = labels.join(features, how="inner")
+    guessed = [seed.rule_segment(e, c) for e, c in zip(joined.n_events, joined.n_cooks)]
+    accuracy = sum(g == s for g, s in zip(guessed, joined.segment)) / len(joined)
+    assert accuracy >= seed.GUARANTEED_ACCURACY
+
+
 def test_training_set_runs_the_athena_sql_on_duckdb(env):
     figures = run(env.target.training_set(env.spec), env.figures)
     table = pq.read_table(partition(env, lake.TRAINING))
