@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
-# How production passes the parameters: BigQuery named DATE parameters; Athena positional strings.
+# (schema, table) -> (Parquet glob, Hive partition column types)
 TableResolver = Callable[[str | None, str], tuple[str, dict[str, str]]]
 
 
