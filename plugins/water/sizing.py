@@ -46,6 +46,11 @@ def _row_ranges(rows: int, shards: int) -> list[dict[str, int]]:
     ]
 
 
+def _shard_count(policy: SizingPolicy, rows: int) -> int:
+    """Shards of at most rows_per_shard, clamped to max_shards."""
+    return min(math.ceil(rows / policy.scale_out.rows_per_shard), policy.scale_out.max_shards)
+
+
 def decide(
     policy: SizingPolicy,
     rows: int,
@@ -65,9 +70,7 @@ def decide(
         if force_tier not in tiers:
             raise ValueError(f"force_tier {force_tier!r} is not a tier; choose one of {', '.join(tiers)}")
         tier = tiers[force_tier]
-        shards = 1
-        if tier is largest and rows > largest.max_rows:
-            shards = min(math.ceil(rows / scale.rows_per_shard), scale.max_shards)
+        shards = _shard_count(policy, rows) if tier is largest and rows > largest.max_rows else 1
         return Decision(
             tier.name, rows, class_counts, _row_ranges(rows, shards), tier.resources.as_k8s_dict(),
             forced=True, reason=f"force_tier={force_tier} from the run's conf ({rows:,} rows)",
@@ -80,7 +83,7 @@ def decide(
             )
     capacity = scale.max_shards * scale.rows_per_shard
     if rows > capacity:
-        needed_shards = math.ceil(rows / scale.rows_per_shard)
+        needed_shards = math.ceil(rows / scale.rows_per_shard)  # what max_shards would have to allow
         needed_rows = math.ceil(rows / scale.max_shards)
         raise CapacityError(
             f"{rows:,} predictions exceed what the sizing policy can post-process "
@@ -88,7 +91,7 @@ def decide(
             f"sizing.scale_out.max_shards to at least {needed_shards} or sizing.scale_out.rows_per_shard to at "
             f"least {needed_rows:,} (and the largest tier's memory with it)."
         )
-    shards = min(math.ceil(rows / scale.rows_per_shard), scale.max_shards)
+    shards = _shard_count(policy, rows)
     return Decision(
         largest.name, rows, class_counts, _row_ranges(rows, shards), largest.resources.as_k8s_dict(),
         reason=f"{rows:,} rows > {largest.name}.max_rows {largest.max_rows:,}: {shards} shards of <= {scale.rows_per_shard:,}",

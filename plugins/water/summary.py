@@ -57,7 +57,14 @@ def task_states(dag_id: str, ds: str, since: datetime | None = None) -> dict[str
                 TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
             )
         ).all()
-    return {_label(t, m): (str(s.value if hasattr(s, "value") else s) if s else "none") for t, m, s in rows}
+    return {_label(t, m): _state_name(s) for t, m, s in rows}
+
+
+def _state_name(state: Any) -> str:
+    """'success', 'failed', ... from an Airflow state enum or string; 'none' before scheduling."""
+    if not state:
+        return "none"
+    return str(state.value if hasattr(state, "value") else state)
 
 
 def _label(task_id: str, map_index: int) -> str:
@@ -86,30 +93,29 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
         figures: dict[str, Any] = {}
         for t, m, key, v in sorted(xcoms, key=lambda row: row[2] != "decision"):
             value = XComModel.deserialize_value(_Row(v))
-            if key == "decision" or isinstance(value, dict):  # the sizing task returns its shard list
+            # A branch returns a task id and plan_shards a list: only dicts (and decisions) are figures.
+            if key == "decision" or isinstance(value, dict):
                 figures.setdefault(_label(t, m), value)
         tasks = []
         for ti in sorted(tis, key=lambda t: (task_order(t.task_id), t.map_index)):
             label = _label(ti.task_id, ti.map_index)
-            state = ti.state.value if hasattr(ti.state, "value") else (ti.state or "none")
             duration = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else None
             tasks.append(
                 {
                     "task_id": label,
-                    "state": str(state),
+                    "state": _state_name(ti.state),
                     "try_number": ti.try_number,
                     "seconds": round(duration, 2) if duration is not None else None,
                     "figures": figures.get(label) or {},
                 }
             )
-        run_state = run.state.value if hasattr(run.state, "value") else str(run.state)
         started = min((ti.start_date for ti in tis if ti.start_date), default=None)
         ended = max((ti.end_date for ti in tis if ti.end_date), default=None)
         summary = {
             "dag_id": dag_id,
             "ds": ds,
             "run_id": run.run_id,
-            "state": run_state,
+            "state": _state_name(run.state),
             "conf": run.conf or {},
             "tasks": tasks,
         }

@@ -189,14 +189,16 @@ class LocalPodOperator(LocalStageOperator):
             argv += [f"--{name.replace('_', '-')}", str(value)]
         if self.shard:
             argv += ["--row-start", str(self.shard["row_start"]), "--row-end", str(self.shard["row_end"])]
-        rows_in = 0
-        for flag, dataset in self.inputs.items():
-            folder = self.require(dataset, ds)
-            if not self.shard:  # a shard knows its rows; counting the whole input per shard is waste
-                rows_in += self._count(folder, "parquet" if any(folder.rglob("*.parquet")) else "csv")
+        sources = {flag: self.require(dataset, ds) for flag, dataset in self.inputs.items()}
+        for flag, folder in sources.items():
             argv += [f"--{flag}", file_uri(folder)]
-        if self.shard:
+        if self.shard:  # a shard knows its rows; counting the whole input per shard is waste
             rows_in = self.shard["row_end"] - self.shard["row_start"]
+        else:
+            rows_in = sum(
+                self._count(folder, "parquet" if any(folder.rglob("*.parquet")) else "csv")
+                for folder in sources.values()
+            )
         with staged({flag: self._output_uri(dataset, ds) for flag, (dataset, _) in self.outputs.items()}) as out:
             for flag, folder in out.items():
                 argv += [f"--{flag}", file_uri(folder)]
