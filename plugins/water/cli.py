@@ -93,7 +93,7 @@ def run(
         print(json.dumps(result.summary, indent=2, sort_keys=True, default=str))
     else:
         summary.render(result.summary, console)
-        console.print(f"summary: {result.json_path.relative_to(paths.project_root()) if result.json_path.is_relative_to(paths.project_root()) else result.json_path}")
+        console.print(f"summary: {paths.shown(result.json_path)}")
     if not result.ok:
         failed = [t["task_id"] for t in result.summary.get("tasks", []) if t["state"] == "failed"]
         err.print(f"[bold red]run failed[/] at {', '.join(failed) or 'start-up'}; log tail:")
@@ -139,7 +139,7 @@ def validate() -> None:
     for spec_file in sorted(paths.pipelines_dir().glob("*.yaml")):
         try:
             load_spec(spec_file)
-            console.print(f"[green]ok[/]   {spec_file.relative_to(paths.project_root())}")
+            console.print(f"[green]ok[/]   {paths.shown(spec_file)}")
         except SpecError as exc:
             problems += 1
             console.print(f"[red]bad[/]  {exc}")

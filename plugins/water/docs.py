@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from water.spec import PipelineSpec, spec_path
 from water import paths
+from water.spec import PipelineSpec, spec_path
 
 
 def dag_doc(spec: PipelineSpec, target: str) -> str:
-    try:
-        spec_file = spec_path(spec.name).relative_to(paths.project_root())
-    except ValueError:
-        spec_file = spec_path(spec.name)
+    spec_file = paths.shown(spec_path(spec.name))
     tiers = "\n".join(
         f"| {t.name} | ≤ {t.max_rows:,} | {t.resources.requests.cpu} / {t.resources.limits.cpu} "
         f"| {t.resources.requests.memory} / {t.resources.limits.memory} |"

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, Param, XComArg, chain
 
+from water import paths
 from water.docs import dag_doc
 from water.operators.sizing import PLAN_SHARDS, NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
 from water.sizing import NO_PREDICTIONS
-from water.spec import PipelineSpec, load_pipeline
+from water.spec import PipelineSpec, load_pipeline, spec_path
 from water.targets import Target, get_target
 
 
@@ -49,7 +50,7 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
             policy=spec.sizing,
             stats_task_id=stats.task_id,
             count_predictions=target.prediction_counter(spec),
-            spec_file=f"include/pipelines/{spec.name}.yaml",
+            spec_file=str(paths.shown(spec_path(spec.name))),
             execution_timeout=spec.inference.timeout,
         )
         chain(

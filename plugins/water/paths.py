@@ -15,6 +15,12 @@ def project_root() -> Path:
     return Path(override).resolve() if override else Path(__file__).resolve().parents[2]
 
 
+def shown(path: Path | str) -> Path:
+    """A path as people read it: relative to the project root when it lies inside."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(project_root()) if resolved.is_relative_to(project_root()) else Path(path)
+
+
 def include_dir() -> Path:
     return project_root() / "include"
 

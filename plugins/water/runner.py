@@ -93,8 +93,7 @@ def run_pipeline(
     log_path = run_dir / f"ds={ds}.{stamp}.log"
     if retries is not None:
         os.environ["WATER_RETRIES"] = str(retries)  # read by the factory when the DAG is parsed
-    shown = log_path.relative_to(paths.project_root()) if log_path.is_relative_to(paths.project_root()) else log_path
-    console.print(f"running [bold]{pipeline}[/] for ds={ds} (log: {shown})")
+    console.print(f"running [bold]{pipeline}[/] for ds={ds} (log: {paths.shown(log_path)})")
     started = datetime.now(timezone.utc)
     error = _dag_test_logged(pipeline, ds, conf, log_path, console, started)
     result = summary.collect(pipeline, ds) or {"dag_id": pipeline, "ds": ds, "state": "failed", "tasks": []}

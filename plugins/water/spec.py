@@ -367,10 +367,7 @@ def spec_path(name: str) -> Path:
 def load_spec(path: Path | str, include_dir: Path | None = None) -> PipelineSpec:
     """Read and validate one spec file. Raises SpecError naming the file and fields."""
     path = Path(path)
-    try:
-        shown = path.resolve().relative_to(paths.project_root())
-    except ValueError:
-        shown = path
+    shown = paths.shown(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
