@@ -23,6 +23,17 @@ def water(*args: str, project: Path = ROOT, state: Path | None = None, timeout: 
     return subprocess.run([WATER, *args], cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+SPEC = "include/pipelines/recipe_engagement.yaml"
+
+
+def edit(project: Path, relative: str, old: str, new: str) -> None:
+    """Break one file of the copied project; `old` must be there."""
+    path = project / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
 @pytest.fixture()
 def project(tmp_path):
     shutil.copytree(ROOT / "include", tmp_path / "include")
@@ -43,20 +54,18 @@ def test_validate_passes_on_the_repository():
 
 
 def test_validate_names_file_and_field(project):
-    spec = project / "include" / "pipelines" / "recipe_engagement.yaml"
-    spec.write_text(spec.read_text().replace("worker_type: G.1X", "worker_type: G.3X"))
+    edit(project, SPEC, "worker_type: G.1X", "worker_type: G.3X")
     result = water("validate", project=project, state=project / ".water")
     assert result.returncode == 1
-    assert "include/pipelines/recipe_engagement.yaml" in result.stdout
+    assert SPEC in result.stdout
     assert "features.worker_type" in result.stdout
 
 
 def test_run_with_a_bad_spec_exits_2_naming_file_and_field(project):
-    spec = project / "include" / "pipelines" / "recipe_engagement.yaml"
-    spec.write_text(spec.read_text().replace("memory: 1Gi", "memory: 1 GB"))
+    edit(project, SPEC, "memory: 1Gi", "memory: 1 GB")
     result = water("run", project=project, state=project / ".water")
     assert result.returncode == 2
-    assert "include/pipelines/recipe_engagement.yaml" in result.stderr
+    assert SPEC in result.stderr
     assert "preprocess.resources.limits.memory" in result.stderr
 
 
@@ -67,8 +76,7 @@ def test_bad_date_is_refused():
 
 @pytest.mark.e2e
 def test_failed_run_exits_1_naming_the_task_and_its_error(project):
-    sql = project / "include" / "sql" / "recipe_engagement" / "extract.sql"
-    sql.write_text(sql.read_text().replace("`app.recipe_events`", "`app.recipe_event`"))
+    edit(project, "include/sql/recipe_engagement/extract.sql", "`app.recipe_events`", "`app.recipe_event`")
     result = water("run", "--users", "500", "--json", project=project, state=project / ".water")
     assert result.returncode == 1
     summary = json.loads(result.stdout)
