@@ -1,0 +1,1 @@
+"""Offline contract checks of the deployment configuration (Helm values, IAM, Dockerfile)."""
