@@ -209,6 +209,24 @@ class AthenaStage(Strict):
     timeout: Duration = timedelta(minutes=30)
 
 
+class Toleration(Strict):
+    """A Kubernetes toleration of the pod (cloud target), as in a pod spec."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class Placement(Strict):
+    """Where and how patiently a pod is scheduled on the cluster (cloud target; unused locally)."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    startup_timeout: Duration = timedelta(minutes=10)
+
+
 class PodStage(Strict):
     """A container entrypoint run as a Kubernetes pod (locally as a limited subprocess)."""
 
@@ -216,6 +234,7 @@ class PodStage(Strict):
     image: str = "water-jobs"
     args: dict[str, ArgValue] = Field(default_factory=dict)
     resources: Resources
+    placement: Placement = Placement()
     timeout: Duration = timedelta(hours=1)
 
 
@@ -225,6 +244,7 @@ class PostprocessStage(Strict):
     entrypoint: IncludeFile
     image: str = "water-jobs"
     args: dict[str, ArgValue] = Field(default_factory=dict)
+    placement: Placement = Placement()
     timeout: Duration = timedelta(hours=1)
 
 

@@ -7,7 +7,7 @@ import os
 from water.targets.base import Target
 
 DEFAULT_TARGET = "local"
-TARGETS = ("local",)
+TARGETS = ("local", "cloud")
 
 
 def target_name() -> str:
@@ -20,4 +20,8 @@ def get_target(name: str | None = None) -> Target:
         from water.targets.local import LocalTarget
 
         return LocalTarget.from_environment()
+    if name == "cloud":
+        from water.targets.cloud import CloudTarget
+
+        return CloudTarget.from_environment()
     raise ValueError(f"WATER_TARGET={name!r} is not a target water knows; choose one of {', '.join(TARGETS)}")

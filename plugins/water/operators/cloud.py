@@ -1,0 +1,391 @@
+"""Operators of the cloud target that the providers do not ship.
+
+Everything else the cloud target runs is a provider operator as it comes (BigQuery, Glue,
+Athena, SageMaker, transfers). These few fill the gaps, built on the providers' hooks:
+
+- `S3PromotePartitionOperator`: swaps a staged prefix into a lake partition (write aside,
+  then promote), so a failed step leaves the previous good partition in place.
+- `S3CommitShardsOperator`: the same for the post-processing shards the sizing decision chose.
+- `PackageSourceDirOperator`: tars a script-mode source directory and uploads it to S3.
+- `AthenaInferenceStatsOperator`: counts predictions per class with an Athena aggregate and
+  writes `stats/ds=…/inference_stats.json`, as the local target does.
+- `SizedPodOperator`: a KubernetesPodOperator that takes resources as a plain dict (the form
+  that travels through XCom and mapping), adds a shard's row range, and re-runs once on the
+  next tier up when its container was OOMKilled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import BaseOperator
+
+from water.sizing import escalate, k8s_resources
+from water.spec import SizingPolicy
+
+DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PREDICTION_COLUMNS = (("id", "bigint"), ("class", "string"), ("confidence", "double"))  # water's inference contract
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """('bucket', 'key/prefix') of s3://bucket/key/prefix; ValueError for anything else."""
+    match = re.match(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?$", uri)
+    if not match:
+        raise ValueError(f"{uri!r} is not an s3://bucket/prefix URI")
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def checked_ds(ds: str) -> str:
+    if not DS.match(str(ds)):
+        raise ValueError(f"ds {ds!r} is not a YYYY-MM-DD date")
+    return str(ds)
+
+
+# --- S3 partitions -------------------------------------------------------------------------
+
+
+class S3PromotePartitionOperator(BaseOperator):
+    """Replaces the objects under `destination` with those under `sources` (then removes the sources).
+
+    New objects are copied in first and stale ones deleted after, so the partition is never
+    empty; a failure before this task leaves the previous partition untouched. Copies are
+    single CopyObject requests (objects up to 5 GB each).
+    """
+
+    template_fields: Sequence[str] = ("sources", "destination")
+    ui_color = "#f0e4ff"
+
+    def __init__(
+        self,
+        *,
+        sources: list[str],
+        destination: str,
+        aws_conn_id: str | None = "aws_default",
+        allow_empty: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sources, self.destination = list(sources), destination
+        self.aws_conn_id, self.allow_empty = aws_conn_id, allow_empty
+
+    def source_uris(self, context: Any) -> list[str]:
+        return list(self.sources)
+
+    def plan(self, hook: S3Hook, sources: list[str]) -> list[tuple[str, str, str]]:
+        """(source bucket, source key, relative name) of every object to promote."""
+        objects: dict[str, tuple[str, str]] = {}
+        for uri in sources:
+            bucket, prefix = split_s3_uri(uri)
+            for key in hook.list_keys(bucket_name=bucket, prefix=f"{prefix}/") or []:
+                name = key[len(prefix) + 1 :]
+                if not name or name.endswith(("/", "_$folder$")) or Path(name).name.startswith(("_", ".")):
+                    continue  # folder markers, _SUCCESS and the like are not data
+                if name in objects:
+                    raise FileExistsError(f"two sources hold {name}: {objects[name][1]} and {key}")
+                objects[name] = (bucket, key)
+        return [(bucket, key, name) for name, (bucket, key) in sorted(objects.items())]
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        sources = self.source_uris(context)
+        objects = self.plan(hook, sources)
+        if not objects and not self.allow_empty:
+            raise FileNotFoundError(f"nothing to promote into {self.destination}: {', '.join(sources)} hold no data")
+        dest_bucket, dest_prefix = split_s3_uri(self.destination)
+        keep = set()
+        for bucket, key, name in objects:
+            target = f"{dest_prefix}/{name}"
+            hook.copy_object(key, target, source_bucket_name=bucket, dest_bucket_name=dest_bucket)
+            keep.add(target)
+        stale = [k for k in hook.list_keys(bucket_name=dest_bucket, prefix=f"{dest_prefix}/") or [] if k not in keep]
+        if stale:
+            hook.delete_objects(dest_bucket, stale)
+        for bucket in {b for b, _, _ in objects}:
+            hook.delete_objects(bucket, [key for b, key, _ in objects if b == bucket])
+        self.log.info("promoted %d object(s) into %s, removed %d stale", len(objects), self.destination, len(stale))
+        return {"objects": len(objects), "stale_removed": len(stale), "destination": self.destination}
+
+
+class S3CommitShardsOperator(S3PromotePartitionOperator):
+    """Promotes `<shards_root>/shard=NNNN` for as many shards as the sizing decision planned."""
+
+    template_fields: Sequence[str] = ("shards_root", "destination")
+
+    def __init__(self, *, shards_root: str, decision_task_id: str, **kwargs: Any) -> None:
+        super().__init__(sources=[], **kwargs)
+        self.shards_root, self.decision_task_id = shards_root, decision_task_id
+
+    def source_uris(self, context: Any) -> list[str]:
+        decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
+        count = max(1, len(decision.get("shards") or []))
+        return [f"{self.shards_root.rstrip('/')}/shard={i:04d}" for i in range(count)]
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        hook = S3Hook(aws_conn_id=self.aws_conn_id)
+        missing = [uri for uri in self.source_uris(context) if not self.plan(hook, [uri])]
+        if missing:
+            raise FileNotFoundError(f"post-processing shards missing or empty: {', '.join(missing)}")
+        return super().execute(context)
+
+
+# --- SageMaker source directory ------------------------------------------------------------
+
+
+def sourcedir_tarball(folder: Path) -> bytes:
+    """A reproducible sourcedir.tar.gz of the folder (sorted, fixed mtimes, no caches)."""
+    buffer = io.BytesIO()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    if not files:
+        raise FileNotFoundError(f"no files to package in {folder}")
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for path in files:
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(folder)))
+            info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode = 0, 0, 0, "", "", 0o644
+            with path.open("rb") as f:
+                tar.addfile(info, f)
+    return buffer.getvalue()
+
+
+class PackageSourceDirOperator(BaseOperator):
+    """Uploads `folder` as sourcedir.tar.gz to `destination` (an s3:// URI) for script mode."""
+
+    template_fields: Sequence[str] = ("destination",)
+
+    def __init__(self, *, folder: str, destination: str, aws_conn_id: str | None = "aws_default", **kwargs: Any):
+        super().__init__(**kwargs)
+        self.folder, self.destination, self.aws_conn_id = folder, destination, aws_conn_id
+
+    def execute(self, context: Any) -> str:
+        bucket, key = split_s3_uri(self.destination)
+        data = sourcedir_tarball(Path(self.folder))
+        S3Hook(aws_conn_id=self.aws_conn_id).load_bytes(data, key=key, bucket_name=bucket, replace=True)
+        self.log.info("uploaded %s (%d bytes) to %s", self.folder, len(data), self.destination)
+        return self.destination
+
+
+# --- Athena: counting predictions ----------------------------------------------------------
+
+
+def predictions_table_ddl(table: str, location: str) -> str:
+    """An external table over the transform output (CSV `id,class,confidence`), ds by partition projection."""
+    columns = ", ".join(f"`{name}` {kind}" for name, kind in PREDICTION_COLUMNS)
+    location = location.rstrip("/")
+    return (
+        f"CREATE EXTERNAL TABLE IF NOT EXISTS `{table}` ({columns}) "
+        "PARTITIONED BY (`ds` string) "
+        "ROW FORMAT DELIMITED FIELDS TERMINATED BY ',' "
+        f"LOCATION '{location}/' "
+        "TBLPROPERTIES ("
+        "'projection.enabled'='true', 'projection.ds.type'='date', 'projection.ds.format'='yyyy-MM-dd', "
+        "'projection.ds.range'='2000-01-01,NOW', 'projection.ds.interval'='1', 'projection.ds.interval.unit'='DAYS', "
+        f"'storage.location.template'='{location}/ds=${{ds}}')"
+    )
+
+
+def class_counts_query(table: str, ds: str) -> str:
+    return f"SELECT \"class\", count(*) AS n FROM \"{table}\" WHERE ds = '{checked_ds(ds)}' GROUP BY \"class\""
+
+
+class AthenaCounter:
+    """Rows per predicted class of one ds, by an Athena aggregate over the predictions (never a load).
+
+    A plain object (not a lambda) so the sizing operator can hold it: `counter(ds) -> {class: rows}`.
+    """
+
+    def __init__(
+        self, *, table: str, location: str, database: str, workgroup: str, output_location: str,
+        aws_conn_id: str | None, region_name: str | None, sleep_time: int = 5,
+    ) -> None:
+        self.table, self.location, self.database, self.workgroup = table, location, database, workgroup
+        self.output_location, self.aws_conn_id, self.region_name = output_location, aws_conn_id, region_name
+        self.sleep_time = sleep_time
+
+    def requests(self, ds: str) -> list[dict[str, Any]]:
+        """The StartQueryExecution requests (table DDL, then the count), as AthenaHook.run_query sends them."""
+        return [
+            {
+                "QueryString": query,
+                "QueryExecutionContext": {"Database": self.database, "Catalog": "AwsDataCatalog"},
+                "ResultConfiguration": {"OutputLocation": self.output_location},
+                "WorkGroup": self.workgroup,
+            }
+            for query in (predictions_table_ddl(self.table, self.location), class_counts_query(self.table, ds))
+        ]
+
+    def _run(self, hook: AthenaHook, request: dict[str, Any]) -> str:
+        query_id = hook.run_query(
+            request["QueryString"], request["QueryExecutionContext"], request["ResultConfiguration"],
+            workgroup=request["WorkGroup"],
+        )
+        state = hook.poll_query_status(query_id, sleep_time=self.sleep_time)
+        if state != "SUCCEEDED":
+            raise RuntimeError(f"Athena query {query_id} ended {state}: {hook.get_state_change_reason(query_id)}")
+        return query_id
+
+    def __call__(self, ds: str) -> dict[str, int]:
+        hook = AthenaHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        ddl, count = self.requests(ds)
+        self._run(hook, ddl)
+        query_id = self._run(hook, count)
+        counts: dict[str, int] = {}
+        for page in hook.get_query_results_paginator(query_id):
+            for row in page["ResultSet"]["Rows"]:
+                cls, n = (cell.get("VarCharValue") for cell in row["Data"])
+                if (cls, n) == ("class", "n"):
+                    continue  # the header row
+                counts[str(cls)] = counts.get(str(cls), 0) + int(n)
+        return dict(sorted(counts.items()))
+
+
+class AthenaInferenceStatsOperator(BaseOperator):
+    """Counts the day's predictions per class (Athena) and writes stats/ds=…/inference_stats.json.
+
+    Returns {"rows", "rows_in", "class_counts"}: the sizing operator reuses it.
+    """
+
+    template_fields: Sequence[str] = ("destination",)
+
+    def __init__(self, *, counter: AthenaCounter, classes: list[str], destination: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.counter, self.classes, self.destination = counter, list(classes), destination
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        ds = context["ds"]
+        counts = self.counter(ds)
+        unknown = set(counts) - set(self.classes)
+        if unknown:
+            raise ValueError(f"predictions hold classes the spec does not declare: {sorted(unknown)}")
+        class_counts = {c: counts.get(c, 0) for c in self.classes}
+        figures = {"rows_in": sum(class_counts.values()), "rows": sum(class_counts.values()), "class_counts": class_counts}
+        bucket, key = split_s3_uri(f"{self.destination.rstrip('/')}/inference_stats.json")
+        S3Hook(aws_conn_id=self.counter.aws_conn_id).load_string(
+            json.dumps({"ds": ds, **figures}, indent=2, sort_keys=True), key=key, bucket_name=bucket, replace=True
+        )
+        self.log.info("inference stats for ds=%s: %s (%.1f s)", ds, figures, time.monotonic() - started)
+        return figures
+
+
+# --- Kubernetes pods -----------------------------------------------------------------------
+
+
+def pod_arguments(
+    entrypoint: str,
+    arguments: dict[str, Any],
+    flags: dict[str, str],
+) -> list[str]:
+    """The container's args, as the local pod runner builds them: the script, `--name value`
+    for each spec argument, then each input/output flag's URI (SizedPodOperator adds a
+    shard's --row-start/--row-end)."""
+    argv = [entrypoint]
+    for name, value in arguments.items():
+        argv += [f"--{name.replace('_', '-')}", str(value)]
+    for flag, uri in flags.items():
+        argv += [f"--{flag}", uri]
+    return argv
+
+
+def oom_killed(pod: Any, container: str = "base") -> bool:
+    """Whether the pod's `container` was terminated by the kernel for memory (reason OOMKilled)."""
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    for status in statuses:
+        if status.name != container:
+            continue
+        for state in (status.state, status.last_state):
+            if state is not None and state.terminated is not None and state.terminated.reason == "OOMKilled":
+                return True
+    return False
+
+
+class SizedPodOperator(KubernetesPodOperator):
+    """A pod sized by a plain resources dict; re-run once one tier up when OOMKilled.
+
+    `container_resources` may be a {"requests", "limits"} dict (from the spec, or an XCom /
+    mapped value, which Airflow does not template): it becomes V1ResourceRequirements here.
+    `shard` ({index, row_start, row_end}) appends --row-start/--row-end; `shard_flag` names
+    the output flag whose URI gets `/shard=NNNN` (0000 for an unmapped tier). With an
+    `escalation` policy, a container killed for memory is re-run once with
+    water.sizing.escalate's resources: the rule the local target follows.
+    """
+
+    def __init__(
+        self,
+        *,
+        container_resources: Any = None,
+        shard: dict[str, int] | None = None,
+        shard_flag: str | None = None,
+        escalation: SizingPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.resources_dict = dict(container_resources) if isinstance(container_resources, dict) else None
+        if self.resources_dict is not None:
+            container_resources = k8s_resources(self.resources_dict)
+        arguments = list(kwargs.pop("arguments", None) or [])
+        if shard_flag:
+            flag = f"--{shard_flag}"
+            at = arguments.index(flag) + 1
+            arguments[at] = f"{arguments[at].rstrip('/')}/shard={(shard or {}).get('index', 0):04d}"
+        if shard:
+            arguments += ["--row-start", str(shard["row_start"]), "--row-end", str(shard["row_end"])]
+            kwargs["labels"] = {**(kwargs.get("labels") or {}), "shard": f"{shard['index']:04d}"}
+        super().__init__(container_resources=container_resources, arguments=arguments, **kwargs)
+        self.shard, self.shard_flag, self.escalation = shard, shard_flag, escalation
+        self.escalated: str | None = None
+
+    def _final_pod(self) -> Any:
+        """The pod as the cluster last saw it (a failed pod is kept: delete_succeeded_pod)."""
+        if self.pod is not None:
+            try:
+                return self.pod_manager.read_pod(self.pod)
+            except Exception:  # noqa: BLE001 - fall back to what the operator last read
+                self.log.warning("could not re-read pod %s; using its last known state", self.pod.metadata.name)
+        return self.remote_pod
+
+    def _escalation(self, error: Exception) -> dict[str, dict[str, str]] | None:
+        """Bigger resources when this first attempt died of OOM and a policy allows one more."""
+        if self.escalation is None or self.escalated is not None or self.resources_dict is None:
+            return None
+        if not oom_killed(self._final_pod(), self.base_container_name):
+            return None
+        label, bigger = escalate(self.escalation, self.resources_dict)
+        self.log.warning(
+            "%s: container OOMKilled at memory limit %s; re-running once as %s (limit %s)",
+            error.__class__.__name__, self.resources_dict["limits"]["memory"], label, bigger["limits"]["memory"],
+        )
+        self.escalated = label
+        return bigger
+
+    def _rerun(self, context: Any, bigger: dict[str, dict[str, str]]) -> Any:
+        self.resources_dict = bigger
+        self.container_resources = k8s_resources(bigger)
+        # A new pod (new name suffix); the failed one is labelled already-checked, so not reattached.
+        self.pod = self.pod_request_obj = self.remote_pod = None
+        return self.execute_sync(context)  # the second pod is watched from the worker
+
+    def execute(self, context: Any) -> Any:
+        try:
+            return super().execute(context)
+        except Exception as error:
+            bigger = self._escalation(error)
+            if bigger is None:
+                raise
+            return self._rerun(context, bigger)
+
+    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+        try:
+            return super().trigger_reentry(context, event)
+        except Exception as error:
+            bigger = self._escalation(error)
+            if bigger is None:
+                raise
+            return self._rerun(context, bigger)
