@@ -1,0 +1,278 @@
+"""helm-values/ against the official Airflow chart's own contract, offline.
+
+The files are merged and coalesced as helm does (tests/contract/helm.py) and validated
+with the chart's values.schema.json, vendored in tests/contract/chart/. The schema leaves some levels open (the top level
+among them: `executr: X` passes it), so every key is also checked against the keys the
+chart's values.yaml declares.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.contract.helm import (
+    CHART,
+    ENVIRONMENTS,
+    ROOT,
+    VALUES_DIR,
+    coalesce,
+    load_yaml,
+    merge_files,
+    settings_of,
+    unknown_keys,
+    user_values,
+)
+
+SHARED_CHART = ROOT.parent / "shared" / "airflow-chart"  # the workspace's copy, when beside this clone
+
+# The settings the cloud target reads (plugins/water/targets/cloud.py).
+WATER_SETTINGS = {
+    "WATER_TARGET", "WATER_LAKE", "WATER_AWS_REGION", "WATER_AWS_CONN_ID",
+    "WATER_GCP_CONN_ID", "WATER_GCP_PROJECT", "WATER_BQ_STAGING_DATASET",
+    "WATER_GCS_STAGING", "WATER_GLUE_ROLE", "WATER_GLUE_SCRIPTS", "WATER_ATHENA_DATABASE",
+    "WATER_ATHENA_OUTPUT", "WATER_SAGEMAKER_ROLE_ARN", "WATER_SAGEMAKER_CODE",
+    "WATER_K8S_NAMESPACE", "WATER_K8S_SERVICE_ACCOUNT", "WATER_JOB_IMAGE",
+    "WATER_IMAGE_TAG", "WATER_DEFERRABLE",
+}  # fmt: skip
+ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return json.loads((CHART / "values.schema.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def chart_defaults() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def schema_errors(values: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in validator.iter_errors(values)]
+
+
+# --- the chart's own contract ------------------------------------------------------------
+
+
+def test_vendored_chart_is_the_shared_copy():
+    if not SHARED_CHART.is_dir():
+        pytest.skip(f"{SHARED_CHART} is not beside this clone; the vendored copy stands alone")
+    for name in ("values.schema.json", "values.yaml"):
+        assert (CHART / name).read_bytes() == (SHARED_CHART / name).read_bytes(), (
+            f"tests/contract/chart/{name} differs from {SHARED_CHART / name}: re-vendor it"
+        )
+
+
+@pytest.mark.parametrize("name", ["base.yaml", *(f"{env}.yaml" for env in ENVIRONMENTS)])
+def test_values_file_has_no_duplicate_keys(name):
+    assert isinstance(load_yaml(VALUES_DIR / name), dict)
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("scheduler:\n  replicas: 1\nscheduler:\n  replicas: 2\n")
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate key 'scheduler'"):
+        load_yaml(twice)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_merged_values_validate_against_chart_schema(env, schema, chart_defaults):
+    values = user_values(env)
+    assert schema_errors(values, schema) == []
+    # what helm validates: the user values coalesced over the chart's defaults
+    assert schema_errors(coalesce(chart_defaults, values), schema) == []
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_key_is_one_the_chart_knows(env, schema, chart_defaults):
+    assert unknown_keys(user_values(env), schema, chart_defaults, schema) == []
+
+
+def test_merge_is_helms(chart_defaults):
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": "keep"}
+    env = {"a": {"y": [3], "z": 2}}
+    assert merge_files(base, env) == {"a": {"x": 1, "y": [3], "z": 2}, "b": "keep"}
+    # a null removes the chart default (here: the bundled PostgreSQL's auth block)
+    assert "auth" not in coalesce(chart_defaults, {"postgresql": {"auth": None}})["postgresql"]
+
+
+def test_top_level_misspelling_passes_the_schema_but_not_the_key_check(schema, chart_defaults):
+    values = merge_files(user_values("prod"), {"executr": "KubernetesExecutor"})
+    assert schema_errors(values, schema) == []  # why the key check exists
+    assert unknown_keys(values, schema, chart_defaults, schema) == ["executr"]
+
+
+def test_misspelling_at_an_open_nested_level_is_caught(schema, chart_defaults):
+    # the schema's securityContexts sets no additionalProperties
+    values = merge_files(user_values("dev"), {"securityContexts": {"contaner": {}}})
+    assert schema_errors(values, schema) == []
+    assert unknown_keys(values, schema, chart_defaults, schema) == ["securityContexts.contaner"]
+
+
+def test_nested_misspelling_fails_the_schema(schema):
+    values = merge_files(user_values("prod"), {"scheduler": {"replicaz": 2}})
+    errors = schema_errors(values, schema)
+    assert any("replicaz" in e and e.startswith("scheduler") for e in errors), errors
+
+
+def test_wrong_type_fails_the_schema(schema):
+    values = merge_files(user_values("prod"), {"scheduler": {"replicas": "two"}})
+    assert "scheduler.replicas: 'two' is not of type 'integer'" in schema_errors(values, schema)
+    values = merge_files(user_values("dev"), {"statsd": {"enabled": "false"}})
+    assert "statsd.enabled: 'false' is not of type 'boolean'" in schema_errors(values, schema)
+
+
+# --- what water's deployment needs -------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_kubernetes_executor_with_dags_in_the_image(env):
+    values = user_values(env)
+    assert values["executor"] == "KubernetesExecutor"
+    assert values["dags"]["gitSync"]["enabled"] is False
+    assert values["dags"]["persistence"]["enabled"] is False
+    airflow, pod_template = values["images"]["airflow"], values["images"]["pod_template"]
+    assert airflow["repository"].endswith("/water-airflow")
+    # the task pods run the very image the scheduler parses the DAGs from
+    assert (pod_template["repository"], pod_template["tag"]) == (airflow["repository"], airflow["tag"])
+    assert values["airflowVersion"] == _requirements_airflow_version()
+
+
+def _requirements_airflow_version() -> str:
+    (version,) = re.findall(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    return version
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_external_database_and_secrets_by_name(env):
+    values = user_values(env)
+    assert values["postgresql"]["enabled"] is False
+    assert values["data"]["metadataSecretName"]
+    assert "metadataConnection" not in values["data"]  # no credentials in values files
+    for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
+        assert values[key], key
+    assert values["webserver"]["defaultUser"]["enabled"] is False
+    assert values["apiServer"]["defaultUser"]["enabled"] is False
+    assert values["config"]["core"]["load_examples"] == "False"
+
+
+def test_prod_pools_connections_through_pgbouncer():
+    prod, dev = user_values("prod"), user_values("dev")
+    assert prod["pgbouncer"]["enabled"] is True and dev["pgbouncer"]["enabled"] is False
+    # with the connection in a Secret the chart cannot write PgBouncer's config itself
+    assert prod["pgbouncer"]["configSecretName"]
+    assert prod["pgbouncer"]["metricsExporterSidecar"]["statsSecretName"]
+    assert prod["pgbouncer"]["securityContexts"]["container"]["readOnlyRootFilesystem"] is True
+
+
+def test_prod_is_highly_available_and_dev_is_small():
+    prod, dev = user_values("prod"), user_values("dev")
+    assert prod["scheduler"]["replicas"] >= 2
+    assert prod["apiServer"]["replicas"] >= 2
+    assert prod["triggerer"]["replicas"] >= 2
+    for component in ("scheduler", "apiServer", "pgbouncer"):
+        assert prod[component]["podDisruptionBudget"]["enabled"] is True, component
+    for component in ("scheduler", "apiServer", "dagProcessor", "triggerer", "workers"):
+        assert _bytes(dev[component]["resources"]["requests"]["memory"]) < _bytes(
+            prod[component]["resources"]["requests"]["memory"]
+        ), component
+
+
+def _bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()
+    return int(number) * {"Mi": 2**20, "Gi": 2**30}[unit]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_component_has_requests_and_a_memory_limit(env):
+    values = user_values(env)
+    resources = {
+        name: values[name]["resources"]
+        for name in ("scheduler", "apiServer", "dagProcessor", "triggerer", "workers", "migrateDatabaseJob", "createUserJob")
+    }
+    for name in ("scheduler", "triggerer", "dagProcessor"):
+        resources[f"{name}.logGroomerSidecar"] = values[name]["logGroomerSidecar"]["resources"]
+    if values["pgbouncer"]["enabled"]:
+        resources["pgbouncer"] = values["pgbouncer"]["resources"]
+        resources["pgbouncer.metricsExporterSidecar"] = values["pgbouncer"]["metricsExporterSidecar"]["resources"]
+    for name, res in resources.items():
+        assert {"cpu", "memory"} <= set(res["requests"]), name
+        assert _bytes(res["limits"]["memory"]) >= _bytes(res["requests"]["memory"]), name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_pods_run_as_non_root_without_privilege_escalation(env, chart_defaults):
+    values = coalesce(chart_defaults, user_values(env))
+    pod, container = values["securityContexts"]["pod"], values["securityContexts"]["containers"]
+    assert pod["runAsNonRoot"] is True and pod["runAsUser"] != 0
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"]["drop"] == ["ALL"]
+    # components fall back to the global contexts only while their own are empty
+    for component in ("scheduler", "apiServer", "dagProcessor", "triggerer", "workers", "migrateDatabaseJob"):
+        assert values[component]["securityContexts"] == {"pod": {}, "container": {}}, component
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_statsd_goes_to_the_datadog_agent_on_the_node(env, schema):
+    values = user_values(env)
+    assert values["statsd"]["enabled"] is False
+    metrics = values["config"]["metrics"]
+    assert metrics["statsd_on"] == "True" and metrics["statsd_datadog_enabled"] == "True"
+    assert f"env:{env}" in metrics["statsd_datadog_tags"]
+    env_vars = yaml.safe_load(values["extraEnv"])
+    env_var_schema = dict(schema["definitions"]["io.k8s.api.core.v1.EnvVar"], definitions=schema["definitions"])
+    for var in env_vars:
+        jsonschema.validate(var, env_var_schema)  # a Kubernetes EnvVar, fieldRef and all
+    names = [v["name"] for v in env_vars]
+    host = env_vars[names.index("DD_AGENT_HOST")]
+    assert host["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    statsd_host = env_vars[names.index("AIRFLOW__METRICS__STATSD_HOST")]
+    # $(VAR) expands only to variables defined earlier in the container's env
+    assert statsd_host["value"] == "$(DD_AGENT_HOST)"
+    assert names.index("DD_AGENT_HOST") < names.index("AIRFLOW__METRICS__STATSD_HOST")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_water_settings_reach_every_airflow_container(env):
+    values = user_values(env)
+    settings = settings_of(values)
+    assert set(settings) == WATER_SETTINGS
+    assert all(isinstance(v, str) for v in settings.values()), "ConfigMap data values are strings"
+    assert settings["WATER_TARGET"] == "cloud"
+    assert settings["WATER_DEFERRABLE"] in {"true", "false"}
+    assert settings["WATER_IMAGE_TAG"] == "{{ .Values.images.airflow.tag }}"
+    for key in ("WATER_LAKE", "WATER_GLUE_SCRIPTS", "WATER_ATHENA_OUTPUT", "WATER_SAGEMAKER_CODE"):
+        assert settings[key].startswith("s3://"), key
+    assert settings["WATER_GCS_STAGING"].startswith("gs://")
+    (name,) = [k for k in values["extraConfigMaps"] if k.endswith("-water-settings")]
+    env_from = yaml.safe_load(values["extraEnvFrom"])
+    assert {"configMapRef": {"name": name}} in env_from
+    assert {"secretRef": {"name": "water-connections"}} in env_from
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_irsa_role_on_the_service_accounts_that_call_aws(env):
+    values = user_values(env)
+    annotated = {
+        values[c]["serviceAccount"]["name"]: values[c]["serviceAccount"]["annotations"].get(ROLE_ANNOTATION)
+        for c in ("workers", "triggerer", "apiServer")
+    }
+    assert set(annotated.values()) == {"arn:aws:iam::${AccountId}:role/water-airflow"}
+    # the job pods the cloud target starts use one of them
+    assert settings_of(values)["WATER_K8S_SERVICE_ACCOUNT"] in annotated
+    # the Airflow role trusts exactly these service accounts
+    trust = json.loads((ROOT / "docs/iam/airflow-role-trust.json").read_text())
+    (statement,) = trust["Statement"]
+    subjects = statement["Condition"]["StringEquals"]["${OidcProvider}:sub"]
+    assert sorted(subjects) == sorted(f"system:serviceaccount:${{Namespace}}:{sa}" for sa in annotated)
+    for component in ("scheduler", "dagProcessor"):
+        assert ROLE_ANNOTATION not in values[component]["serviceAccount"].get("annotations", {})
