@@ -8,6 +8,7 @@ chart's values.yaml declares.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -30,19 +31,45 @@ from tests.contract.helm import (
 
 SHARED_CHART = ROOT.parent / "shared" / "airflow-chart"  # the workspace's copy, when beside this clone
 
-# The settings the cloud target reads (plugins/water/targets/cloud.py).
-WATER_SETTINGS = {
-    "WATER_TARGET", "WATER_LAKE", "WATER_AWS_REGION", "WATER_AWS_CONN_ID",
-    "WATER_GCP_CONN_ID", "WATER_GCP_PROJECT", "WATER_BQ_STAGING_DATASET",
-    "WATER_GCS_STAGING", "WATER_GLUE_ROLE", "WATER_GLUE_SCRIPTS", "WATER_ATHENA_DATABASE",
-    "WATER_ATHENA_OUTPUT", "WATER_SAGEMAKER_ROLE_ARN", "WATER_SAGEMAKER_CODE",
-    "WATER_K8S_NAMESPACE", "WATER_K8S_SERVICE_ACCOUNT", "WATER_JOB_IMAGE",
-    "WATER_IMAGE_TAG", "WATER_DEFERRABLE",
-}  # fmt: skip
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
 # --- fixtures ---------------------------------------------------------------------------
+
+
+def water_settings() -> set[str]:
+    """WATER_TARGET and every variable the cloud target's settings read."""
+    from water.targets.cloud import CloudSettings
+
+    return {"WATER_TARGET"} | {CloudSettings.variable(f.name) for f in dataclasses.fields(CloudSettings)}
+
+
+# Example values for the ${...} placeholders, as a platform team would fill them in.
+EXAMPLE = {
+    "AccountId": "123456789012",
+    "Region": "eu-west-1",
+    "LakeBucket": "acme-water-lake",
+    "ImageRegistry": "registry.example/ml",
+    "ImageTag": "2026.11.1",
+    "GcpProject": "acme-analytics",
+    "GcsStagingBucket": "acme-water-staging",
+    "Namespace": "water",
+}
+
+
+def filled_in(values: dict, release_namespace: str) -> dict:
+    """The values with the placeholders replaced and the two chart templates the settings use
+    rendered, as the ConfigMap reaches the pods."""
+    text = json.dumps(values)
+    for name, value in EXAMPLE.items():
+        text = text.replace("${" + name + "}", value)
+    filled = json.loads(text)
+    settings = settings_of(filled)
+    rendered = {
+        "{{ .Release.Namespace }}": release_namespace,
+        "{{ .Values.images.airflow.tag }}": filled["images"]["airflow"]["tag"],
+    }
+    return {key: rendered.get(value, value) for key, value in settings.items()}
 
 
 @pytest.fixture(scope="module")
@@ -140,10 +167,11 @@ def test_kubernetes_executor_with_dags_in_the_image(env):
     assert values["executor"] == "KubernetesExecutor"
     assert values["dags"]["gitSync"]["enabled"] is False
     assert values["dags"]["persistence"]["enabled"] is False
-    airflow, pod_template = values["images"]["airflow"], values["images"]["pod_template"]
-    assert airflow["repository"].endswith("/water-airflow")
-    # the task pods run the very image the scheduler parses the DAGs from
-    assert (pod_template["repository"], pod_template["tag"]) == (airflow["repository"], airflow["tag"])
+    airflow = values["images"]["airflow"]
+    assert airflow["repository"].endswith("/water-airflow") and airflow["tag"]
+    # the task pods run the very image the scheduler parses the DAGs from: the executor's
+    # worker_container_repository/tag come from images.airflow; no second image to drift
+    assert "pod_template" not in values["images"]
     assert values["airflowVersion"] == _requirements_airflow_version()
 
 
@@ -245,7 +273,7 @@ def test_statsd_goes_to_the_datadog_agent_on_the_node(env, schema):
 def test_water_settings_reach_every_airflow_container(env):
     values = user_values(env)
     settings = settings_of(values)
-    assert set(settings) == WATER_SETTINGS
+    assert set(settings) == water_settings()
     assert all(isinstance(v, str) for v in settings.values()), "ConfigMap data values are strings"
     assert settings["WATER_TARGET"] == "cloud"
     assert settings["WATER_DEFERRABLE"] in {"true", "false"}
@@ -276,3 +304,14 @@ def test_irsa_role_on_the_service_accounts_that_call_aws(env):
     assert sorted(subjects) == sorted(f"system:serviceaccount:${{Namespace}}:{sa}" for sa in annotated)
     for component in ("scheduler", "dagProcessor"):
         assert ROLE_ANNOTATION not in values[component]["serviceAccount"].get("annotations", {})
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_filled_in_settings_are_accepted_by_the_cloud_target(env):
+    from water.targets.cloud import CloudSettings
+
+    environ = filled_in(user_values(env), release_namespace="water")
+    assert not any("${" in v or "{{" in v for v in environ.values()), environ
+    settings = CloudSettings.from_environment(environ)
+    assert settings.job_image_ref == "registry.example/ml/water-jobs:2026.11.1"
+    assert settings.k8s_namespace == "water" and settings.deferrable is True
