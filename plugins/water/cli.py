@@ -8,12 +8,19 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from water import __version__, paths
 
 app = typer.Typer(
     name="water",
     help="water: ML pipelines on Apache Airflow 3. Each pipeline is one spec in include/pipelines/.",
+    epilog=(
+        "Exit codes: 0 success · 1 the work failed (a run, validation, or a docker/helm/kubectl "
+        "command, whose own message is shown) · 2 bad input (arguments, a spec, a pipeline name, "
+        "water.toml, an unknown environment) · 127 docker, helm or kubectl is not installed · "
+        "130 interrupted."
+    ),
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -21,7 +28,11 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-LOCAL = "Local runs"
+# Help panels: where a command acts.
+LOCAL = "Local"
+CLUSTER = "Cluster"
+DEPLOY = "Deploy"
+TOOL_MISSING = 127  # like a shell's "command not found"
 
 
 def _version(value: bool) -> None:
@@ -109,14 +120,14 @@ def seed(
     mix: Annotated[list[str], typer.Option(help="Class mix cook/browse/dormant for a day, e.g. 2026-11-02=80/15/5.")] = [],
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 7,
 ) -> None:
-    """Write the demo's synthetic source data (warehouse tables and label feed)."""
+    """Write the synthetic app data (warehouse tables, and the label feed into every pipeline's lake)."""
     from water import runner
     from water import seed as seeding
 
     end = date.fromisoformat(_ds(ds, runner.DEMO_PIPELINE))
     result = seeding.seed(
         paths.warehouse_dir(),
-        runner.lake_pipeline_dir(runner.DEMO_PIPELINE),
+        runner.label_folders(),
         seeding.day_range(end, days),
         users,
         mixes=_mixes(mix),
@@ -155,6 +166,102 @@ def validate() -> None:
     console.print(f"{len(bag.dags)} DAGs load, {problems} problem(s)")
     if problems:
         raise typer.Exit(1)
+
+
+@app.command(rich_help_panel=LOCAL)
+def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")]) -> None:
+    """Scaffold a new pipeline (spec, SQL, Glue script, pod jobs, training scripts, DAG file) that runs as it is."""
+    from water import scaffold
+
+    try:
+        created = scaffold.scaffold(name)
+    except scaffold.ScaffoldError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"created pipeline [bold]{name}[/]:")
+    for path in created:
+        console.print(f"  {paths.shown(path)}", highlight=False)
+    console.print("next:")
+    console.print("  water validate                      # the specs and DAG imports", highlight=False)
+    console.print(f"  water run {name} --users 20000".ljust(38) + "# one run on the local target", highlight=False)
+    console.print(f"  then make it yours: {paths.shown(created[0])} and the files it names", highlight=False)
+
+
+def _cluster(commands, dry_run: bool) -> None:
+    """Run (or print) the cluster commands `commands()` builds; failures become exit codes."""
+    from water import cluster
+
+    try:
+        argvs = commands()
+        code = cluster.execute(argvs, dry_run=dry_run, say=lambda line: print(line, flush=True))  # never wrapped
+    except cluster.ConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except cluster.ToolMissing as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(TOOL_MISSING) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if code:
+        err.print(f"[red]failed[/] (exit code {code})")
+        raise typer.Exit(1)
+
+
+ENV_OPTION = typer.Option("--env", "-e", help="An environment of water.toml ([env.NAME]) [default: [cluster] alone].")
+DRY_RUN_OPTION = typer.Option("--dry-run", help="Print the commands, shell-quoted, and run nothing.")
+
+
+@app.command(rich_help_panel=CLUSTER)
+def pods(
+    pipeline: Annotated[Optional[str], typer.Argument(help="Only this pipeline's pods (label dag_id).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep watching for changes.")] = False,
+    env: Annotated[Optional[str], ENV_OPTION] = None,
+    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+) -> None:
+    """List the pods in water's namespace (kubectl get pods)."""
+    from water import cluster
+
+    _cluster(lambda: [cluster.pods_command(cluster.load_settings(env), pipeline, watch)], dry_run)
+
+
+@app.command(rich_help_panel=CLUSTER)
+def logs(
+    pod: Annotated[str, typer.Argument(help="The pod's name (see `water pods`).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream new lines as they come.")] = False,
+    container: Annotated[Optional[str], typer.Option("--container", "-c", help="The container, when the pod has several.")] = None,
+    tail: Annotated[Optional[int], typer.Option(min=0, help="Only the last N lines.")] = None,
+    previous: Annotated[bool, typer.Option("--previous", "-p", help="The previous, terminated container's log.")] = False,
+    env: Annotated[Optional[str], ENV_OPTION] = None,
+    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+) -> None:
+    """Print a pod's log (kubectl logs)."""
+    from water import cluster
+
+    _cluster(lambda: [cluster.logs_command(cluster.load_settings(env), pod, follow, container, tail, previous)], dry_run)
+
+
+@app.command(rich_help_panel=CLUSTER)
+def edit(
+    pod: Annotated[str, typer.Argument(help="The pod's name (see `water pods`).")],
+    env: Annotated[Optional[str], ENV_OPTION] = None,
+    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+) -> None:
+    """Edit a pod's live object in $EDITOR (kubectl edit)."""
+    from water import cluster
+
+    _cluster(lambda: [cluster.edit_command(cluster.load_settings(env), pod)], dry_run)
+
+
+@app.command(rich_help_panel=DEPLOY)
+def deploy(
+    env: Annotated[str, typer.Argument(help="The environment: helm-values/ENV.yaml and [env.ENV] in water.toml.")],
+    tag: Annotated[Optional[str], typer.Option(help="Image tag [default: the commit's short hash, -dirty when files changed].")] = None,
+    dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
+) -> None:
+    """Build and push the airflow and jobs images, then helm upgrade --install the release."""
+    from water import cluster
+
+    _cluster(lambda: cluster.deploy_plan(env, tag), dry_run)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """`water run`: one pipeline run on the local target, the way `airflow dags test` runs it.
 
-Prepares the project's Airflow home, seeds the demo lake when the day is missing, runs the
+Prepares the project's Airflow home, seeds the app data when the day is missing, runs the
 DAG with `DAG.test()` in this process (what `airflow dags test` calls; doing it here spares a
 second interpreter and Airflow import) with the run's log going to a file, prints each task
 as it changes state, then the summary table; writes the summary as JSON beside the log.
@@ -18,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from water import local_airflow, paths, seed, spec as spec_module, summary
+from water import lake, local_airflow, paths, seed, spec as spec_module, summary
 
 DEFAULT_USERS = 50_000
 DEMO_PIPELINE = "recipe_engagement"
@@ -37,19 +37,26 @@ class RunResult:
 
 
 def ensure_seeded(pipeline: str, ds: str, users: int | None, console: Console, mixes=None) -> None:
-    """Seed the demo lake for ds when it is missing, or when another user count is asked for."""
+    """Seed the app data for ds when it is missing, when another user count is asked for, or
+    when the pipeline's label feed for ds has not landed yet."""
     manifest_path = paths.warehouse_dir() / seed.MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     wanted = users or manifest.get("users") or DEFAULT_USERS
     day = date.fromisoformat(ds)
     known = manifest.get("days", {}).get(ds)
     want_mix = (mixes or {}).get(day)
-    if manifest.get("users") == wanted and known and (want_mix is None or known["mix"] == [round(m, 6) for m in want_mix]):
+    labels_landed = (lake_pipeline_dir(pipeline) / lake.LABELS / f"ds={ds}").is_dir()
+    if (
+        manifest.get("users") == wanted
+        and known
+        and (want_mix is None or known["mix"] == [round(m, 6) for m in want_mix])
+        and labels_landed
+    ):
         return
     started = time.monotonic()
     result = seed.seed(
         paths.warehouse_dir(),
-        lake_pipeline_dir(pipeline),
+        label_folders(),
         [day],
         wanted,
         mixes=mixes,
@@ -68,6 +75,11 @@ def lake_pipeline_dir(pipeline: str) -> Path:
     return local_path(f"{paths.lake_uri().rstrip('/')}/{pipeline}")
 
 
+def label_folders() -> list[Path]:
+    """Where seeding delivers the label feed: the lake folder of every pipeline."""
+    return [lake_pipeline_dir(name) for name in spec_module.pipeline_names()]
+
+
 def run_pipeline(
     pipeline: str,
     ds: str,
@@ -84,8 +96,7 @@ def run_pipeline(
     local_airflow.use_in_this_process()
     if local_airflow.migrate(log=lambda text: console.print(f"  {text}")):
         console.print("  metadata database ready")
-    if pipeline == DEMO_PIPELINE:
-        ensure_seeded(pipeline, ds, users, console, mixes)
+    ensure_seeded(pipeline, ds, users, console, mixes)  # every local pipeline reads the seeded app data
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     run_dir = paths.state_dir() / "runs" / pipeline

@@ -1,10 +1,11 @@
-"""Synthetic source data for the demo pipeline `recipe_engagement`.
+"""Synthetic source data for the local target: the recipe app the demo pipeline
+`recipe_engagement` (and every pipeline `water new` makes) reads.
 
 Writes what production would already have:
 - the warehouse tables the extract SQL reads (the local stand-in for BigQuery):
   app.users and app.recipe_events (partitioned by event_date);
-- the label feed that lands in the lake: engagement_labels/ds=... (a sample of users whose
-  segment the CRM team confirmed).
+- the label feed that lands in each pipeline's lake folder: engagement_labels/ds=... (a
+  sample of users whose segment the CRM team confirmed); the same labels for every pipeline.
 
 Every user has a stable position u in [0, 1); on each day the day's class mix turns u into a
 segment (cook if u < mix[0], browse if u < mix[0] + mix[1], dormant otherwise), so a normal
@@ -16,11 +17,14 @@ Output is a pure function of (seed, users, day, mix): the same call writes the s
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+
+from water import lake
 
 SEGMENTS = ("cook", "browse", "dormant")
 DEFAULT_MIX = (0.40, 0.35, 0.25)
@@ -134,7 +138,7 @@ def _write_parquet(table, path: Path) -> None:
 
 def seed(
     warehouse: Path,
-    lake_pipeline: Path,
+    lake_pipeline: Path | Sequence[Path],
     days: list[date],
     users: int,
     mixes: dict[date, tuple[float, float, float]] | None = None,
@@ -143,7 +147,8 @@ def seed(
 ) -> SeedResult:
     """Write users, the days' events and labels. Days already written identically are kept.
 
-    `lake_pipeline` is the pipeline's lake folder (labels go to engagement_labels/ds=...).
+    `lake_pipeline` is the lake folder of the pipeline, or of each pipeline, that receives
+    the label feed (lake.LABELS/ds=...); a day already seeded only gains missing label files.
     `progress(description)` is called before each day, for the terminal.
     """
     import pyarrow as pa
@@ -151,6 +156,7 @@ def seed(
     if users < 100:
         raise ValueError("users must be at least 100")
     mixes = mixes or {}
+    label_folders = [lake_pipeline] if isinstance(lake_pipeline, Path) else list(lake_pipeline)
     manifest_path = warehouse / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     if manifest.get("users") != users or manifest.get("seed") != seed_value:
@@ -166,16 +172,20 @@ def seed(
         ds = day.isoformat()
         mix = mixes.get(day, DEFAULT_MIX)
         events_path = warehouse / "app" / "recipe_events" / f"event_date={ds}" / "part-00000.parquet"
-        labels_path = lake_pipeline / "engagement_labels" / f"ds={ds}" / "part-00000.parquet"
+        labels_paths = [folder / lake.LABELS / f"ds={ds}" / "part-00000.parquet" for folder in label_folders]
         known = manifest["days"].get(ds)
-        if known and known["mix"] == [round(m, 6) for m in mix] and events_path.exists() and labels_path.exists():
+        current = bool(known) and known["mix"] == [round(m, 6) for m in mix] and events_path.exists()
+        missing = [path for path in labels_paths if not (current and path.exists())]
+        if current and not missing:
             result.days[ds] = {**known, "written": False}
             continue
         if progress:
             progress(f"seeding {ds}: {users:,} users, mix " + "/".join(f"{m:.0%}" for m in mix))
         events, labels = _day_tables(seed_value, population, day, mix)
-        _write_parquet(events, events_path)
-        _write_parquet(labels, labels_path)
+        if not current:
+            _write_parquet(events, events_path)
+        for path in missing:
+            _write_parquet(labels, path)
         known = {"events": events.num_rows, "labels": labels.num_rows, "mix": [round(m, 6) for m in mix]}
         manifest["days"][ds] = known
         result.days[ds] = {**known, "written": True}

@@ -44,7 +44,17 @@ def project(tmp_path):
 def test_version_and_help():
     assert water("--version").stdout.strip().startswith("water ")
     help_text = water("--help").stdout
-    assert "Local runs" in help_text and "run" in help_text and "seed" in help_text
+    panels = {}  # panel title -> the commands listed under it
+    for line in help_text.splitlines():
+        if line.startswith("╭─"):
+            title = line.strip("╭─╮ ").strip()
+            panels[title] = []
+        elif line.startswith("│ ") and panels and not line[2:].startswith(" "):
+            panels[list(panels)[-1]].append(line[2:].split()[0])
+    assert {"run", "seed", "validate", "new"} <= set(panels["Local"])
+    assert panels["Cluster"] == ["pods", "logs", "edit"]
+    assert panels["Deploy"] == ["deploy"]
+    assert "Exit codes: 0 success" in help_text and "127" in help_text
 
 
 def test_validate_passes_on_the_repository():

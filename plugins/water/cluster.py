@@ -1,0 +1,284 @@
+"""The cluster side of water: build and push the images, install the release, look at pods.
+
+Every command is docker, helm or kubectl, run from the project root in the kube context and
+namespace that water.toml names ([cluster], with [env.NAME] overriding it for one
+environment). Commands are built as argv lists first, so `--dry-run` prints exactly what
+would run, and nothing starts before every tool the command needs is found.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import tomllib
+from collections.abc import Callable, Sequence
+from copy import copy
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.fields import FieldInfo
+
+from water import paths
+
+CONFIG_FILE = "water.toml"
+HELM_VALUES = "helm-values"
+BASE_VALUES = "base"
+DOCKERFILE = "Dockerfile"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+class ConfigError(ValueError):
+    """water.toml, an environment or an argument is wrong; the message names file and field."""
+
+
+class ToolMissing(RuntimeError):
+    """docker, helm or kubectl is not on PATH."""
+
+    def __init__(self, tool: str):
+        self.tool = tool
+        super().__init__(f"{tool} is not installed (not found on PATH); this command runs {tool}")
+
+
+# --- water.toml ------------------------------------------------------------------------------
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    context: str = Field(min_length=1, description="the kubeconfig context kubectl and helm use")
+    namespace: str = Field(pattern=DNS_LABEL, max_length=63, description="a Kubernetes namespace (a-z, 0-9, -)")
+    release: str = Field(default="water", pattern=DNS_LABEL, max_length=53, description="a Helm release name (a-z, 0-9, -)")
+    chart: str = Field(default="apache-airflow/airflow", min_length=1, description="the chart, REPO/NAME")
+    chart_version: str | None = Field(default=None, description="the chart version to install")
+    registry: str = Field(pattern=r"^[^\s/:]+(:\d+)?(/[a-z0-9._-]+)*$", description="registry host[:port]/path, no scheme")
+    airflow_image: str = Field(default="water-airflow", pattern=r"^[a-z0-9][a-z0-9._/-]*$", description="an image name")
+    jobs_image: str = Field(default="water-jobs", pattern=r"^[a-z0-9][a-z0-9._/-]*$", description="an image name")
+    platform: str = Field(default="linux/amd64", pattern=r"^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$", description="OS/ARCH")
+    helm_timeout: str = Field(default="15m", pattern=r"^(\d+h)?(\d+m)?(\d+s)?$", description="a Go duration, e.g. 15m")
+
+
+class Settings(_Settings):
+    """Where the cluster commands act: one environment's settings, overrides applied."""
+
+    env: str | None = None
+
+    def image(self, name: str, tag: str) -> str:
+        return f"{self.registry}/{name}:{tag}"
+
+
+def _optional(field: FieldInfo) -> tuple[object, FieldInfo]:
+    optional = copy(field)
+    optional.default = None
+    return field.annotation | None, optional
+
+
+# A table as written: [env.NAME] may leave any field to [cluster], [cluster] any to its default.
+_Table = create_model(
+    "_Table", __config__=ConfigDict(extra="forbid"), **{name: _optional(f) for name, f in _Settings.model_fields.items()}
+)
+
+
+def config_path() -> Path:
+    return paths.project_root() / CONFIG_FILE
+
+
+def _problems(exc: ValidationError, where: str, tables: str = "") -> list[str]:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        message = error["msg"]
+        if error["type"] == "missing":
+            message = f"not set (write it in {tables})"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling)"
+        elif error["type"] == "string_pattern_mismatch":
+            message = f"{error['input']!r} is not {_Settings.model_fields[str(error['loc'][-1])].description}"
+        lines.append(f"{where}.{field}: {message}" if field else f"{where}: {message}")
+    return lines
+
+
+def load_settings(env: str | None = None) -> Settings:
+    """[cluster] of water.toml, with [env.ENV] over it when env is given. Raises ConfigError."""
+    path = config_path()
+    shown = paths.shown(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{shown} not found: the cluster commands read the kube context, namespace, release "
+            f"and registry from it (see README, 'Cluster and deploy')"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown}: not valid TOML: {exc}") from None
+    unknown = sorted(set(raw) - {"cluster", "env"})
+    problems = [f"{key}: unknown table (expected [cluster] and [env.NAME])" for key in unknown]
+    base = raw.get("cluster")
+    envs = raw.get("env", {})
+    if not isinstance(base, dict):
+        problems.append("cluster: missing [cluster] table")
+        base = {}
+    if not isinstance(envs, dict) or not all(isinstance(v, dict) for v in envs.values()):
+        problems.append("env: write one [env.NAME] table per environment")
+        envs = {}
+    for where, table in [("cluster", base), *((f"env.{name}", t) for name, t in envs.items())]:
+        try:
+            _Table.model_validate(table)
+        except ValidationError as exc:
+            problems += _problems(exc, where)
+    if problems:
+        raise ConfigError(f"invalid {shown}:\n  " + "\n  ".join(problems))
+    merged = dict(base)
+    if env is not None:
+        if env not in envs:
+            known = ", ".join(sorted(envs)) or "none"
+            raise ConfigError(f"{shown} has no [env.{env}] table; environments defined there: {known}")
+        merged.update(envs[env])
+    try:
+        return Settings.model_validate({**merged, "env": env})
+    except ValidationError as exc:
+        tables = f"[cluster] or [env.{env}]" if env else "[cluster]"
+        raise ConfigError(f"invalid {shown}:\n  " + "\n  ".join(_problems(exc, "cluster", tables))) from None
+
+
+def helm_environments() -> list[str]:
+    """The environments with a values file: helm-values/NAME.yaml, besides base.yaml."""
+    folder = paths.project_root() / HELM_VALUES
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem != BASE_VALUES)
+
+
+def values_files(env: str) -> list[str]:
+    """helm-values/base.yaml and helm-values/ENV.yaml (relative to the project root); ConfigError
+    naming the environments there are when ENV has none."""
+    if not re.match(ENV_NAME, env):
+        raise ConfigError(f"{env!r} is not an environment name (lower-case letters, digits, - and _)")
+    root = paths.project_root()
+    files = [f"{HELM_VALUES}/{BASE_VALUES}.yaml", f"{HELM_VALUES}/{env}.yaml"]
+    if not (root / files[1]).is_file():
+        known = ", ".join(helm_environments()) or "none"
+        raise ConfigError(f"no {files[1]} for environment {env!r}; environments with values files: {known}")
+    if not (root / files[0]).is_file():
+        raise ConfigError(f"{files[0]} is missing: every environment's values go over it")
+    return files
+
+
+def default_tag() -> str:
+    """The image tag of this checkout: the commit's short hash, `-dirty` when files changed."""
+    root = paths.project_root()
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        raise ConfigError(f"cannot name the images after a commit: {root} is not a git checkout; pass --tag") from None
+    return f"{head}-dirty" if dirty.strip() else head
+
+
+# --- the commands ----------------------------------------------------------------------------
+
+
+def _kubectl(settings: Settings, *args: str) -> list[str]:
+    return ["kubectl", "--context", settings.context, "--namespace", settings.namespace, *args]
+
+
+def deploy_commands(settings: Settings, env: str, tag: str) -> list[list[str]]:
+    """Build and push both images, then install or upgrade the release with them."""
+    if not re.match(IMAGE_TAG, tag):
+        raise ConfigError(f"{tag!r} is not a Docker image tag (letters, digits, _ . -; at most 128)")
+    images = {"airflow": settings.image(settings.airflow_image, tag), "jobs": settings.image(settings.jobs_image, tag)}
+    commands = [
+        ["docker", "build", "--platform", settings.platform, "--target", target, "--tag", image, "--file", DOCKERFILE, "."]
+        for target, image in images.items()
+    ]
+    commands += [["docker", "push", image] for image in images.values()]
+    helm = ["helm", "upgrade", "--install", settings.release, settings.chart]
+    if settings.chart_version:
+        helm += ["--version", settings.chart_version]
+    helm += ["--kube-context", settings.context, "--namespace", settings.namespace]
+    for values in values_files(env):
+        helm += ["--values", values]
+    # The scheduler's and the task pods' image (images.airflow, images.pod_template); the job
+    # pods take the same tag from images.airflow.tag (helm-values: WATER_IMAGE_TAG).
+    # --set-string: a commit hash of digits would otherwise become a number.
+    for key in ("airflow", "pod_template"):
+        helm += [
+            "--set-string", f"images.{key}.repository={settings.registry}/{settings.airflow_image}",
+            "--set-string", f"images.{key}.tag={tag}",
+        ]
+    helm += ["--wait", "--timeout", settings.helm_timeout]
+    return [*commands, helm]
+
+
+def deploy_plan(env: str, tag: str | None = None) -> list[list[str]]:
+    """`water deploy ENV`: the environment's values files and settings are checked first, then
+    the images are named (after the commit unless a tag is given)."""
+    values_files(env)
+    settings = load_settings(env)
+    return deploy_commands(settings, env, tag or default_tag())
+
+
+def pods_command(settings: Settings, pipeline: str | None = None, watch: bool = False) -> list[str]:
+    """The namespace's pods; a pipeline's only (KubernetesPodOperator labels its pods dag_id=...)."""
+    argv = _kubectl(settings, "get", "pods", "--output", "wide")
+    if pipeline:
+        argv += ["--selector", f"dag_id={pipeline}"]
+    if watch:
+        argv.append("--watch")
+    return argv
+
+
+def logs_command(
+    settings: Settings, pod: str, follow: bool = False, container: str | None = None, tail: int | None = None, previous: bool = False
+) -> list[str]:
+    argv = _kubectl(settings, "logs", pod)
+    if container:
+        argv += ["--container", container]
+    if follow:
+        argv.append("--follow")
+    if tail is not None:
+        argv.append(f"--tail={tail}")
+    if previous:
+        argv.append("--previous")
+    return argv
+
+
+def edit_command(settings: Settings, pod: str) -> list[str]:
+    return _kubectl(settings, "edit", f"pod/{pod}")
+
+
+# --- running them ----------------------------------------------------------------------------
+
+
+def shell_line(argv: Sequence[str]) -> str:
+    return shlex.join(argv)
+
+
+def require_tools(commands: Sequence[Sequence[str]]) -> None:
+    """Raise ToolMissing for the first program not on PATH, before anything runs."""
+    for tool in dict.fromkeys(argv[0] for argv in commands):
+        if shutil.which(tool) is None:
+            raise ToolMissing(tool)
+
+
+def execute(
+    commands: Sequence[Sequence[str]], *, dry_run: bool, say: Callable[[str], None], cwd: Path | None = None
+) -> int:
+    """Run the commands one by one from the project root (or print them, with dry_run); stop at the
+    first that fails and return its exit code. 0 when all succeed."""
+    cwd = cwd or paths.project_root()
+    if dry_run:
+        for argv in commands:
+            say(shell_line(argv))
+        return 0
+    require_tools(commands)
+    for argv in commands:
+        if len(commands) > 1:
+            say(f"$ {shell_line(argv)}")
+        code = subprocess.run(list(argv), cwd=cwd).returncode
+        if code != 0:
+            return code
+    return 0

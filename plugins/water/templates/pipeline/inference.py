@@ -1,0 +1,51 @@
+"""SageMaker inference handlers for the scikit-learn container (batch transform).
+
+The transform job sends lines of the inference channel (`user_id,feature,...`, no header)
+as text/csv; the answer has one line per input line: `user_id,segment,confidence`.
+"""
+
+import io
+import json
+import os
+
+import joblib
+import numpy as np
+import pandas as pd
+
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "features.json")) as f:
+        schema = json.load(f)
+    return {"model": joblib.load(os.path.join(model_dir, "model.joblib")), "features": schema["features"]}
+
+
+def input_fn(request_body, request_content_type):
+    if request_content_type != "text/csv":
+        raise ValueError(f"unsupported content type {request_content_type}; send text/csv")
+    if isinstance(request_body, bytes):
+        request_body = request_body.decode("utf-8")
+    return pd.read_csv(io.StringIO(request_body), header=None)
+
+
+def predict_fn(input_data, model):
+    features = model["features"]
+    if input_data.shape[1] != len(features) + 1:
+        raise ValueError(f"expected user_id and {len(features)} features, got {input_data.shape[1]} columns")
+    x = input_data.iloc[:, 1:].astype("float64")
+    x.columns = features
+    estimator = model["model"]
+    probabilities = estimator.predict_proba(x)
+    best = probabilities.argmax(axis=1)
+    return pd.DataFrame(
+        {
+            "user_id": input_data.iloc[:, 0].astype("int64").to_numpy(),
+            "segment": np.asarray(estimator.classes_)[best],
+            "confidence": probabilities[np.arange(len(best)), best].round(6),
+        }
+    )
+
+
+def output_fn(prediction, accept):
+    if accept not in ("text/csv", "*/*"):
+        raise ValueError(f"unsupported accept type {accept}; ask for text/csv")
+    return prediction.to_csv(header=False, index=False, lineterminator="\n")

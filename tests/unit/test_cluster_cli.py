@@ -1,0 +1,266 @@
+"""`water deploy/pods/logs/edit`: the exact commands, the config they read, what happens without the tools.
+
+Each test builds a small project (water.toml, helm-values/) in a temporary folder. Real
+execution runs fake docker/helm/kubectl executables from a temporary PATH that record their
+argv and working directory, so the tests see exactly what would reach the real tools.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+from typer.testing import CliRunner
+
+from tests.conftest import ROOT
+from water import cluster
+from water.cli import TOOL_MISSING, app
+
+CONFIG = """\
+[cluster]
+context = "kind-water"
+namespace = "water-dev"
+release = "water"
+registry = "localhost:5000/ml"
+
+[env.dev]
+
+[env.prod]
+context = "prod cluster"
+namespace = "water"
+chart_version = "1.18.0"
+"""
+TAG = "abc123"
+AIRFLOW_IMAGE = f"localhost:5000/ml/water-airflow:{TAG}"
+JOBS_IMAGE = f"localhost:5000/ml/water-jobs:{TAG}"
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    (tmp_path / "water.toml").write_text(CONFIG)
+    (tmp_path / "helm-values").mkdir()
+    for env in ("base", "dev", "prod"):
+        (tmp_path / "helm-values" / f"{env}.yaml").write_text("executor: KubernetesExecutor\n")
+    monkeypatch.setenv("WATER_PROJECT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def water(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def lines(result) -> list[list[str]]:
+    return [shlex.split(line) for line in result.stdout.splitlines()]
+
+
+def deploy_argv(kube_context: str, namespace: str, env: str, version: list[str] = ()) -> list[list[str]]:
+    return [
+        ["docker", "build", "--platform", "linux/amd64", "--target", "airflow", "--tag", AIRFLOW_IMAGE, "--file", "Dockerfile", "."],
+        ["docker", "build", "--platform", "linux/amd64", "--target", "jobs", "--tag", JOBS_IMAGE, "--file", "Dockerfile", "."],
+        ["docker", "push", AIRFLOW_IMAGE],
+        ["docker", "push", JOBS_IMAGE],
+        ["helm", "upgrade", "--install", "water", "apache-airflow/airflow", *version,
+         "--kube-context", kube_context, "--namespace", namespace,
+         "--values", "helm-values/base.yaml", "--values", f"helm-values/{env}.yaml",
+         "--set-string", "images.airflow.repository=localhost:5000/ml/water-airflow",
+         "--set-string", f"images.airflow.tag={TAG}",
+         "--set-string", "images.pod_template.repository=localhost:5000/ml/water-airflow",
+         "--set-string", f"images.pod_template.tag={TAG}",
+         "--wait", "--timeout", "15m"],
+    ]  # fmt: skip
+
+
+# --- --dry-run: the exact command lines ------------------------------------------------------
+
+
+def test_deploy_dry_run_prints_build_push_and_helm(project):
+    result = water("deploy", "dev", "--tag", TAG, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert lines(result) == deploy_argv("kind-water", "water-dev", "dev")
+
+
+def test_deploy_dry_run_applies_the_env_overrides_and_quotes(project):
+    result = water("deploy", "prod", "--tag", TAG, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert lines(result) == deploy_argv("prod cluster", "water", "prod", ["--version", "1.18.0"])
+    assert "--kube-context 'prod cluster'" in result.stdout  # shell-quoted, so it can be pasted
+
+
+def test_pods_logs_edit_dry_run(project):
+    kubectl = ["kubectl", "--context", "kind-water", "--namespace", "water-dev"]
+    prod = ["kubectl", "--context", "prod cluster", "--namespace", "water"]
+    cases = {
+        ("pods",): [*kubectl, "get", "pods", "--output", "wide"],
+        ("pods", "churn", "--watch", "--env", "prod"): [*prod, "get", "pods", "--output", "wide", "--selector", "dag_id=churn", "--watch"],
+        ("logs", "churn-train-x1"): [*kubectl, "logs", "churn-train-x1"],
+        ("logs", "p1", "-f", "-c", "base", "--tail", "50", "--previous"): [*kubectl, "logs", "p1", "--container", "base", "--follow", "--tail=50", "--previous"],
+        ("edit", "p1", "-e", "prod"): [*prod, "edit", "pod/p1"],
+    }
+    for args, argv in cases.items():
+        result = water(*args, "--dry-run")
+        assert result.exit_code == 0, (args, result.output)
+        assert lines(result) == [argv], args
+
+
+def test_dry_run_needs_no_tool(project, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert water("deploy", "dev", "--tag", TAG, "--dry-run").exit_code == 0
+    assert water("pods", "--dry-run").exit_code == 0
+
+
+def test_default_tag_is_the_commit(project):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=project, check=True)
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    result = water("deploy", "dev", "--dry-run")
+    assert f"water-airflow:{head} " in result.stdout
+    (project / "helm-values" / "dev.yaml").write_text("executor: CeleryExecutor\n")
+    assert f"images.airflow.tag={head}-dirty" in water("deploy", "dev", "--dry-run").stdout
+
+
+def test_default_tag_outside_git_asks_for_one(project):
+    result = water("deploy", "dev", "--dry-run")
+    assert result.exit_code == 2
+    assert "not a git checkout; pass --tag" in result.stderr
+
+
+def test_a_bad_tag_is_refused(project):
+    result = water("deploy", "dev", "--tag", "v1 final", "--dry-run")
+    assert result.exit_code == 2 and "is not a Docker image tag" in result.stderr
+
+
+# --- real execution, with fake tools -----------------------------------------------------------
+
+FAKE = """\
+#!{python}
+import json, os, sys
+tool = os.path.basename(sys.argv[0])
+with open({log!r}, "a") as log:
+    log.write(json.dumps({{"argv": [tool, *sys.argv[1:]], "cwd": os.getcwd()}}) + "\\n")
+sys.exit(int(os.environ.get("FAKE_EXIT_" + tool.upper(), "0")))
+"""
+
+
+@pytest.fixture()
+def fake_tools(tmp_path, monkeypatch):
+    """docker, helm and kubectl on a PATH of their own; returns (bin dir, recorded calls)."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    for tool in ("docker", "helm", "kubectl"):
+        path = bin_dir / tool
+        path.write_text(FAKE.format(python=sys.executable, log=str(log)))
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+    def calls() -> list[dict]:
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return bin_dir, calls
+
+
+def test_deploy_runs_the_commands_from_the_project_root(project, fake_tools):
+    _, calls = fake_tools
+    result = water("deploy", "dev", "--tag", TAG)
+    assert result.exit_code == 0, result.output
+    assert [c["argv"] for c in calls()] == deploy_argv("kind-water", "water-dev", "dev")
+    assert {c["cwd"] for c in calls()} == {str(project)}
+    assert "$ docker push " + AIRFLOW_IMAGE in result.stdout  # each step is shown as it starts
+
+
+def test_deploy_stops_at_the_first_failing_command(project, fake_tools, monkeypatch):
+    _, calls = fake_tools
+    monkeypatch.setenv("FAKE_EXIT_DOCKER", "3")
+    result = water("deploy", "dev", "--tag", TAG)
+    assert result.exit_code == 1
+    assert "exit code 3" in result.stderr
+    assert [c["argv"][:2] for c in calls()] == [["docker", "build"]]  # no push, no helm
+
+
+def test_pods_logs_edit_run_kubectl(project, fake_tools, monkeypatch):
+    _, calls = fake_tools
+    assert water("pods", "churn").exit_code == 0
+    assert water("logs", "p1", "--follow").exit_code == 0
+    assert water("edit", "p1", "--env", "prod").exit_code == 0
+    assert [c["argv"] for c in calls()] == [
+        ["kubectl", "--context", "kind-water", "--namespace", "water-dev", "get", "pods", "--output", "wide", "--selector", "dag_id=churn"],
+        ["kubectl", "--context", "kind-water", "--namespace", "water-dev", "logs", "p1", "--follow"],
+        ["kubectl", "--context", "prod cluster", "--namespace", "water", "edit", "pod/p1"],
+    ]
+    monkeypatch.setenv("FAKE_EXIT_KUBECTL", "1")  # e.g. the pod does not exist
+    assert water("logs", "gone").exit_code == 1
+
+
+def test_a_missing_tool_is_named_and_nothing_runs(project, fake_tools):
+    bin_dir, calls = fake_tools
+    (bin_dir / "helm").unlink()
+    result = water("deploy", "dev", "--tag", TAG)
+    assert result.exit_code == TOOL_MISSING == 127  # the documented code (water --help epilog, README)
+    assert "helm is not installed" in result.stderr
+    assert calls() == []  # docker found, but no image was built for a deploy that cannot finish
+    (bin_dir / "kubectl").unlink()
+    for args in (("pods",), ("logs", "p1"), ("edit", "p1")):
+        result = water(*args)
+        assert result.exit_code == TOOL_MISSING and "kubectl is not installed" in result.stderr, args
+
+
+# --- config errors ---------------------------------------------------------------------------
+
+
+def test_missing_config_file_is_named(project):
+    (project / "water.toml").unlink()
+    result = water("pods", "--dry-run")
+    assert result.exit_code == 2
+    assert "water.toml not found" in result.stderr
+
+
+def test_unknown_env_lists_the_ones_there_are(project):
+    result = water("pods", "--env", "staging", "--dry-run")
+    assert result.exit_code == 2
+    assert "water.toml has no [env.staging] table; environments defined there: dev, prod" in result.stderr
+
+
+def test_deploy_to_an_env_without_values_lists_the_values_files(project):
+    result = water("deploy", "staging", "--tag", TAG, "--dry-run")
+    assert result.exit_code == 2
+    assert "no helm-values/staging.yaml for environment 'staging'; environments with values files: dev, prod" in result.stderr
+    assert water("deploy", "../base", "--tag", TAG, "--dry-run").exit_code == 2  # never a path
+
+
+def test_deploy_needs_the_env_in_water_toml_too(project):
+    (project / "helm-values" / "staging.yaml").write_text("{}\n")
+    result = water("deploy", "staging", "--tag", TAG, "--dry-run")
+    assert result.exit_code == 2 and "no [env.staging] table" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (CONFIG.replace('namespace = "water-dev"', 'namespace = "Water_Dev"'), "cluster.namespace: 'Water_Dev' is not a Kubernetes namespace"),
+        (CONFIG.replace("registry =", "regsitry ="), "cluster.regsitry: unknown field"),
+        (CONFIG.replace('[env.prod]\ncontext = "prod cluster"', "[env.prod]\ncontxt = 1"), "env.prod.contxt: unknown field"),
+        (CONFIG.replace("[cluster]\ncontext", "[cluster]\n#context"), "cluster.context: not set (write it in [cluster] or [env.dev])"),
+        ("[cluster\n", "water.toml: not valid TOML"),
+        ("[clusters]\n", "clusters: unknown table"),
+    ],
+)
+def test_config_errors_name_the_file_and_field(project, config, message):
+    (project / "water.toml").write_text(config)
+    result = water("deploy", "dev", "--tag", TAG, "--dry-run")
+    assert result.exit_code == 2
+    assert "water.toml" in result.stderr and message in result.stderr
+
+
+def test_the_repository_config_covers_every_values_file(monkeypatch):
+    """water.toml of the repository loads, and every helm-values/ENV.yaml has its [env.ENV]."""
+    monkeypatch.delenv("WATER_PROJECT_ROOT", raising=False)
+    envs = tomllib.loads((ROOT / "water.toml").read_text())["env"]
+    for env in sorted(set(envs) | set(cluster.helm_environments())):
+        settings = cluster.load_settings(env)
+        assert settings.context and settings.namespace, env
