@@ -39,11 +39,12 @@ IAM_ONLY_ACTIONS = {
     "iam:PassRole": None,
 }
 # Actions whose API takes no resource ARN: the only ones that may be granted on "*".
-RESOURCE_LESS_ACTIONS = {
-    "ecr:GetAuthorizationToken",
-    "cloudwatch:PutMetricData",
-    "sagemaker:ListTrainingJobs",
-    "sagemaker:ListTransformJobs",
+RESOURCE_LESS_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+# What the Airflow role grants beyond the cloud target's own calls (AWS_ACTIONS), and why.
+AIRFLOW_ROLE_EXTRAS = {
+    # Athena writes query results to S3 as the caller; its documented result-bucket permissions
+    "s3:ListBucketMultipartUploads": "Athena query results",
+    "s3:ListMultipartUploadParts": "Athena query results",
 }
 
 
@@ -234,6 +235,24 @@ def test_airflow_role_allows_every_action_the_cloud_target_calls():
         action for action in AWS_ACTIONS if not any(fnmatchcase(action.lower(), g.lower()) for g in granted)
     )
     assert missing == [], f"docs/iam/airflow-role-policy.json does not allow {missing}"
+
+
+def test_airflow_role_grants_nothing_the_cloud_target_does_not_call():
+    """Least privilege: every granted action is in AWS_ACTIONS or a documented extra."""
+    from water.targets.cloud import AWS_ACTIONS
+
+    unused = actions_of(IAM_DIR / "airflow-role-policy.json") - set(AWS_ACTIONS) - set(AIRFLOW_ROLE_EXTRAS)
+    assert unused == set(), f"granted but never called: {sorted(unused)}"
+
+
+def test_airflow_role_allows_every_pipelines_athena_workgroup():
+    from water.spec import load_pipeline, pipeline_names
+
+    policy = load(IAM_DIR / "airflow-role-policy.json")
+    for name in pipeline_names():
+        workgroup = load_pipeline(name).training_set.workgroup
+        arn = f"arn:aws:athena:${{Region}}:${{AccountId}}:workgroup/{workgroup}"
+        assert allows(policy, "athena:StartQueryExecution", arn), f"{name}: workgroup {workgroup}"
 
 
 def test_airflow_role_scopes_the_cloud_targets_sagemaker_names():
