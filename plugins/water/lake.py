@@ -22,6 +22,8 @@ PREDICTIONS = "predictions"
 STATS = "stats"
 OUTPUTS = "outputs"
 POSTPROCESS_SHARDS = "outputs_shards"  # post-processing writes here, shard by shard, before the commit
+QUARANTINE = "quarantine"  # predictions the drift guard held back
+REPORTS = "reports"  # the run report (report.html, run.json)
 
 
 @dataclass(frozen=True)

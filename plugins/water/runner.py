@@ -196,8 +196,10 @@ def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> 
     """Print each task once per state it reaches, until `stop` is set."""
     shown: dict[str, str] = {}
     started: dict[str, float] = {}
+    messages = _OutboxFollower()
     while True:
         done = stop.is_set()
+
         try:
             states = summary.task_states(pipeline, ds, since=since)
         except Exception:  # the child may hold a write lock on SQLite for a moment
@@ -211,9 +213,32 @@ def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> 
                 started[task_id] = time.monotonic()
             took = f" ({time.monotonic() - started[task_id]:.1f}s)" if task_id in started and state != "running" else ""
             console.print(f"  {STATE_MARK.get(state, '·')} {task_id:<18} {state}{took}")
+        for record in messages.new():
+            where = "outbox" if record["delivery"] == "outbox" else "Slack failed, kept in the outbox"
+            console.print(f"  ✉ [bold]{record['text'].splitlines()[0]}[/] [dim]({where})[/]", highlight=False)
         if done:
             return
         stop.wait(0.5)
+
+
+class _OutboxFollower:
+    """New notifications in the outbox (water.notify) since this follower was made."""
+
+    def __init__(self) -> None:
+        from water import notify
+
+        self.path = notify.outbox_path()
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+
+    def new(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        with self.path.open() as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind("\n") + 1]  # a line still being written waits for the next look
+        self.offset += len(complete.encode())
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def failure_tail(result: RunResult, lines: int = 40) -> str:

@@ -323,7 +323,14 @@ class SizingPolicy(Strict):
 
 
 class DriftPolicy(Strict):
+    """The drift guard: today's predicted class mix against a baseline (see water.drift).
+
+    Thresholds apply to `metric` (PSI by default; JS distance is between 0 and 1); both are
+    always reported.
+    """
+
     baseline: Literal["previous_run", "training_labels"] = "previous_run"
+    metric: Literal["psi", "js"] = "psi"
     warn: float = Field(default=0.1, gt=0)
     block: float = Field(default=0.25, gt=0)
 
@@ -331,7 +338,13 @@ class DriftPolicy(Strict):
     def _warn_below_block(self) -> DriftPolicy:
         if self.warn >= self.block:
             raise ValueError(f"warn ({self.warn}) must be below block ({self.block})")
+        if self.metric == "js" and self.block > 1:
+            raise ValueError(f"block ({self.block}) can never be reached: JS distance is at most 1")
         return self
+
+
+class ReportSettings(Strict):
+    history_days: int = Field(default=14, ge=1, le=366)
 
 
 class PublishStage(Strict):
@@ -364,6 +377,7 @@ class PipelineSpec(Strict):
     postprocess: PostprocessStage
     sizing: SizingPolicy
     drift: DriftPolicy = DriftPolicy()
+    report: ReportSettings = ReportSettings()
     publish: PublishStage
 
     @property

@@ -14,8 +14,10 @@ from rich.table import Table
 
 TASK_ORDER = (
     "extract", "features", "training_set", "preprocess", "train", "batch_inference",
-    "inference_stats", "size_postprocess", "no_predictions", "plan_shards", "postprocess", "commit_outputs", "publish",
+    "inference_stats", "drift_guard", "quarantine", "size_postprocess", "no_predictions", "plan_shards", "postprocess",
+    "commit_outputs", "publish", "run_report",
 )
+FIGURE_KEYS = ("decision", "drift")  # what branches push besides (never instead of) a return value
 
 
 def task_order(task_id: str) -> tuple[int, str]:
@@ -87,14 +89,14 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
         ).all()
         xcoms = session.execute(
             select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
-                XComModel.dag_run_id == run.id, XComModel.key.in_(("return_value", "decision"))
+                XComModel.dag_run_id == run.id, XComModel.key.in_(("return_value", *FIGURE_KEYS))
             )
         ).all()
         figures: dict[str, Any] = {}
-        for t, m, key, v in sorted(xcoms, key=lambda row: row[2] != "decision"):
+        for t, m, key, v in sorted(xcoms, key=lambda row: row[2] not in FIGURE_KEYS):
             value = XComModel.deserialize_value(_Row(v))
             # A branch returns a task id and plan_shards a list: only dicts (and decisions) are figures.
-            if key == "decision" or isinstance(value, dict):
+            if key in FIGURE_KEYS or isinstance(value, dict):
                 figures.setdefault(_label(t, m), value)
         tasks = []
         for ti in sorted(tis, key=lambda t: (task_order(t.task_id), t.map_index)):
@@ -140,6 +142,7 @@ def _headline(tasks: list[dict[str, Any]]) -> dict[str, Any]:
     metrics = by_id.get("train", {}).get("metrics", {})
     stats = by_id.get("inference_stats", {})
     decision = by_id.get("size_postprocess") or {}
+    drift = by_id.get("drift_guard") or {}
     escalations = {t: f["escalated"] for t, f in by_id.items() if f.get("escalated")}
     return {
         "validation_accuracy": metrics.get("validation:accuracy"),
@@ -147,6 +150,9 @@ def _headline(tasks: list[dict[str, Any]]) -> dict[str, Any]:
         "sizing": {k: decision.get(k) for k in ("tier", "rows", "forced", "reason")} | {"shards": len(decision.get("shards") or [])} if decision else None,
         "escalations": escalations,
         "rows_published": by_id.get("publish", {}).get("rows_out"),
+        "drift": {k: drift.get(k) for k in ("verdict", "psi", "js", "baseline", "shares", "baseline_shares")} if drift else None,
+        "quarantine": by_id.get("quarantine", {}).get("quarantine"),
+        "report": by_id.get("run_report", {}).get("report"),
     }
 
 
@@ -172,11 +178,23 @@ def _notes(figures: dict[str, Any]) -> str:
     if figures.get("escalated"):
         e = figures["escalated"]
         notes.append(f"OOM at {e['from_memory_limit']}, retried as {e['to']} ({e['to_memory_limit']})")
+    if figures.get("verdict") and "psi" in figures:
+        notes.append(
+            f"drift {figures['verdict']}" + (f" PSI {figures['psi']:.3f} JS {figures['js']:.3f}" if figures.get("psi") is not None else "")
+        )
     if figures.get("flag"):
         notes.append(f"flagged: {figures['flag']}")
     if figures.get("table"):
         notes.append(f"→ {figures['table']}")
     return "; ".join(notes)
+
+
+def _local(uri: str) -> str:
+    """A file:// URI as a path relative to the project (other URIs as they are)."""
+    from water import paths
+    from water.local.partitions import local_path
+
+    return str(paths.shown(local_path(uri))) if uri.startswith("file://") else uri
 
 
 STATE_STYLE = {"success": "green", "failed": "bold red", "upstream_failed": "red", "skipped": "yellow"}
@@ -213,10 +231,23 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         lines.append(f"sizing: {sizing['tier']} x{max(1, sizing['shards'])} — {sizing['reason']}")
     for task_id, e in (summary.get("escalations") or {}).items():
         lines.append(f"{task_id}: OOMKilled at {e['from_memory_limit']}, retried once as {e['to']} ({e['to_memory_limit']})")
+    drift = summary.get("drift")
+    if drift and drift.get("verdict"):
+        if drift.get("psi") is None:
+            lines.append("drift: no baseline yet (first run)")
+        else:
+            mix = ", ".join(
+                f"{c} {(drift.get('baseline_shares') or {}).get(c, 0):.0%}→{s:.0%}" for c, s in (drift.get("shares") or {}).items()
+            )
+            lines.append(f"drift: {drift['verdict']} — PSI {drift['psi']:.3f}, JS {drift['js']:.3f} vs {drift['baseline']} ({mix})")
+    if summary.get("quarantine"):
+        lines.append(f"[bold red]quarantined[/]: predictions held back at {summary['quarantine']}; nothing published")
     if summary.get("wall_seconds") is not None:
         lines.append(
             f"run span {summary['wall_seconds']:.1f}s for {summary['task_seconds']:.1f}s of stage work "
             f"(orchestration overhead ratio {summary['overhead_ratio']})"
         )
+    if summary.get("report"):
+        lines.append(f"report: {_local(summary['report'])}")
     for line in lines:
         console.print(line)

@@ -33,9 +33,14 @@ def test_dag_carries_owner_tags_retries_docs(dagbag, dag_id):
 def test_graph_is_the_pipeline(dagbag, dag_id):
     dag = dagbag.dags.get(dag_id)
     order = ["extract", "features", "training_set", "preprocess", "train",
-             "batch_inference", "inference_stats", "size_postprocess"]
+             "batch_inference", "inference_stats", "drift_guard", "size_postprocess"]
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids
+    assert dag.get_task("drift_guard").downstream_task_ids == {"size_postprocess", "quarantine"}
+    # The run report closes every run as a teardown: it runs after anything, and never masks a failure.
+    report = dag.get_task("run_report")
+    assert report.is_teardown and report.upstream_task_ids == {"publish", "quarantine", "no_predictions"}
+    assert [t.task_id for t in dag.leaves] == ["run_report"]
     tiers = [f"postprocess_{t}" for t in ("small", "medium", "large")]
     assert dag.get_task("size_postprocess").downstream_task_ids == {"no_predictions", *tiers[:2], "plan_shards"}
     assert dag.get_task("plan_shards").downstream_task_ids == {"postprocess_large"}
@@ -55,6 +60,12 @@ def test_run_options_are_typed_params(dagbag, dag_id):
     force_tier = dag.params.get_param("force_tier")
     assert force_tier.schema["enum"] == [None, "small", "medium", "large"]
     assert force_tier.description
+    accept = dag.params.get_param("accept_drift")
+    assert accept.value is False and accept.schema["type"] == "boolean" and accept.description
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        dag.params.get_param("accept_drift").resolve("yes please")
 
 
 def test_parsing_makes_no_connection_variable_or_db_lookups(airflow_db):

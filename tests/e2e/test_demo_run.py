@@ -1,7 +1,10 @@
 """End to end: `water run` drives the demo DAG through Airflow on the local target.
 
 About 20,000 users; runs the same day twice and checks the second run rewrote every
-partition with the same bytes and published no duplicates.
+partition with the same bytes and published no duplicates; then runs a drift day (class
+mix 80/15/5) and checks it was quarantined, published nothing and alerted with the shares.
+All runs post to a Slack stand-in (a real HTTP server on localhost, through the Slack
+provider's webhook hook) and send metrics to a StatsD listener on localhost.
 """
 
 from __future__ import annotations
@@ -17,24 +20,27 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT
+from tests.listeners import SlackStandIn, StatsdListener
 from water import lake, seed
 from water.local.partitions import data_files
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 DS = "2026-11-01"
+DRIFT_DS = "2026-11-02"
 USERS = 20_000
 WATER = str(Path(sys.executable).parent / "water")
 STAGES = ("extract", "features", "training_set", "preprocess", "train", "batch_inference",
-          "inference_stats", "size_postprocess", "postprocess_small", "commit_outputs", "publish")
-SKIPPED = ("no_predictions", "postprocess_medium", "plan_shards", "postprocess_large")
+          "inference_stats", "drift_guard", "size_postprocess", "postprocess_small", "commit_outputs", "publish",
+          "run_report")
+SKIPPED = ("quarantine", "no_predictions", "postprocess_medium", "plan_shards", "postprocess_large")
 
 
-def water_run(state_dir: Path) -> dict:
+def water_run(state_dir: Path, env: dict[str, str], ds: str = DS, *extra: str) -> dict:
     proc = subprocess.run(
-        [WATER, "run", "recipe_engagement", "--date", DS, "--users", str(USERS), "--json"],
+        [WATER, "run", "recipe_engagement", "--date", ds, "--users", str(USERS), "--json", *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "WATER_STATE_DIR": str(state_dir)},
+        env={**os.environ, "WATER_STATE_DIR": str(state_dir), **env},
     )
     assert proc.returncode == 0, f"water run failed:\n{proc.stderr[-5000:]}"
     return json.loads(proc.stdout)
@@ -48,6 +54,8 @@ def partitions_fingerprint(lake_dir: Path) -> dict[str, str]:
     """
     prints = {}
     for folder in sorted(lake_dir.glob(f"**/ds={DS}")):
+        if folder.parent.name == lake.REPORTS:
+            continue  # a report is about the run (its id, its duration), not data
         for path in data_files(folder):
             name = str(path.relative_to(lake_dir))
             if path.name.startswith("part-") and path.name.endswith("-c000.snappy.parquet"):
@@ -65,12 +73,19 @@ def partitions_fingerprint(lake_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     state = tmp_path_factory.mktemp("e2e-state")
-    first = water_run(state)
-    lake_dir = state / "lake" / "recipe_engagement"
-    first_prints = partitions_fingerprint(lake_dir)
-    second = water_run(state)
-    return {"state": state, "lake": lake_dir, "first": first, "second": second,
-            "first_prints": first_prints, "second_prints": partitions_fingerprint(lake_dir)}
+    with SlackStandIn() as slack, StatsdListener() as statsd:
+        env = {**slack.connection_env("slack_water"), "WATER_STATSD_PORT": str(statsd.port)}
+        first = water_run(state, env)
+        lake_dir = state / "lake" / "recipe_engagement"
+        first_prints = partitions_fingerprint(lake_dir)
+        second = water_run(state, env)
+        second_prints = partitions_fingerprint(lake_dir)
+        drift_day = water_run(state, env, DRIFT_DS, "--mix", f"{DRIFT_DS}=80/15/5")
+        drift_accepted = water_run(state, env, DRIFT_DS, "--conf", '{"accept_drift": true}')
+    return {"state": state, "lake": lake_dir, "first": first, "second": second, "drift": drift_day,
+            "accepted": drift_accepted,
+            "first_prints": first_prints, "second_prints": second_prints,
+            "slack": slack.received, "metrics": statsd.metrics()}
 
 
 def figures(summary: dict) -> dict[str, dict]:
@@ -138,3 +153,111 @@ def test_plain_airflow_sees_the_dag_with_only_airflow_home(runs):
     assert proc.returncode == 0, proc.stderr[-2000:]
     listing = next(line for line in proc.stdout.splitlines() if line.startswith("["))
     assert "recipe_engagement" in {d["dag_id"] for d in json.loads(listing)}
+
+
+def test_a_drift_day_is_quarantined_and_not_published(runs):
+    summary = runs["drift"]
+    states = {t["task_id"]: t["state"] for t in summary["tasks"]}
+    assert summary["state"] == "success"  # a flagged success: nothing broke, the guard held the day back
+    assert states["drift_guard"] == "success" and states["quarantine"] == "success"
+    for task in ("size_postprocess", "postprocess_small", "commit_outputs", "publish"):
+        assert states[task] == "skipped", task
+    assert states["run_report"] == "success"
+    drift = summary["drift"]
+    assert drift["verdict"] == "block" and drift["baseline"] == f"previous run ds={DS}"
+    assert drift["psi"] > 0.25 and 0 < drift["js"] <= 1
+    assert drift["shares"]["cook"] > 0.6 and drift["baseline_shares"]["cook"] < 0.5
+    # The predictions moved to quarantine; the warehouse has only the first day.
+    assert not (runs["lake"] / lake.PREDICTIONS / f"ds={DRIFT_DS}").exists()
+    assert list((runs["lake"] / lake.QUARANTINE / f"ds={DRIFT_DS}").glob("*.out"))
+    from water.local.warehouse import table_rows
+
+    warehouse = runs["state"] / "warehouse"
+    assert table_rows(warehouse, "ml.engagement_segments") == runs["second"]["rows_published"]
+    assert summary["rows_published"] is None
+
+
+def test_the_first_run_has_no_baseline_and_the_same_day_again_still_none(runs):
+    assert runs["first"]["drift"]["verdict"] == "no_baseline"
+    assert runs["second"]["drift"]["verdict"] == "no_baseline"  # a day is never its own baseline
+
+
+def test_slack_hears_start_success_and_the_drift_alert(runs):
+    texts = [m["body"]["text"] for m in runs["slack"]]
+    starts = [t for t in texts if "started for ds=" in t]
+    assert len(starts) == 4
+    assert sum("succeeded" in t.splitlines()[0] for t in texts) == 3  # the two normal days and the accepted one
+    assert sum("quarantined for drift, nothing published" in t.splitlines()[0] for t in texts) == 1
+    alert = next(m["body"] for m in runs["slack"] if "quarantined" in m["body"]["text"].splitlines()[0])
+    first_line = alert["text"].splitlines()[0]
+    assert f"ds={DRIFT_DS}" in first_line
+    shares = runs["drift"]["drift"]["shares"]
+    baseline = runs["drift"]["drift"]["baseline_shares"]
+    for cls in ("cook", "browse", "dormant"):  # side by side: baseline share, then today's
+        row = next(line for line in alert["text"].splitlines() if line.startswith(cls))
+        assert f"{baseline[cls]:.1%}" in row and f"{shares[cls]:.1%}" in row
+    assert any(b["type"] == "header" for b in alert["blocks"])
+    success = next(m["body"]["text"] for m in runs["slack"] if "succeeded" in m["body"]["text"] and f"ds={DS}" in m["body"]["text"])
+    assert "tier: small × 1" in success and f"rows: {runs['first']['predicted_class_counts'] and sum(runs['first']['predicted_class_counts'].values()):,}" in success
+    assert "/dags/recipe_engagement/runs/" in success  # a link to the run in the UI
+
+
+def test_metrics_reach_statsd_with_datadog_tags(runs):
+    metrics = runs["metrics"]
+    by_name = {}
+    for m in metrics:
+        by_name.setdefault(m["name"], []).append(m)
+    rows = [m for m in by_name["water.stage.rows_out"] if m["tags"].get("task") == "publish" and m["tags"].get("ds") == DS]
+    assert rows and rows[-1]["value"] == runs["second"]["rows_published"]
+    assert rows[-1]["tags"]["pipeline"] == "recipe_engagement"
+    psi = [m for m in by_name["water.drift.psi"] if m["tags"]["ds"] == DRIFT_DS]
+    assert psi and psi[-1]["value"] == pytest.approx(runs["drift"]["drift"]["psi"], rel=1e-3)
+    assert psi[-1]["tags"]["verdict"] == "block"
+    shards = [m for m in by_name["water.sizing.shards"] if m["tags"]["ds"] == DS]
+    assert shards and shards[-1]["tags"]["tier"] == "small"
+    shares = {m["tags"]["class"] for m in by_name["water.predictions.class_share"]}
+    assert shares == {"cook", "browse", "dormant"}
+    accuracy = by_name["water.model.validation_accuracy"][-1]["value"]
+    assert accuracy == pytest.approx(runs["second"]["validation_accuracy"], rel=1e-6)
+    assert any(name.startswith("airflow.") for name in by_name), "Airflow's own StatsD metrics"
+
+
+def test_each_run_writes_a_report_whose_numbers_match_its_summary(runs):
+    import html
+    import re
+
+    for summary in (runs["second"], runs["drift"]):
+        path = runs["lake"] / lake.REPORTS / f"ds={summary['ds']}" / "report.html"
+        page = path.read_text()
+        data = json.loads(re.search(r'<script type="application/json" id="water-run">(.*?)</script>', page, re.S).group(1))
+        assert data["run_id"] == summary["run_id"] and data["state"] == summary["state"]
+        by_task = {t["task_id"]: t for t in summary["tasks"]}
+        for task in data["tasks"]:
+            assert task["state"] == by_task[task["task_id"]]["state"]
+            for key in ("rows_in", "rows_out"):
+                assert task["figures"].get(key) == by_task[task["task_id"]]["figures"].get(key)
+        text = html.unescape(re.sub(r"<[^>]+>", " ", page))
+        counts = summary["predicted_class_counts"]
+        assert f"{sum(counts.values()):,}" in text
+        if summary["validation_accuracy"] is not None:
+            assert f"{summary['validation_accuracy']:.3f}" in text
+        assert data["headline"]["drift_verdict"] == summary["drift"]["verdict"]
+        assert "<svg" in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    drift_page = (runs["lake"] / lake.REPORTS / f"ds={DRIFT_DS}" / "report.html").read_text()
+    assert f"ds={DS}" in drift_page and "block" in drift_page  # two days of history, the drift verdict
+    proc = subprocess.run([WATER, "report", "--date", DRIFT_DS], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "WATER_STATE_DIR": str(runs["state"])}, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith(f"ds={DRIFT_DS}/report.html")
+
+
+def test_a_person_accepts_the_quarantined_day_by_rerunning_it_with_accept_drift(runs):
+    summary = runs["accepted"]
+    states = {t["task_id"]: t["state"] for t in summary["tasks"]}
+    assert summary["conf"] == {"accept_drift": True}
+    assert summary["drift"]["verdict"] == "accepted"
+    assert states["quarantine"] == "skipped" and states["publish"] == "success"
+    assert summary["rows_published"] == sum(summary["predicted_class_counts"].values())
+    from water.local.warehouse import table_rows
+
+    warehouse = runs["state"] / "warehouse"
+    assert table_rows(warehouse, "ml.engagement_segments") == runs["second"]["rows_published"] + summary["rows_published"]

@@ -88,11 +88,18 @@ class PlanShardsOperator(BaseOperator):
 
 
 class NoPredictionsOperator(BaseOperator):
-    """Inference produced nothing: say so loudly and end the run as a flagged success."""
+    """Inference produced nothing: say so loudly (Slack) and end the run as a flagged success."""
 
     ui_color = "#ffe0e0"
 
+    def __init__(self, *, slack_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.slack_conn_id = slack_conn_id
+
     def execute(self, context: Any) -> dict[str, Any]:
+        from water import notify
+
         message = f"{self.dag_id} ds={context['ds']}: inference produced no predictions; nothing to post-process or publish"
         self.log.warning(message)
+        notify.send(notify.notice_for(context, NO_PREDICTIONS, message, facts={"rows": "0"}), self.slack_conn_id)
         return {"flag": NO_PREDICTIONS, "message": message}

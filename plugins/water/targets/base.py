@@ -15,6 +15,8 @@ from water.spec import PipelineSpec, Tier
 
 class Target(ABC):
     name: str
+    lake_root: str  # URI of the lake root (file://… locally, s3://… in the cloud)
+    storage_conn_id: str | None  # connection for the lake's object store (None: no credentials needed)
 
     @abstractmethod
     def extract(self, spec: PipelineSpec) -> Any: ...

@@ -29,6 +29,7 @@ class LocalTarget(Target):
     lake_root: str
     warehouse_dir: str
     name: str = "local"
+    storage_conn_id: str | None = None
 
     @classmethod
     def from_environment(cls) -> LocalTarget:

@@ -1,0 +1,185 @@
+"""Run notifications: start, success, failure, drift and zero-row alerts, to Slack.
+
+Messages go through the Slack provider's webhook hook on the connection id the spec names
+(`notifications.slack_conn_id`). Where that connection is not configured (the local
+default), they go to the task log and to an outbox file, `.water/outbox/slack.jsonl`, which
+`water run` prints on the terminal as they arrive. A Slack outage never fails a run: a send
+is tried a few times, briefly, then logged, written to the outbox as undelivered, and the
+run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from water import paths
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 3
+BACKOFF_SECONDS = (0.5, 1.5)  # between attempts
+TIMEOUT_SECONDS = 5
+
+ICONS = {"start": "▶️", "success": "✅", "failure": "❌", "drift": "⚠️", "quarantine": "⛔", "no_predictions": "🕳️"}
+
+
+@dataclass
+class Notice:
+    """One message about one run. `facts` are the labelled lines (rows, tier, drift, …)."""
+
+    kind: str  # start | success | failure | drift | quarantine | no_predictions
+    pipeline: str
+    ds: str
+    run_id: str
+    title: str
+    facts: dict[str, str] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    links: dict[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        head = f"{ICONS.get(self.kind, '')} {self.title}".strip()
+        body = [f"{k}: {v}" for k, v in self.facts.items()] + self.lines
+        body += [f"{name}: {url}" for name, url in self.links.items()]
+        return "\n".join([head, *body])
+
+    def payload(self) -> dict[str, Any]:
+        """Slack webhook body: a plain-text fallback and Block Kit blocks."""
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": f"{ICONS.get(self.kind, '')} {self.title}"[:150]}},
+        ]
+        if self.facts:
+            blocks.append(
+                {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.facts.items())[:10]]}
+            )
+        if self.lines:
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "```" + "\n".join(self.lines) + "```"}})
+        if self.links:
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(f"<{u}|{n}>" for n, u in self.links.items())}]}
+            )
+        return {"text": self.text(), "blocks": blocks}
+
+
+def ui_base_url() -> str:
+    from airflow.sdk.configuration import conf
+
+    return conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
+
+
+def run_url(dag_id: str, run_id: str) -> str:
+    return f"{ui_base_url()}/dags/{dag_id}/runs/{quote(run_id)}"
+
+
+def task_log_url(dag_id: str, run_id: str, task_id: str, map_index: int | None = None, try_number: int | None = None) -> str:
+    url = f"{run_url(dag_id, run_id)}/tasks/{task_id}"
+    if map_index is not None and map_index >= 0:
+        url += f"/mapped/{map_index}"
+    return url + (f"?try_number={try_number}" if try_number else "")
+
+
+def outbox_path() -> Path:
+    return paths.state_dir() / "outbox" / "slack.jsonl"
+
+
+def _connection_configured(conn_id: str) -> bool:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return False
+    return True
+
+
+def _post(conn_id: str, payload: dict[str, Any]) -> None:
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=TIMEOUT_SECONDS).send(**payload)
+
+
+def send(notice: Notice, conn_id: str | None) -> str:
+    """Deliver one notice; never raises. Returns how it went: slack | outbox | undelivered."""
+    payload = notice.payload()
+    outcome, error = "outbox", None
+    try:
+        configured = bool(conn_id) and _connection_configured(conn_id)
+    except Exception as exc:  # noqa: BLE001 - a secrets backend outage must not fail the run
+        configured, error = False, f"connection lookup failed: {exc}"
+    if configured:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                _post(conn_id, payload)
+                outcome, error = "slack", None
+                break
+            except Exception as exc:  # noqa: BLE001 - Slack down: log, retry briefly, move on
+                outcome, error = "undelivered", f"{type(exc).__name__}: {exc}"
+                log.warning("Slack (%s) attempt %d/%d failed: %s", conn_id, attempt, ATTEMPTS, error)
+                if attempt < ATTEMPTS:
+                    time.sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
+    log.info("notification (%s via %s):\n%s", notice.kind, outcome, notice.text())
+    if outcome != "slack":
+        _to_outbox(notice, payload, outcome, conn_id, error)
+    return outcome
+
+
+def _to_outbox(notice: Notice, payload: dict[str, Any], outcome: str, conn_id: str | None, error: str | None) -> None:
+    record = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "kind": notice.kind,
+        "pipeline": notice.pipeline,
+        "ds": notice.ds,
+        "run_id": notice.run_id,
+        "delivery": outcome,
+        "conn_id": conn_id,
+        "error": error,
+        "text": payload["text"],
+        "payload": payload,
+    }
+    try:
+        path = outbox_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            handle.write(json.dumps(record, default=str) + "\n")
+    except OSError as exc:  # a read-only file system in a pod: the log line above is enough
+        log.warning("could not write the notification outbox: %s", exc)
+
+
+# --- notices built from a task's context --------------------------------------------------
+
+
+def _run_facts(context: Any) -> tuple[str, str, str]:
+    ti = context["ti"]
+    return ti.dag_id, context["ds"], ti.run_id
+
+
+def notice_for(context: Any, kind: str, title: str, **extra: Any) -> Notice:
+    dag_id, ds, run_id = _run_facts(context)
+    notice = Notice(kind, dag_id, ds, run_id, title, **extra)
+    notice.facts = {"pipeline": dag_id, "ds": ds, "run": run_id, **notice.facts}
+    notice.links.setdefault("run in Airflow", run_url(dag_id, run_id))
+    return notice
+
+
+def on_run_start(conn_id: str | None):
+    """An on_execute_callback for every task; the run's first task (a root, first try) says
+    'pipeline X started for ds'."""
+
+    def callback(context: Any) -> None:
+        task = context.get("task")
+        if task is None or task.upstream_task_ids or context["ti"].try_number > 1:
+            return  # only the run's first task; a retry of it is not a new start
+        dag_id, ds, _ = _run_facts(context)
+        conf = (context.get("dag_run") and getattr(context["dag_run"], "conf", None)) or {}
+        facts = {"conf": json.dumps(conf, sort_keys=True)} if conf else {}
+        send(notice_for(context, "start", f"{dag_id} started for ds={ds}", facts=facts), conn_id)
+
+    callback.__name__ = "notify_run_start"
+    return callback

@@ -1,0 +1,137 @@
+"""The drift guard: today's predicted class mix against a baseline decides whether the run goes on.
+
+Target-agnostic; reads and writes the lake through water.store (file:// or s3://).
+
+- Baseline `previous_run`: the newest earlier day whose stats passed the guard (each run
+  stores `stats/ds=…/inference_stats.json` and the guard's `drift.json` beside it), so a
+  quarantined day never becomes the yardstick. `training_labels`: the label mix of the
+  day's training set.
+- ok → size_postprocess; warn → size_postprocess and an alert; block → quarantine (the
+  predictions move to quarantine/ds=…, post-processing and publish are skipped) and an
+  alert with the class shares side by side. DAG run conf `accept_drift: true` lets a
+  blocked day through ("accepted"). No baseline yet → goes on, noted.
+The assessment is in XCom under `drift` (a branch that skips ends before its return value
+is pushed) and in `stats/ds=…/drift.json`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import BaseBranchOperator, BaseOperator
+
+from water import drift, lake, notify
+from water.spec import DriftPolicy
+from water.store import LakeStore
+
+DRIFT_GUARD = "drift_guard"
+QUARANTINE = "quarantine"
+DRIFT_FILE = "drift.json"
+STATS_FILE = "inference_stats.json"
+LOOK_BACK = 60  # days of stats partitions searched for a baseline
+
+
+class DriftGuardOperator(BaseBranchOperator):
+    ui_color = "#fde2c8"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        classes: list[str],
+        policy: DriftPolicy,
+        lake_root: str,
+        storage_conn_id: str | None,
+        stats_task_id: str,
+        continue_task_id: str,
+        slack_conn_id: str | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.classes, self.policy = pipeline, list(classes), policy
+        self.lake_root, self.storage_conn_id = lake_root, storage_conn_id
+        self.stats_task_id, self.continue_task_id, self.slack_conn_id = stats_task_id, continue_task_id, slack_conn_id
+
+    @property
+    def store(self) -> LakeStore:
+        return LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
+
+    def baseline(self, ds: str) -> tuple[dict[str, int] | None, str | None]:
+        if self.policy.baseline == "training_labels":
+            counts = self.store.column_counts(lake.TRAINING, ds, "label")
+            return (counts or None), f"training labels ds={ds}"
+        for day in reversed([d for d in self.store.days(lake.STATS) if d < ds][-LOOK_BACK:]):
+            verdict = (self.store.read_json(lake.STATS, day, DRIFT_FILE) or {}).get("verdict", drift.OK)
+            stats = self.store.read_json(lake.STATS, day, STATS_FILE) or {}
+            if verdict in drift.PASSING and stats.get("class_counts"):
+                return stats["class_counts"], f"previous run ds={day}"
+        return None, None
+
+    def choose_branch(self, context: Any) -> str:
+        ds = context["ds"]
+        stats = context["ti"].xcom_pull(task_ids=self.stats_task_id) or {}
+        counts = stats.get("class_counts")
+        if not isinstance(counts, dict):
+            raise ValueError(f"{self.stats_task_id} returned no class_counts for ds={ds}: {stats}")
+        baseline_counts, baseline = self.baseline(ds)
+        accept = bool((context.get("params") or {}).get("accept_drift"))
+        assessment = drift.assess(
+            counts, baseline_counts, self.classes,
+            warn=self.policy.warn, block=self.policy.block, metric=self.policy.metric,
+            baseline=baseline, accept=accept,
+        )
+        record = {"ds": ds, **assessment.as_dict()}
+        self.store.write_json(lake.STATS, ds, DRIFT_FILE, record)
+        context["ti"].xcom_push(key="drift", value=record)
+        self.log.info("drift: %s; %s", assessment.headline(), assessment.mix_text())
+        self.alert(context, assessment)
+        return self.continue_task_id if assessment.passes else QUARANTINE
+
+    def alert(self, context: Any, assessment: drift.Assessment) -> None:
+        if assessment.verdict in (drift.OK, drift.NO_BASELINE):
+            return
+        kind, title = {
+            drift.WARN: ("drift", f"{self.pipeline} ds={context['ds']}: class mix drifted (warn), publishing"),
+            drift.BLOCK: ("quarantine", f"{self.pipeline} ds={context['ds']}: class mix swung, predictions quarantined"),
+            drift.ACCEPTED: ("drift", f"{self.pipeline} ds={context['ds']}: drift accepted, publishing"),
+        }[assessment.verdict]
+        lines = [f"{'class':<12}{'baseline':>10}{'today':>10}"] + [
+            f"{cls:<12}{(f'{base:.1%}' if base is not None else '-'):>10}{today:>10.1%}"
+            for cls, base, today in assessment.side_by_side()
+        ]
+        if assessment.verdict == drift.BLOCK:
+            lines.append("accept this day: re-run it with conf {\"accept_drift\": true}")
+        notice = notify.notice_for(
+            context, kind, title,
+            facts={
+                "verdict": assessment.verdict,
+                "PSI": f"{assessment.psi:.3f}",
+                "JS distance": f"{assessment.js:.3f}",
+                "baseline": assessment.baseline or "-",
+                "rows": f"{assessment.rows:,}",
+            },
+            lines=lines,
+        )
+        notify.send(notice, self.slack_conn_id)
+
+
+class QuarantineOperator(BaseOperator):
+    """Moves the day's predictions to quarantine/ds=…; nothing downstream runs for the day."""
+
+    ui_color = "#ffd0d0"
+
+    def __init__(self, *, pipeline: str, lake_root: str, storage_conn_id: str | None, guard_task_id: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.pipeline, self.lake_root, self.storage_conn_id = pipeline, lake_root, storage_conn_id
+        self.guard_task_id = guard_task_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        ds = context["ds"]
+        store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
+        assessment = context["ti"].xcom_pull(task_ids=self.guard_task_id, key="drift") or {}
+        moved = store.move_partition(lake.PREDICTIONS, lake.QUARANTINE, ds)
+        store.write_json(lake.QUARANTINE, ds, "_" + DRIFT_FILE, {"ds": ds, **assessment})
+        where = store.lake.uri(lake.QUARANTINE, ds)
+        message = f"predictions of ds={ds} quarantined at {where}: {assessment.get('verdict')} PSI {assessment.get('psi')}"
+        self.log.warning(message + ("" if moved else " (no predictions partition to move)"))
+        return {"flag": "quarantined", "rows": assessment.get("rows"), "quarantine": where, "message": message}

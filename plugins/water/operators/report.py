@@ -1,0 +1,151 @@
+"""The end of every run: its report, its success-or-failure message and its run metrics.
+
+A teardown task, so it runs whatever happened upstream and the DAG run's own state still
+comes from the real work (a teardown never turns a failed run into a success). Reads the
+run's task states (Airflow's task breadcrumbs) and figures (XCom), writes
+`reports/ds=…/report.html` and `run.json` to the lake, sends one Slack message naming any
+failed task with a link to its log, and sends the run's metrics.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from water import drift as drift_math
+from water import lake, metrics, notify, report
+from water.operators.drift import DRIFT_FILE, DRIFT_GUARD, STATS_FILE
+from water.store import LakeStore
+
+RUN_REPORT = "run_report"
+REPORT_FILE = "report.html"
+RUN_FILE = "run.json"
+
+
+class RunReportOperator(BaseOperator):
+    ui_color = "#eeeeee"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        classes: list[str],
+        lake_root: str,
+        storage_conn_id: str | None,
+        target: str,
+        decision_task_id: str,
+        history_days: int,
+        slack_conn_id: str | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline, self.classes = pipeline, list(classes)
+        self.lake_root, self.storage_conn_id, self.target = lake_root, storage_conn_id, target
+        self.decision_task_id, self.history_days, self.slack_conn_id = decision_task_id, history_days, slack_conn_id
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        ti, ds = context["ti"], context["ds"]
+        store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
+        record = self.run_record(context)
+        history = self.history(store, ds)
+        page = report.render(record, history, self.classes)
+        where = store.write_text(lake.REPORTS, ds, REPORT_FILE, page)
+        store.write_json(lake.REPORTS, ds, RUN_FILE, {**record, "history": history})
+        head = report.headline(record)
+        self.notify(context, record, head)
+        metrics.gauge("run.duration_seconds", record["duration_seconds"], pipeline=self.pipeline, ds=ds, state=record["state"])
+        metrics.increment("run.finished", pipeline=self.pipeline, ds=ds, state=record["state"], tier=head.get("tier"))
+        self.log.info("run report: %s (%s)", where, record["state"])
+        return {"report": where, "state": record["state"], "failed_tasks": record["failed_tasks"]}
+
+    def run_record(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        ti = context["ti"]
+        crumbs = RuntimeTaskInstance.get_task_breadcrumbs(dag_id=ti.dag_id, run_id=ti.run_id)
+        tasks = []
+        for crumb in crumbs:
+            task_id, map_index = crumb["task_id"], crumb.get("map_index", -1)
+            if task_id == self.task_id:
+                continue
+            state = str(getattr(crumb["state"], "value", crumb["state"]))
+            value = ti.xcom_pull(task_ids=task_id, map_indexes=map_index) if state == "success" else None
+            label = task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
+            tasks.append({
+                "task_id": label,
+                "state": state,
+                "seconds": round(crumb["duration"], 2) if crumb.get("duration") is not None else None,
+                "figures": value if isinstance(value, dict) else {},
+                "log": notify.task_log_url(ti.dag_id, ti.run_id, task_id, map_index),
+            })
+        from water.summary import task_order
+
+        tasks.sort(key=lambda t: task_order(t["task_id"]))
+        dag_run = context.get("dag_run")
+        # A run starts when it may and does: `airflow dags test` sets start_date to the logical
+        # date, a late scheduled run has run_after before start_date; the later of the two holds.
+        moments = [m for m in (getattr(dag_run, "start_date", None), getattr(dag_run, "run_after", None)) if m]
+        duration = (datetime.now(timezone.utc) - max(moments)).total_seconds() if moments else None
+        return {
+            "dag_id": ti.dag_id,
+            "ds": context["ds"],
+            "run_id": ti.run_id,
+            "target": self.target,
+            "state": report.outcome(tasks),
+            "failed_tasks": [t["task_id"] for t in tasks if t["state"] == "failed"],
+            "duration_seconds": round(duration, 1) if duration is not None else None,
+            "conf": dict(getattr(dag_run, "conf", None) or {}),
+            "decision": ti.xcom_pull(task_ids=self.decision_task_id, key="decision"),
+            "drift": ti.xcom_pull(task_ids=DRIFT_GUARD, key="drift"),
+            "tasks": tasks,
+        }
+
+    def history(self, store: LakeStore, ds: str) -> list[dict[str, Any]]:
+        """Class shares and drift per day for the last `history_days` days up to ds."""
+        days = [d for d in store.days(lake.STATS) if d <= ds][-self.history_days :]
+        out = []
+        for day in days:
+            stats = store.read_json(lake.STATS, day, STATS_FILE) or {}
+            verdict = store.read_json(lake.STATS, day, DRIFT_FILE) or {}
+            counts = stats.get("class_counts") or {}
+            out.append({
+                "ds": day,
+                "rows": stats.get("rows"),
+                "shares": drift_math.shares(counts, self.classes),
+                "psi": verdict.get("psi"),
+                "js": verdict.get("js"),
+                "verdict": verdict.get("verdict"),
+            })
+        return out
+
+    def notify(self, context: Any, record: dict[str, Any], head: dict[str, Any]) -> None:
+        failed = record["state"] == "failed"
+        facts = {
+            "duration": f"{record['duration_seconds']:.0f} s" if record.get("duration_seconds") is not None else "-",
+            "rows": f"{head['rows']:,}" if head.get("rows") is not None else "-",
+            "tier": f"{head['tier']} × {head['shards']}" if head.get("tier") else "-",
+            "drift": head.get("drift_verdict") or "-",
+        }
+        if head.get("rows_published") is not None:
+            facts["published"] = f"{head['rows_published']:,} rows"
+        if head.get("quarantined"):
+            facts["quarantined"] = head["quarantined"]
+        links = {}
+        lines = []
+        for t in record["tasks"]:
+            if t["state"] == "failed":
+                lines.append(f"failed: {t['task_id']}")
+                links[f"log of {t['task_id']}"] = t["log"]
+        links["run in Airflow"] = notify.run_url(record["dag_id"], record["run_id"])
+        if failed:
+            title = f"{self.pipeline} ds={record['ds']} FAILED at {', '.join(record['failed_tasks']) or 'an upstream task'}"
+        elif head.get("quarantined"):
+            title = f"{self.pipeline} ds={record['ds']} finished: predictions quarantined for drift, nothing published"
+        elif head.get("rows") == 0:
+            title = f"{self.pipeline} ds={record['ds']} finished: no predictions, nothing published"
+        else:
+            title = f"{self.pipeline} ds={record['ds']} succeeded"
+        notice = notify.notice_for(context, "failure" if failed else "success", title, facts=facts, lines=lines, links=links)
+        notify.send(notice, self.slack_conn_id)

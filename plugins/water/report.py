@@ -1,0 +1,162 @@
+"""The run report: one self-contained HTML page per run (no scripts, no external assets).
+
+Shows the run's outcome, rows per stage, the sizing decision, the drift verdict and the
+model's accuracy, and a chart of the predicted class mix (with drift PSI) over the last
+days. The same figures are embedded as JSON (`<script type="application/json"
+id="water-run">`) so tools and tests read exactly what the page shows.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+PALETTE = ("#2f6db5", "#e0892b", "#5aa469", "#b5452f", "#7d5ab5", "#8c8c8c")
+FAILED_STATES = ("failed", "upstream_failed")
+
+
+def outcome(tasks: list[dict[str, Any]]) -> str:
+    return "failed" if any(t["state"] in FAILED_STATES for t in tasks) else "success"
+
+
+def headline(record: dict[str, Any]) -> dict[str, Any]:
+    """rows, tier, drift verdict, accuracy, rows published: what messages and summaries show."""
+    by_id = {t["task_id"]: t.get("figures") or {} for t in record["tasks"]}
+    stats = by_id.get("inference_stats", {})
+    decision = record.get("decision") or {}
+    drift = record.get("drift") or {}
+    return {
+        "rows": stats.get("rows"),
+        "class_counts": stats.get("class_counts"),
+        "tier": decision.get("tier"),
+        "shards": max(1, len(decision.get("shards") or [])) if decision else None,
+        "drift_verdict": drift.get("verdict"),
+        "psi": drift.get("psi"),
+        "js": drift.get("js"),
+        "validation_accuracy": (by_id.get("train", {}).get("metrics") or {}).get("validation:accuracy"),
+        "rows_published": by_id.get("publish", {}).get("rows_out"),
+        "quarantined": by_id.get("quarantine", {}).get("quarantine"),
+    }
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return _e(value if value is not None else "")
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return _e(value)
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else ""
+
+
+def _drift_text(drift: dict[str, Any]) -> str:
+    if not drift:
+        return "-"
+    if drift.get("psi") is None:
+        return "no baseline yet: not assessed"
+    return f"{drift['verdict']}: PSI {drift['psi']:.3f}, JS distance {drift['js']:.3f} against {drift.get('baseline')}"
+
+
+def mix_chart(history: list[dict[str, Any]], classes: list[str], width: int = 640, height: int = 220) -> str:
+    """Stacked bars of class shares per day, drift PSI written over each bar. Inline SVG."""
+    if not history:
+        return "<p>No class-mix history yet.</p>"
+    pad_left, pad_bottom, pad_top = 40, 36, 18
+    plot_w, plot_h = width - pad_left - 10, height - pad_bottom - pad_top
+    step = plot_w / len(history)
+    bar = min(48.0, max(4.0, step * 0.7))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 24}" role="img" aria-label="class mix by day">']
+    for tick in (0, 0.5, 1):
+        y = pad_top + plot_h * (1 - tick)
+        parts.append(f'<line x1="{pad_left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{pad_left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{tick:.0%}</text>')
+    for i, day in enumerate(history):
+        x = pad_left + i * step + (step - bar) / 2
+        y = pad_top + plot_h
+        shares = day.get("shares") or {}
+        for j, cls in enumerate(classes):
+            h = plot_h * float(shares.get(cls, 0.0))
+            y -= h
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{PALETTE[j % len(PALETTE)]}">'
+                f"<title>{_e(day['ds'])} {_e(cls)} {float(shares.get(cls, 0.0)):.1%}</title></rect>"
+            )
+        label_y = pad_top + plot_h + 14
+        parts.append(f'<text x="{x + bar / 2:.1f}" y="{label_y}" font-size="9" text-anchor="middle">{_e(day["ds"][5:])}</text>')
+        if day.get("psi") is not None:
+            colour = {"block": "#b5452f", "warn": "#e0892b"}.get(day.get("verdict"), "#333")
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{pad_top - 5}" font-size="9" text-anchor="middle" fill="{colour}">{day["psi"]:.2f}</text>'
+            )
+    legend_x = pad_left
+    for j, cls in enumerate(classes):
+        parts.append(f'<rect x="{legend_x}" y="{height + 8}" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>')
+        parts.append(f'<text x="{legend_x + 14}" y="{height + 17}" font-size="11">{_e(cls)}</text>')
+        legend_x += 24 + 8 * len(cls)
+    parts.append(f'<text x="{legend_x + 10}" y="{height + 17}" font-size="11" fill="#555">numbers above bars: drift PSI</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render(record: dict[str, Any], history: list[dict[str, Any]], classes: list[str]) -> str:
+    head = headline(record)
+    rows = []
+    for t in record["tasks"]:
+        f = t.get("figures") or {}
+        rows.append(
+            f"<tr class='{_e(t['state'])}'><td>{_e(t['task_id'])}</td><td>{_e(t['state'])}</td>"
+            f"<td class='n'>{_seconds(t.get('seconds'))}</td><td class='n'>{_num(f.get('rows_in'))}</td>"
+            f"<td class='n'>{_num(f.get('rows_out'))}</td></tr>"
+        )
+    decision = record.get("decision") or {}
+    drift = record.get("drift") or {}
+    drift_rows = "".join(
+        f"<tr><td>{_e(c)}</td><td class='n'>{(drift.get('baseline_shares') or {}).get(c, 0):.1%}</td>"
+        f"<td class='n'>{(drift.get('shares') or {}).get(c, 0):.1%}</td></tr>"
+        for c in classes
+    ) if drift.get("baseline_shares") else ""
+    counts = head.get("class_counts") or {}
+    facts = [
+        ("outcome", record["state"]),
+        ("rows predicted", _num(head["rows"])),
+        ("class counts", ", ".join(f"{k} {v:,}" for k, v in counts.items())),
+        ("sizing", f"{decision.get('tier')} × {head['shards']} — {decision.get('reason', '')}" if decision else "-"),
+        ("drift", _drift_text(drift)),
+        ("validation accuracy", _num(head["validation_accuracy"])),
+        ("rows published", _num(head["rows_published"])),
+        ("duration", f"{record['duration_seconds']:.1f} s" if record.get("duration_seconds") is not None else "-"),
+    ]
+    data = json.dumps({**record, "headline": head, "history": history}, sort_keys=True, default=str).replace("</", "<\\/")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{_e(record['dag_id'])} ds={_e(record['ds'])} — {_e(record['state'])}</title>
+<style>
+body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:980px}}
+h1{{font-size:20px}} h2{{font-size:16px;margin-top:28px}}
+table{{border-collapse:collapse}} td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
+td.n,th.n{{text-align:right;font-variant-numeric:tabular-nums}}
+tr.failed td,tr.upstream_failed td{{color:#b5452f;font-weight:600}} tr.skipped td{{color:#999}}
+.badge{{padding:2px 8px;border-radius:10px;color:#fff;background:{'#5aa469' if record['state'] == 'success' else '#b5452f'}}}
+</style></head><body>
+<h1>{_e(record['dag_id'])} · ds={_e(record['ds'])} <span class="badge">{_e(record['state'])}</span></h1>
+<p>run <code>{_e(record['run_id'])}</code> · target {_e(record.get('target'))}</p>
+<table id="facts">{''.join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)}</table>
+<h2>Predicted class mix, last {len(history)} day(s)</h2>
+{mix_chart(history, classes)}
+{f"<h2>Drift: class shares side by side</h2><table id='drift'><tr><th>class</th><th class='n'>baseline</th><th class='n'>today</th></tr>{drift_rows}</table>" if drift_rows else ""}
+<h2>Rows per stage</h2>
+<table id="stages"><tr><th>task</th><th>state</th><th class="n">seconds</th><th class="n">rows in</th><th class="n">rows out</th></tr>
+{''.join(rows)}
+</table>
+<script type="application/json" id="water-run">{data}</script>
+</body></html>
+"""

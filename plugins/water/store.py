@@ -1,0 +1,85 @@
+"""The lake as Airflow's ObjectStoragePath sees it: one code path for file:// and s3://.
+
+Target-agnostic tasks (drift guard, quarantine, run report) read and write the lake through
+this; the target supplies the root URI and, in the cloud, the connection id for the store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from water.lake import Lake
+
+_DS = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class LakeStore:
+    root: str
+    pipeline: str
+    conn_id: str | None = None
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.root, self.pipeline)
+
+    def _path(self, uri: str):
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(uri, conn_id=self.conn_id) if self.conn_id else ObjectStoragePath(uri)
+
+    def partition(self, dataset: str, ds: str):
+        return self._path(self.lake.uri(dataset, ds))
+
+    def days(self, dataset: str) -> list[str]:
+        """The ds of every partition of a dataset, oldest first."""
+        folder = self._path(self.lake.dataset_uri(dataset))
+        if not folder.exists():
+            return []
+        found = (_DS.match(child.name) for child in folder.iterdir())
+        return sorted(m.group(1) for m in found if m)
+
+    def read_json(self, dataset: str, ds: str, name: str) -> dict[str, Any] | None:
+        path = self.partition(dataset, ds) / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_json(self, dataset: str, ds: str, name: str, value: dict[str, Any]) -> str:
+        return self.write_text(dataset, ds, name, json.dumps(value, indent=2, sort_keys=True, default=str))
+
+    def write_text(self, dataset: str, ds: str, name: str, text: str) -> str:
+        folder = self.partition(dataset, ds)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_text(text)
+        return str(path)
+
+    def move_partition(self, source: str, destination: str, ds: str) -> bool:
+        """Move source/ds=… to destination/ds=…, replacing what was there. False if absent."""
+        src, dst = self.partition(source, ds), self.partition(destination, ds)
+        if not src.exists():
+            return False
+        if dst.exists():
+            dst.fs.rm(dst.path, recursive=True)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        src.fs.mv(src.path, dst.path, recursive=True)
+        return True
+
+    def column_counts(self, dataset: str, ds: str, column: str) -> dict[str, int]:
+        """Rows per value of one column over a Parquet partition (reads that column only)."""
+        import pyarrow.parquet as pq
+
+        counts: dict[str, int] = {}
+        folder = self.partition(dataset, ds)
+        for child in sorted(folder.iterdir(), key=lambda p: p.name):
+            if child.name.startswith((".", "_")) or not child.name.endswith(".parquet"):
+                continue
+            with child.open("rb") as handle:
+                table = pq.read_table(handle, columns=[column])
+            grouped = table.group_by(column).aggregate([(column, "count")])
+            for value, n in zip(grouped[column].to_pylist(), grouped[f"{column}_count"].to_pylist()):
+                if value is not None:
+                    counts[str(value)] = counts.get(str(value), 0) + int(n)
+        return dict(sorted(counts.items()))

@@ -1,0 +1,109 @@
+"""Real network peers on localhost for tests: a Slack webhook endpoint and a StatsD agent."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class SlackStandIn:
+    """An HTTP server that answers like Slack's incoming webhooks and keeps what it receives.
+
+    `status` is what it answers (200 "ok", or e.g. 500 to stand in for an outage).
+    """
+
+    def __init__(self, status: int = 200):
+        self.status = status
+        self.received: list[dict] = []
+        self.hits = 0
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                stand_in.hits += 1
+                if stand_in.status == 200:
+                    stand_in.received.append({"path": self.path, "body": json.loads(body)})
+                payload = b"ok" if stand_in.status == 200 else b"internal_error"
+                self.send_response(stand_in.status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/test-token"
+
+    def connection_env(self, conn_id: str) -> dict[str, str]:
+        """AIRFLOW_CONN_<ID> for a Slack incoming-webhook connection pointing here."""
+        conn = {"conn_type": "slackwebhook", "password": self.url}
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": json.dumps(conn)}
+
+    def texts(self) -> list[str]:
+        return [r["body"]["text"] for r in self.received]
+
+    def __enter__(self) -> SlackStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class StatsdListener:
+    """A UDP socket on localhost collecting DogStatsD lines: name:value|type|#tag:v,…"""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._receive, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65535)
+            except socket.timeout:
+                continue
+            self.lines += [line for line in data.decode(errors="replace").splitlines() if line]
+
+    def metrics(self) -> list[dict]:
+        """Parsed lines: {"name", "value", "type", "tags": {k: v}}."""
+        parsed = []
+        for line in self.lines:
+            head, _, rest = line.partition("|")
+            name, _, value = head.rpartition(":")
+            fields = rest.split("|")
+            tags = {}
+            for part in fields[1:]:
+                if part.startswith("#"):
+                    for tag in part[1:].split(","):
+                        k, _, v = tag.partition(":")
+                        tags[k] = v
+            parsed.append({"name": name, "value": float(value) if value else None, "type": fields[0], "tags": tags})
+        return parsed
+
+    def __enter__(self) -> StatsdListener:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
