@@ -95,3 +95,14 @@ def test_failed_run_exits_1_naming_the_task_and_its_error(project):
     assert states["extract"] == "failed" and states["features"] == "upstream_failed"
     assert "run failed at extract" in result.stderr
     assert "table app.recipe_event has no Parquet files" in result.stderr  # the log tail
+    # The run report ran after the failure (a teardown) without turning the run into a success.
+    assert states["run_report"] == "success"
+    report = project / ".water" / "lake" / "recipe_engagement" / "reports" / "ds=2026-11-01" / "report.html"
+    assert "FAILED" not in report.read_text() and ">failed<" in report.read_text()
+    # No Slack connection here: start and failure went to the outbox, and to the terminal.
+    outbox = [json.loads(line) for line in (project / ".water" / "outbox" / "slack.jsonl").read_text().splitlines()]
+    assert [m["kind"] for m in outbox] == ["start", "failure"]
+    failure = outbox[1]["text"]
+    assert failure.splitlines()[0] == "❌ recipe_engagement ds=2026-11-01 FAILED at extract"
+    assert "log of extract: http" in failure and "/tasks/extract" in failure
+    assert "✉ ❌ recipe_engagement ds=2026-11-01 FAILED at extract (outbox)" in result.stderr

@@ -1,0 +1,61 @@
+"""Pipeline metrics in DogStatsD form, received by a real UDP listener on localhost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.listeners import StatsdListener
+from water import metrics
+
+
+@pytest.fixture
+def listener(monkeypatch):
+    with StatsdListener() as statsd:
+        monkeypatch.setenv("AIRFLOW__METRICS__STATSD_DATADOG_ENABLED", "True")
+        monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
+        monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(statsd.port))
+        metrics.client.cache_clear()
+        yield statsd
+    metrics.client.cache_clear()
+
+
+def received(statsd: StatsdListener, count: int) -> list[dict]:
+    deadline = time.monotonic() + 5
+    while len(statsd.lines) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return statsd.metrics()
+
+
+def test_stage_figures_become_tagged_gauges(listener):
+    metrics.emit_figures("publish", {"rows_in": 3000, "rows_out": 2999, "table": "ml.x"}, pipeline="p", ds="2026-11-01")
+    got = {m["name"]: m for m in received(listener, 2)}
+    assert got["water.stage.rows_out"]["value"] == 2999 and got["water.stage.rows_out"]["type"] == "g"
+    assert got["water.stage.rows_out"]["tags"] == {"pipeline": "p", "ds": "2026-11-01", "task": "publish"}
+    assert got["water.stage.rows_in"]["value"] == 3000
+
+
+def test_class_shares_drift_and_sizing(listener):
+    metrics.emit_figures("inference_stats", {"rows": 10, "class_counts": {"a": 8, "b": 2}}, pipeline="p", ds="d")
+    metrics.emit_figures("size_postprocess", {"tier": "large", "rows": 10, "shards": [{}, {}, {}]}, pipeline="p", ds="d")
+    metrics.emit_figures("drift_guard", {"verdict": "block", "psi": 1.09, "js": 0.45}, pipeline="p", ds="d")
+    got = received(listener, 8)
+    shares = {m["tags"]["class"]: m["value"] for m in got if m["name"] == "water.predictions.class_share"}
+    assert shares == {"a": 0.8, "b": 0.2}
+    shards = next(m for m in got if m["name"] == "water.sizing.shards")
+    assert shards["value"] == 3 and shards["tags"]["tier"] == "large"
+    psi = next(m for m in got if m["name"] == "water.drift.psi")
+    assert psi["value"] == 1.09 and psi["tags"]["verdict"] == "block"
+    assert any(m["name"] == "water.drift.verdict" and m["type"] == "c" for m in got)
+
+
+def test_metrics_off_sends_nothing_and_never_raises(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "False")
+    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_DATADOG_ENABLED", "False")
+    metrics.client.cache_clear()
+    try:
+        assert metrics.client() is None
+        metrics.gauge("stage.rows_out", 1, pipeline="p")
+    finally:
+        metrics.client.cache_clear()

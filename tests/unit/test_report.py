@@ -1,0 +1,47 @@
+"""The run report page: self-contained, escaped, and showing the figures it embeds."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from water import report
+
+RECORD = {
+    "dag_id": "recipe_engagement", "ds": "2026-11-02", "run_id": "manual__<x>", "target": "local", "state": "success",
+    "failed_tasks": [], "duration_seconds": 93.4, "conf": {},
+    "decision": {"tier": "medium", "rows": 2_500_000, "shards": [], "reason": "2,500,000 rows <= medium.max_rows"},
+    "drift": {"verdict": "warn", "psi": 0.1658, "js": 0.2011, "baseline": "previous run ds=2026-11-01",
+              "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15},
+              "baseline_shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25}},
+    "tasks": [
+        {"task_id": "inference_stats", "state": "success", "seconds": 1.2,
+         "figures": {"rows_in": 2_500_000, "rows": 2_500_000, "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000}}},
+        {"task_id": "train", "state": "success", "seconds": 50.0, "figures": {"metrics": {"validation:accuracy": 0.8412}}},
+        {"task_id": "publish", "state": "success", "seconds": 0.4, "figures": {"rows_in": 2_500_000, "rows_out": 2_500_000}},
+    ],
+}
+HISTORY = [
+    {"ds": "2026-11-01", "rows": 2_400_000, "shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25}, "psi": None, "verdict": "no_baseline"},
+    {"ds": "2026-11-02", "rows": 2_500_000, "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15}, "psi": 0.1658, "verdict": "warn"},
+]
+
+
+def test_the_page_shows_and_embeds_the_runs_figures():
+    page = report.render(RECORD, HISTORY, ["cook", "browse", "dormant"])
+    data = json.loads(re.search(r'id="water-run">(.*?)</script>', page, re.S).group(1))
+    assert data["headline"] == {
+        "rows": 2_500_000, "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000},
+        "tier": "medium", "shards": 1, "drift_verdict": "warn", "psi": 0.1658, "js": 0.2011,
+        "validation_accuracy": 0.8412, "rows_published": 2_500_000, "quarantined": None,
+    }
+    for shown in ("2,500,000", "0.841", "medium × 1", "PSI 0.166", "60.0%", "40.0%", "93.4 s"):
+        assert shown in page, shown
+    assert page.count("<rect") >= 2 * 3  # two days, three classes stacked
+    assert "manual__&lt;x&gt;" in page and "manual__<x>" not in page.split('id="water-run">')[0]  # escaped
+    assert not re.search(r'(src|href)="(?!#)', page)  # self-contained: no external assets
+
+
+def test_outcome_is_failed_when_any_task_failed_or_could_not_run():
+    assert report.outcome([{"state": "success"}, {"state": "skipped"}]) == "success"
+    assert report.outcome([{"state": "success"}, {"state": "upstream_failed"}]) == "failed"
