@@ -3,7 +3,7 @@
 BigQuery -> GCS -> S3 extract, Glue features, Athena training set, Kubernetes pods,
 SageMaker training and batch transform, Athena counts, S3 -> GCS -> BigQuery publish. The
 lake is S3 (`<WATER_LAKE>/<pipeline>/<dataset>/ds=YYYY-MM-DD/`, water.lake). Each stage
-writes aside (`<pipeline>/_staging/<dataset>/ds=…`) and a promote task swaps the result
+writes aside (`<pipeline>/<dataset>/_staging/ds=…`) and a promote task swaps the result
 into its partition, so a failed step leaves the previous good partition in place.
 
 Deployment-wide settings come from the environment, read at parse time (no network, no
@@ -241,7 +241,7 @@ def sklearn_image(region: str, framework_version: str) -> str:
 def sagemaker_name(pipeline: str, kind: str) -> str:
     """A SageMaker job/model name unique per ds and try: [a-zA-Z0-9-], at most 63 characters
     even after the operators append a -<timestamp> to a name that already exists."""
-    stem = re.sub(r"[^a-zA-Z0-9]+", "-", f"{pipeline}-{kind}").strip("-")[:32].rstrip("-")
+    stem = re.sub(r"[^a-zA-Z0-9]+", "-", f"water-{pipeline}-{kind}").strip("-")[:32].rstrip("-")
     return f"{stem}-{{{{ ds_nodash }}}}-{{{{ ti.try_number }}}}"
 
 
@@ -337,7 +337,9 @@ class CloudTarget(Target):
         return self._lake(spec).uri(dataset, "{{ ds }}")
 
     def _staging(self, spec: PipelineSpec, dataset: str) -> str:
-        return self._lake(spec).uri(f"_staging/{dataset}", "{{ ds }}")
+        """Where a stage writes aside: inside its dataset (the same IAM scope), under a `_`
+        folder that Athena and the partition readers skip."""
+        return self._lake(spec).uri(f"{dataset}/_staging", "{{ ds }}")
 
     def _aws(self) -> dict[str, Any]:
         return {"aws_conn_id": self.settings.aws_conn_id, "region_name": self.settings.aws_region}
