@@ -37,6 +37,7 @@ class FakeTI:
     """The bits of a task instance the templates and operators use: try number and XCom."""
 
     def __init__(self, xcom: dict[tuple[str, str | None], Any] | None = None, try_number: int = 1):
+        self.dag_id, self.task_id = "recipe_engagement", "task"
         self.try_number = try_number
         self.map_index = -1
         self.xcom = dict(xcom or {})
@@ -58,7 +59,13 @@ UPSTREAM_XCOM = {
 
 
 def make_context(ti: FakeTI | None = None) -> dict[str, Any]:
-    return {"ds": DS, "ds_nodash": DS.replace("-", ""), "ti": ti or FakeTI(UPSTREAM_XCOM), "params": {}}
+    return {
+        "ds": DS,
+        "ds_nodash": DS.replace("-", ""),
+        "run_id": f"scheduled__{DS}T06:00:00+00:00",
+        "ti": ti or FakeTI(UPSTREAM_XCOM),
+        "params": {},
+    }
 
 
 @pytest.fixture(scope="session")
