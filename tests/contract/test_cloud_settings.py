@@ -1,0 +1,149 @@
+"""The cloud target's settings and the small rules its requests depend on."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import tarfile
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from tests.contract.cloud import CLOUD_ENV
+
+
+def test_settings_name_every_missing_variable():
+    from water.targets.cloud import CloudSettings, SettingsError
+
+    with pytest.raises(SettingsError) as raised:
+        CloudSettings.from_environment({"WATER_LAKE": "s3://acme-ml-lake/water"})
+    message = str(raised.value)
+    required = [CloudSettings.variable(f.name) for f in dataclasses.fields(CloudSettings) if f.default is dataclasses.MISSING]
+    for name in required:
+        if name != "WATER_LAKE":
+            assert f"{name} is not set" in message
+    assert "WATER_LAKE" not in message
+    assert "WATER_AWS_CONN_ID" not in message  # has a default
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("WATER_LAKE", "/data/lake", "s3://bucket/prefix"),
+        ("WATER_GCS_STAGING", "s3://wrong-store/x", "gs://bucket/prefix"),
+        ("WATER_SAGEMAKER_ROLE_ARN", "water-sagemaker", "an IAM role ARN"),
+        ("WATER_DEFERRABLE", "yes", "true or false"),
+        ("WATER_JOB_IMAGE", "registry.example/water-jobs:latest", "without a tag"),
+    ],
+)
+def test_settings_name_a_malformed_variable(variable, value, says):
+    from water.targets.cloud import CloudSettings, SettingsError
+
+    with pytest.raises(SettingsError, match=re.escape(f"{variable}={value!r}") + ".*" + re.escape(says)):
+        CloudSettings.from_environment({**CLOUD_ENV, variable: value})
+
+
+def test_settings_defaults_and_parsing():
+    from water.targets.cloud import CloudSettings
+
+    env = {k: v for k, v in CLOUD_ENV.items() if k not in ("WATER_AWS_CONN_ID", "WATER_GCP_CONN_ID", "WATER_DEFERRABLE")}
+    settings = CloudSettings.from_environment({**env, "WATER_LAKE": "s3://acme-ml-lake/water/"})
+    assert settings.aws_conn_id == "aws_default" and settings.gcp_conn_id == "google_cloud_default"
+    assert settings.deferrable is False and settings.lake == "s3://acme-ml-lake/water"
+    assert CloudSettings.from_environment({**CLOUD_ENV, "WATER_DEFERRABLE": "TRUE"}).deferrable is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lake = "s3://other/lake"
+
+
+def test_the_docstring_table_lists_exactly_the_settings():
+    """The table deploy docs copy stays the list the code reads."""
+    from water.targets import cloud
+
+    documented = re.findall(r"^\| `(WATER_[A-Z0-9_]+)` \|", cloud.__doc__, re.M)
+    read = [cloud.CloudSettings.variable(f.name) for f in dataclasses.fields(cloud.CloudSettings)]
+    assert sorted(documented) == sorted(read)
+
+
+def test_sklearn_image_per_region_and_unknown_regions():
+    from water.targets.cloud import SettingsError, sklearn_image
+
+    assert sklearn_image("us-east-1", "1.4-2") == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
+    with pytest.raises(SettingsError, match="WATER_AWS_REGION='mars-north-1'.*known regions"):
+        sklearn_image("mars-north-1", "1.4-2")
+
+
+@pytest.mark.parametrize("pipeline", ["recipe_engagement", "a" * 80, "x"])
+def test_sagemaker_names_fit_the_api_even_with_a_timestamp(pipeline):
+    from water.targets.cloud import sagemaker_name
+
+    for kind in ("train", "model", "transform"):
+        name = sagemaker_name(pipeline, kind).replace("{{ ds_nodash }}", "20261101").replace("{{ ti.try_number }}", "12")
+        with_timestamp = f"{name}-1767225600"  # what the operators append when a name exists
+        assert re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", with_timestamp), with_timestamp
+        assert name.startswith("water-")
+
+
+def test_bind_ds_binds_only_real_placeholders():
+    from water.targets.cloud import bind_ds
+
+    sql = (
+        "-- the parameter (?) is ds\n"
+        "SELECT 'what?' AS q, \"odd?name\" FROM t /* why? */\n"
+        "WHERE ds = ? AND note <> 'it''s ?'"
+    )
+    bound = bind_ds(sql, "'2026-11-01'")
+    assert bound.count("'2026-11-01'") == 1
+    assert "(?) is ds" in bound and "'what?'" in bound and '"odd?name"' in bound and "/* why? */" in bound
+    assert "'it''s ?'" in bound
+    tree = sqlglot.parse_one(bound, read="trino")
+    assert not list(tree.find_all(exp.Placeholder))
+
+
+def test_script_mode_hyperparameters_are_json_strings():
+    import json
+
+    from water.targets.cloud import script_mode_hyperparameters
+
+    hp = script_mode_hyperparameters({"max_iter": 150, "rate": 0.1, "flag": True, "name": "x"}, "train.py", "s3://b/k.tar.gz", "eu-west-1")
+    assert hp["max_iter"] == "150" and hp["rate"] == "0.1" and hp["flag"] == "true" and hp["name"] == '"x"'
+    assert json.loads(hp["sagemaker_program"]) == "train.py"
+    assert json.loads(hp["sagemaker_submit_directory"]) == "s3://b/k.tar.gz"
+
+
+def test_sourcedir_tarball_is_reproducible(tmp_path):
+    from water import paths
+    from water.operators.cloud import sourcedir_tarball
+
+    folder = paths.include_dir() / "training" / "recipe_engagement"
+    first, second = sourcedir_tarball(folder), sourcedir_tarball(folder)
+    assert first == second
+    names = tarfile.open(fileobj=io.BytesIO(first), mode="r:gz").getnames()
+    assert "train.py" in names and "inference.py" in names and not any("__pycache__" in n for n in names)
+    with pytest.raises(FileNotFoundError):
+        sourcedir_tarball(tmp_path)
+
+
+def test_split_s3_uri():
+    from water.operators.cloud import split_s3_uri
+
+    assert split_s3_uri("s3://acme-ml-lake/water/p/raw/ds=2026-11-01/") == ("acme-ml-lake", "water/p/raw/ds=2026-11-01")
+    assert split_s3_uri("s3://acme-ml-lake") == ("acme-ml-lake", "")
+    with pytest.raises(ValueError):
+        split_s3_uri("gs://acme/x")
+
+
+def test_get_target_cloud(monkeypatch):
+    from water.targets import TARGETS, get_target
+    from water.targets.cloud import CloudTarget, SettingsError
+
+    assert "cloud" in TARGETS
+    for name, value in CLOUD_ENV.items():
+        monkeypatch.setenv(name, value)
+    target = get_target()
+    assert isinstance(target, CloudTarget)
+    assert target.lake_root == "s3://acme-ml-lake/water" and target.storage_conn_id == "aws_default"
+    monkeypatch.delenv("WATER_GLUE_ROLE")
+    with pytest.raises(SettingsError, match="WATER_GLUE_ROLE is not set"):
+        get_target()
