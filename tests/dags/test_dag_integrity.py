@@ -92,3 +92,71 @@ def test_parsing_makes_no_connection_variable_or_db_lookups(airflow_db):
     assert bag.import_errors == {}
     assert conn.call_count == 0 and var.call_count == 0
     assert queries == []
+
+
+# --- the cloud target: the same graph, parsed without I/O ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cloud_parse(airflow_db):
+    """The dags/ folder parsed with WATER_TARGET=cloud, counting DB queries and look-ups."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import BaseHook, Variable
+    from sqlalchemy import event
+
+    from tests.contract.cloud import CLOUD_ENV
+
+    queries = []
+
+    def count(*args, **kwargs):
+        queries.append(args[2])
+
+    event.listen(airflow_db.engine, "before_cursor_execute", count)
+    try:
+        with (
+            pytest.MonkeyPatch.context() as env,
+            mock.patch.object(BaseHook, "get_connection", side_effect=AssertionError("connection look-up")) as conn,
+            mock.patch.object(Variable, "get", side_effect=AssertionError("variable look-up")) as var,
+        ):
+            for name, value in CLOUD_ENV.items():
+                env.setenv(name, value)
+            bag = DagBag(str(ROOT / "dags"))
+    finally:
+        event.remove(airflow_db.engine, "before_cursor_execute", count)
+    return bag, queries, conn.call_count + var.call_count
+
+
+def test_cloud_target_parses_without_lookups(cloud_parse):
+    bag, queries, lookups = cloud_parse
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == DAG_FILES
+    assert lookups == 0 and queries == []
+    for dag in bag.dags.values():
+        assert "target:cloud" in dag.tags
+        for task in dag.tasks:
+            assert task.owner and task.owner != "airflow", f"{task.task_id} has no owner"
+            assert task.retries >= 1, f"{task.task_id} has no retries"
+            assert task.execution_timeout is not None, f"{task.task_id} runs external work without a timeout"
+
+
+def _stage_graph(dag) -> set[tuple[str, str]]:
+    """Edges between stages: a cloud stage may be a task group (extract.query, ...)."""
+
+    def stage(task_id: str) -> str:
+        return task_id.split(".", 1)[0]
+
+    return {
+        (stage(task.task_id), stage(down))
+        for task in dag.tasks
+        for down in task.downstream_task_ids
+        if stage(task.task_id) != stage(down)
+    }
+
+
+@pytest.mark.parametrize("dag_id", DAG_FILES)
+def test_cloud_graph_is_the_local_graph_at_the_stage_level(dagbag, cloud_parse, dag_id):
+    local, cloud = dagbag.dags[dag_id], cloud_parse[0].dags[dag_id]
+    assert _stage_graph(cloud) == _stage_graph(local)
+    assert {t.task_id.split(".", 1)[0] for t in cloud.tasks} == {t.task_id for t in local.tasks}
+    for task_id in ("inference_stats", "size_postprocess", "plan_shards", "commit_outputs"):
+        assert cloud.get_task(task_id)  # single tasks the sizing and drift code address by id
