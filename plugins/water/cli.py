@@ -59,6 +59,20 @@ def _ds(value: Optional[str], pipeline: str) -> str:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _run_ds(value: Optional[str], pipeline: str) -> str:
+    """The logical date of a run: not before the spec's start_date, where Airflow runs no task."""
+    from water.spec import load_pipeline, spec_path
+
+    ds = _ds(value, pipeline)
+    start = load_pipeline(pipeline).start_date
+    if date.fromisoformat(ds) < start:
+        raise typer.BadParameter(
+            f"{ds} is before {pipeline}'s start_date {start} ({paths.shown(spec_path(pipeline))}); "
+            "Airflow runs no task of a run before it"
+        )
+    return ds
+
+
 def _mixes(values: list[str]) -> dict[date, tuple[float, float, float]]:
     from water.seed import parse_mix
 
@@ -93,7 +107,7 @@ def run(
         except json.JSONDecodeError as exc:
             raise typer.BadParameter(f"--conf is not JSON: {exc}") from None
     try:
-        ds = _ds(ds, pipeline)
+        ds = _run_ds(ds, pipeline)
         result = runner.run_pipeline(
             pipeline, ds, users=users, conf=run_conf, retries=retries, console=err if as_json else console, mixes=_mixes(mix)
         )

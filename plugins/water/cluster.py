@@ -64,8 +64,6 @@ class _Settings(BaseModel):
 class Settings(_Settings):
     """Where the cluster commands act: one environment's settings, overrides applied."""
 
-    env: str | None = None
-
     def image(self, name: str, tag: str) -> str:
         return f"{self.registry}/{name}:{tag}"
 
@@ -110,7 +108,7 @@ def load_settings(env: str | None = None) -> Settings:
     except FileNotFoundError:
         raise ConfigError(
             f"{shown} not found: the cluster commands read the kube context, namespace, release "
-            f"and registry from it (see README, 'Cluster and deploy')"
+            f"and registry from it (see README, 'Deploying')"
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{shown}: not valid TOML: {exc}") from None
@@ -138,7 +136,7 @@ def load_settings(env: str | None = None) -> Settings:
             raise ConfigError(f"{shown} has no [env.{env}] table; environments defined there: {known}")
         merged.update(envs[env])
     try:
-        return Settings.model_validate({**merged, "env": env})
+        return Settings.model_validate(merged)
     except ValidationError as exc:
         tables = f"[cluster] or [env.{env}]" if env else "[cluster]"
         raise ConfigError(f"invalid {shown}:\n  " + "\n  ".join(_problems(exc, "cluster", tables))) from None

@@ -18,7 +18,6 @@ from tests.e2e.test_cli import water
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
 USERS = 3_000
-DS = "2026-11-01"
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +68,23 @@ def test_the_dag_loads_beside_the_demo_with_the_same_graph(project, monkeypatch)
     assert churn.get_task("publish").table == "ml.churn"
 
 
+def test_a_run_before_the_start_date_is_refused(project):
+    root, _ = project
+    result = water("run", "churn", "--date", "2000-01-01", project=root, state=root / ".water")
+    assert result.returncode == 2
+    assert "2000-01-01 is before churn's start_date" in " ".join(result.stderr.split())
+
+
 def test_run_succeeds_and_publishes_its_own_table(project):
     root, _ = project
-    result = water("run", "churn", "--date", DS, "--users", str(USERS), "--json", project=root, state=root / ".water", timeout=900)
+    result = water("run", "churn", "--users", str(USERS), "--json", project=root, state=root / ".water", timeout=900)
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads(result.stdout)
     assert summary["state"] == "success"
+    states = {t["task_id"]: t["state"] for t in summary["tasks"]}
+    assert states["train"] == states["publish"] == "success"
     assert summary["rows_published"] > 0
-    labels = root / ".water" / "lake" / "churn" / "engagement_labels" / f"ds={DS}"
+    labels = root / ".water" / "lake" / "churn" / "engagement_labels" / f"ds={summary['ds']}"
     assert labels.is_dir()  # the label feed reached the new pipeline's lake folder
 
     from water.local.warehouse import table_rows
