@@ -183,6 +183,27 @@ def validate() -> None:
 
 
 @app.command(rich_help_panel=LOCAL)
+def report(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
+    ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the newest report].")] = None,
+) -> None:
+    """Print the path of a run's HTML report (written by every run under the lake's reports/)."""
+    from water import lake
+    from water.local.partitions import local_path
+
+    reports = local_path(lake.Lake(paths.lake_uri(), pipeline).dataset_uri(lake.REPORTS))
+    days = sorted(p.name.removeprefix("ds=") for p in reports.glob("ds=*") if (p / "report.html").is_file())
+    if ds is not None:
+        ds = _ds(ds, pipeline)
+    chosen = ds or (days[-1] if days else None)
+    if chosen not in days:
+        known = f"; reports exist for {', '.join(days)}" if days else ""
+        err.print(f"no report for {pipeline} ds={chosen or '-'} under {paths.shown(reports)}{known} — `water run {pipeline}` writes one")
+        raise typer.Exit(1)
+    print(reports / f"ds={chosen}" / "report.html")
+
+
+@app.command(rich_help_panel=LOCAL)
 def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")]) -> None:
     """Scaffold a new pipeline (spec, SQL, Glue script, pod jobs, training scripts, DAG file) that runs as it is."""
     from water import scaffold
@@ -199,6 +220,160 @@ def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_cas
     console.print("  water validate                      # the specs and DAG imports", highlight=False)
     console.print(f"  water run {name} --users 20000".ljust(38) + "# one run on the local target", highlight=False)
     console.print(f"  then make it yours: {paths.shown(created[0])} and the files it names", highlight=False)
+
+
+# The local Airflow stack (water.stack): a scheduler, the web UI and its REST API.
+
+
+def _conf(value: Optional[str]) -> Optional[dict]:
+    if not value:
+        return None
+    try:
+        conf = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--conf is not JSON: {exc}") from None
+    if not isinstance(conf, dict):
+        raise typer.BadParameter("--conf must be a JSON object, e.g. '{\"force_tier\": \"medium\"}'")
+    return conf
+
+
+def _stack_api():
+    """The running stack's REST client; exit 1 saying `water up` when it is not up."""
+    from water import stack
+
+    try:
+        return stack.require().api()
+    except stack.StackError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+
+
+def _api_failed(exc, pipeline: str) -> typer.Exit:
+    """An Airflow REST error as a message and exit code: 2 for bad input, 1 otherwise."""
+    if exc.status == 404:
+        err.print(f"[red]no pipeline {pipeline!r} in the local stack[/] (its DAG is not parsed: see `water validate`)")
+        return typer.Exit(2)
+    detail = exc.detail.split("\n\n")[0]  # a param error goes on with the whole JSON schema
+    err.print(f"[red]Airflow refused it[/] (HTTP {exc.status}): {escape(detail)}", highlight=False)
+    return typer.Exit(2 if exc.status in (400, 422) else 1)
+
+
+@app.command(rich_help_panel=LOCAL)
+def up(
+    port: Annotated[int, typer.Option(envvar="WATER_STACK_PORT", help="Port of the web UI and REST API.")] = 8080,
+    database: Annotated[Optional[str], typer.Option(envvar="WATER_STACK_DATABASE", help="Metadata database URL [default: PostgreSQL on localhost:5432 if it answers (database water), else SQLite].")] = None,
+) -> None:
+    """Start a local Airflow (web UI, scheduler, dag-processor, triggerer) on the project; idempotent."""
+    from water import stack
+
+    try:
+        info = stack.up(port=port, database=database, log=lambda text: console.print(f"  {text}", highlight=False))
+    except (stack.StackError, RuntimeError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(f"Airflow UI: [bold]{info.url}[/]   login: [bold]{info.user}[/] / [bold]{info.password}[/]", highlight=False)
+    console.print(f"metadata database: {info.database}; logs: {paths.shown(stack.logs_dir())}; stop with `water down`", highlight=False)
+
+
+@app.command(rich_help_panel=LOCAL)
+def down() -> None:
+    """Stop the local Airflow started by `water up` (nothing to do when it is not running)."""
+    from water import stack
+
+    if not stack.down(log=lambda text: console.print(f"  {text}", highlight=False)):
+        console.print("the local Airflow stack is not running")
+
+
+@app.command(rich_help_panel=LOCAL)
+def trigger(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
+    ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
+    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as JSON, checked against the DAG's params.")] = None,
+    unpause: Annotated[bool, typer.Option("--unpause/--no-unpause", help="Unpause the DAG on trigger, as the UI's form does.")] = True,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 1 if it fails.")] = False,
+    timeout: Annotated[int, typer.Option(help="Seconds --wait waits.")] = 3600,
+) -> None:
+    """Trigger a run on the local stack (`water up`) through Airflow's REST API."""
+    from water import stack
+    from water.airflow_api import ApiError
+
+    run_conf = _conf(conf)
+    ds = _ds(ds, pipeline)
+    api = _stack_api()
+    log = lambda text: console.print(text, highlight=False)  # noqa: E731
+    try:
+        run = stack.trigger(api, pipeline, ds, run_conf, unpause, log=log)
+        console.print(f"triggered {pipeline} ds={ds}: {run['dag_run_id']} ({run['state']})", highlight=False)
+        console.print(f"  {api.url}/dags/{pipeline}/runs/{run['dag_run_id']}", highlight=False)
+        if not wait:
+            return
+        run = stack.wait_for(api, pipeline, run["dag_run_id"], timeout, log=log)
+    except ApiError as exc:
+        raise _api_failed(exc, pipeline) from None
+    except stack.StackError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"{pipeline} ds={ds}: [bold]{run['state']}[/] in {run.get('duration') or 0:.0f}s")
+    if run["state"] != "success":
+        err.print(f"[bold red]run failed[/] at {', '.join(stack.failed_tasks(api, pipeline, run['dag_run_id'])) or '-'}")
+        raise typer.Exit(1)
+
+
+@app.command(rich_help_panel=LOCAL)
+def status(
+    pipeline: Annotated[Optional[str], typer.Argument(help="One pipeline [default: every water DAG].")] = None,
+    runs: Annotated[int, typer.Option(min=1, help="Runs per pipeline, newest first.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Recent runs on the local stack: state, duration, sizing tier and drift verdict."""
+    from water import stack
+    from water.airflow_api import ApiError
+
+    api = _stack_api()
+    try:
+        names = [pipeline] if pipeline else stack.pipelines(api)
+        rows = [row for name in names for row in stack.recent_runs(api, name, runs)]
+    except ApiError as exc:
+        raise _api_failed(exc, pipeline or "") from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        stack.render_status(rows, console)
+    else:
+        console.print(f"no runs yet: `water trigger {pipeline or 'PIPELINE'}`, or unpause it in the UI ({api.url})", highlight=False)
+
+
+@app.command(rich_help_panel=LOCAL)
+def backfill(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
+    start: Annotated[str, typer.Option("--start", help="First day YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last day YYYY-MM-DD (included).")],
+    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as JSON for every run.")] = None,
+    reprocess: Annotated[str, typer.Option(help="Days that already have a run: none (skip them), failed, completed.")] = "none",
+    unpause: Annotated[bool, typer.Option("--unpause/--no-unpause", help="Unpause the DAG, as the UI's backfill form does.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs it would create; create none.")] = False,
+) -> None:
+    """Backfill a pipeline's scheduled runs for a range of days on the local stack (Airflow's backfills API)."""
+    from water import stack
+    from water.airflow_api import ApiError
+
+    if reprocess not in ("none", "failed", "completed"):
+        raise typer.BadParameter(f"--reprocess {reprocess!r}: use none, failed or completed")
+    run_conf = _conf(conf)
+    start, end = _ds(start, pipeline), _ds(end, pipeline)
+    api = _stack_api()
+    try:
+        backfill_id, dates = stack.backfill(
+            api, pipeline, start, end, run_conf, reprocess, unpause, dry_run, log=lambda text: console.print(text, highlight=False)
+        )
+    except ApiError as exc:
+        raise _api_failed(exc, pipeline) from None
+    days = ", ".join(d[:10] for d in dates) or "none"
+    if dry_run:
+        console.print(f"would create {len(dates)} run(s) of {pipeline}: {days}", highlight=False)
+    else:
+        console.print(f"backfill {backfill_id} of {pipeline}: {len(dates)} run(s), {days}", highlight=False)
+        console.print(f"  follow it with `water status {pipeline}` or in the UI: {api.url}/dags/{pipeline}", highlight=False)
 
 
 def _cluster(commands, dry_run: bool) -> None:

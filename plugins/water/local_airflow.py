@@ -1,7 +1,10 @@
-"""The project's own Airflow home (.water/airflow): config, metadata DB, environment.
+"""The project's Airflow homes: config, metadata DB, environment — written in one place.
 
-`water run` prepares it; afterwards plain Airflow commands work with AIRFLOW_HOME pointing
-here, e.g. `AIRFLOW_HOME=.water/airflow airflow dags test recipe_engagement 2026-11-01`.
+Two homes share the same base settings (the project's dags/ and plugins/ folders, no
+examples, LocalExecutor): `water run` uses .water/airflow (SQLite, `airflow dags test`);
+`water up` uses .water/stack (a scheduler-driven stack, see water.stack) with its own
+settings on top. Afterwards plain Airflow commands work with AIRFLOW_HOME pointing at either,
+e.g. `AIRFLOW_HOME=.water/airflow airflow dags test recipe_engagement 2026-11-01`.
 """
 
 from __future__ import annotations
@@ -9,20 +12,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from water import paths
 
-
-def airflow_home() -> Path:
-    return paths.state_dir() / "airflow"
+Settings = dict[str, dict[str, str]]
 
 
 def airflow_bin() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
-def settings() -> dict[str, dict[str, str]]:
+def base_settings(home: Path) -> Settings:
+    """What every Airflow home of the project has."""
     root = paths.project_root()
     return {
         "core": {
@@ -31,59 +34,112 @@ def settings() -> dict[str, dict[str, str]]:
             "load_examples": "False",
             "executor": "LocalExecutor",
         },
-        "logging": {"base_log_folder": str(airflow_home() / "logs")},
+        "logging": {"base_log_folder": str(home / "logs")},
+        # Airflow's metrics and the pipelines' own (water.metrics) in DogStatsD form, with tags,
+        # to a Datadog agent (or any StatsD listener) at WATER_STATSD_HOST:WATER_STATSD_PORT.
+        "metrics": {
+            "statsd_on": "True",
+            "statsd_datadog_enabled": "True",
+            "statsd_host": os.environ.get("WATER_STATSD_HOST", "127.0.0.1"),
+            "statsd_port": os.environ.get("WATER_STATSD_PORT", "8125"),
+            "statsd_prefix": "airflow",
+            "statsd_datadog_tags": "env:local,project:water",
+        },
     }
 
 
+@dataclass(frozen=True)
+class AirflowHome:
+    """An AIRFLOW_HOME of this project: the base settings plus `extra` ones, as airflow.cfg and env."""
+
+    path: Path
+    extra: Settings = field(default_factory=dict)
+    written_by: str = "water run"
+
+    def settings(self) -> Settings:
+        merged = {section: dict(values) for section, values in base_settings(self.path).items()}
+        for section, values in self.extra.items():
+            merged.setdefault(section, {}).update(values)
+        return merged
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables for any Airflow process of this home."""
+        env = {"AIRFLOW_HOME": str(self.path)}
+        for section, values in self.settings().items():
+            for key, value in values.items():
+                env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
+        return env
+
+    def write_config(self) -> Path:
+        """airflow.cfg with these settings, so AIRFLOW_HOME alone is enough for `airflow`."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        lines = [f"# Written by `{self.written_by}`; AIRFLOW__* environment variables override it.", ""]
+        for section, values in self.settings().items():
+            lines.append(f"[{section}]")
+            lines += [f"{key} = {value}" for key, value in values.items()]
+            lines.append("")
+        path = self.path / "airflow.cfg"
+        text = "\n".join(lines)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            path.chmod(0o600)  # a stack's config holds its secrets
+        return path
+
+    def migration_marker(self) -> Path:
+        import importlib.metadata
+
+        return self.path / f".migrated-{importlib.metadata.version('apache-airflow')}"
+
+    def _database_present(self) -> bool:
+        conn = self.settings().get("database", {}).get("sql_alchemy_conn", f"sqlite:///{self.path / 'airflow.db'}")
+        return not conn.startswith("sqlite:") or Path(conn.removeprefix("sqlite:///")).exists()
+
+    def migrate(self, log=print) -> bool:
+        """Create or upgrade the metadata DB once per Airflow version; True if it ran."""
+        marker = self.migration_marker()
+        if marker.exists() and self._database_present():
+            return False
+        self.write_config()
+        log(f"migrating the Airflow metadata database of {paths.shown(self.path)} …")
+        result = subprocess.run(
+            [airflow_bin(), "db", "migrate"],
+            env={**os.environ, **self.environment()},
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        marker.write_text(marker.name.removeprefix(".migrated-"))
+        return True
+
+
+# `water run`'s home (.water/airflow, SQLite).
+
+
+def run_home() -> AirflowHome:
+    return AirflowHome(paths.state_dir() / "airflow")
+
+
+def airflow_home() -> Path:
+    return run_home().path
+
+
+def settings() -> Settings:
+    return run_home().settings()
+
+
 def environment() -> dict[str, str]:
-    """Environment variables for any Airflow process of this project."""
-    env = {"AIRFLOW_HOME": str(airflow_home())}
-    for section, values in settings().items():
-        for key, value in values.items():
-            env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
-    return env
+    return run_home().environment()
 
 
 def write_config() -> Path:
-    """airflow.cfg with the project's folders, so AIRFLOW_HOME alone is enough for `airflow`."""
-    home = airflow_home()
-    home.mkdir(parents=True, exist_ok=True)
-    lines = ["# Written by `water run`; AIRFLOW__* environment variables override it.", ""]
-    for section, values in settings().items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {value}" for key, value in values.items()]
-        lines.append("")
-    path = home / "airflow.cfg"
-    text = "\n".join(lines)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-    return path
+    return run_home().write_config()
 
 
 def use_in_this_process() -> None:
-    """Point this process's Airflow at the project (call before importing airflow)."""
-    for key, value in environment().items():
-        os.environ[key] = value
+    """Point this process's Airflow at `water run`'s home (call before importing airflow)."""
+    os.environ.update(environment())
 
 
 def migrate(log=print) -> bool:
-    """Create or upgrade the metadata DB once per Airflow version; True if it ran."""
-    import importlib.metadata
-
-    version = importlib.metadata.version("apache-airflow")
-    marker = airflow_home() / f".migrated-{version}"
-    database = airflow_home() / "airflow.db"
-    if marker.exists() and database.exists():
-        return False
-    write_config()
-    log(f"migrating the Airflow metadata database in {airflow_home()} …")
-    result = subprocess.run(
-        [airflow_bin(), "db", "migrate"],
-        env={**os.environ, **environment()},
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    marker.write_text(version)
-    return True
+    return run_home().migrate(log)

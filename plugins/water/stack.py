@@ -1,0 +1,552 @@
+"""`water up` / `water down`: a local Airflow stack with the web UI, driven by a real scheduler.
+
+Four Airflow processes — api-server (UI + REST API), scheduler (LocalExecutor), dag-processor
+and triggerer — run detached from the shell, each in its own process group, with a pid file
+and a log under .water/stack/. The metadata database is PostgreSQL when one is configured
+(`--database` / WATER_STACK_DATABASE) or answers on localhost:5432 (database `water`, created
+when missing), SQLite in .water/stack/ otherwise. Login is Airflow's SimpleAuthManager with
+one admin user whose password is generated once into .water/stack/passwords.json.
+
+This home (.water/stack) is separate from `water run`'s (.water/airflow); both are written by
+water.local_airflow from the same base settings. Tasks see WATER_PROJECT_ROOT and
+WATER_STATE_DIR, so they read and write the same lake as `water run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from water import local_airflow, paths
+
+# Each component's command line. Every process shares this machine's disk, so the API server
+# reads task logs from the files: no log-serving side processes (nor their ports) are needed.
+COMMANDS = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler", "--skip-serve-logs"],
+    "dag-processor": ["dag-processor"],
+    "triggerer": ["triggerer", "--skip-serve-logs"],
+}
+COMPONENTS = tuple(COMMANDS)
+HEALTH_KEYS = {"metadatabase": "database", "scheduler": "scheduler", "dag_processor": "dag-processor", "triggerer": "triggerer"}
+USER = "admin"
+DEFAULT_PORT = 8080
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/water"
+START_TIMEOUT = 180  # seconds for the API server and every component to report healthy
+STOP_TIMEOUT = 30  # seconds between SIGTERM and SIGKILL
+
+
+class StackError(RuntimeError):
+    """The stack cannot start, or is not there; the message says what to do."""
+
+
+@dataclass
+class StackInfo:
+    """What `water up` leaves for the other commands: where the stack answers and how to log in."""
+
+    url: str
+    user: str
+    password: str
+    database: str  # shown without a password
+
+    def api(self):
+        from water.airflow_api import AirflowAPI
+
+        return AirflowAPI(self.url, self.user, self.password)
+
+
+def stack_dir() -> Path:
+    return paths.state_dir() / "stack"
+
+
+def logs_dir() -> Path:
+    return stack_dir() / "logs"
+
+
+def _pid_file(component: str) -> Path:
+    return stack_dir() / "pids" / f"{component}.pid"
+
+
+def _info_file() -> Path:
+    return stack_dir() / "stack.json"
+
+
+# The metadata database.
+
+
+def local_postgres_reachable(url: str = LOCAL_POSTGRES) -> bool:
+    import psycopg2
+
+    try:
+        psycopg2.connect(_server_dsn(url), connect_timeout=3).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+def choose_database(configured: str | None) -> str:
+    """The SQLAlchemy URL of the metadata database: configured, local PostgreSQL, or SQLite."""
+    if configured:
+        return configured
+    if local_postgres_reachable():
+        return LOCAL_POSTGRES
+    return f"sqlite:///{stack_dir() / 'airflow.db'}"
+
+
+def _server_dsn(url: str) -> str:
+    """The same server's maintenance database `postgres`, as a libpq URL."""
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def ensure_database(url: str) -> bool:
+    """Create the PostgreSQL database named in url when it is missing; True if created."""
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    if not url.startswith("postgresql"):
+        return False
+    name = make_url(url).database
+    try:
+        connection = psycopg2.connect(_server_dsn(url), connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        raise StackError(f"PostgreSQL at {_shown_url(url)} does not answer: {str(exc).strip()}") from None
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone():
+                return False
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return True
+    finally:
+        connection.close()
+
+
+def drop_database(url: str) -> None:
+    """Drop the stack's PostgreSQL database (tests clean up with this; the stack must be down)."""
+    import psycopg2
+    from psycopg2 import sql
+    from sqlalchemy.engine import make_url
+
+    connection = psycopg2.connect(_server_dsn(url), connect_timeout=5)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(make_url(url).database)))
+    finally:
+        connection.close()
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Airflow's spelling: the psycopg2 driver for sync connections (asyncpg is derived for async)."""
+    return "postgresql+psycopg2" + url[len("postgresql") :] if url.startswith("postgresql://") else url
+
+
+# Secrets, generated once and kept (mode 600) so restarts keep logins and task tokens valid.
+
+
+def _secrets() -> dict[str, str]:
+    path = stack_dir() / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from cryptography.fernet import Fernet
+
+    values = {
+        "jwt_secret": secrets.token_urlsafe(32),
+        "secret_key": secrets.token_urlsafe(32),
+        "fernet_key": Fernet.generate_key().decode(),
+    }
+    _write_private(path, json.dumps(values))
+    return values
+
+
+def _password() -> str:
+    """The admin's password, from Airflow's passwords file (written once)."""
+    path = passwords_file()
+    if path.exists():
+        return json.loads(path.read_text())[USER]
+    password = secrets.token_urlsafe(12)
+    _write_private(path, json.dumps({USER: password}))
+    return password
+
+
+def passwords_file() -> Path:
+    return stack_dir() / "passwords.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+# The stack's Airflow home.
+
+
+def home(port: int, database: str) -> local_airflow.AirflowHome:
+    keys = _secrets()
+    url = f"http://127.0.0.1:{port}"
+    return local_airflow.AirflowHome(
+        stack_dir(),
+        extra={
+            "core": {
+                "execution_api_server_url": f"{url}/execution/",
+                "simple_auth_manager_users": f"{USER}:admin",
+                "simple_auth_manager_passwords_file": str(passwords_file()),
+                "fernet_key": keys["fernet_key"],
+                "parallelism": "8",  # a laptop's worth of concurrent tasks
+            },
+            "database": {"sql_alchemy_conn": _sqlalchemy_url(database)},
+            "api": {"host": "127.0.0.1", "port": str(port), "workers": "1", "secret_key": keys["secret_key"]},
+            "api_auth": {"jwt_secret": keys["jwt_secret"]},
+            "dag_processor": {"refresh_interval": "30"},  # new DAG files show up within 30 s
+        },
+        written_by="water up",
+    )
+
+
+def _process_environment(airflow_home: local_airflow.AirflowHome) -> dict[str, str]:
+    """The caller's environment without its Airflow settings (e.g. `water run`'s), plus the stack's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__") and k not in ("AIRFLOW_HOME", "WATER_RETRIES")}
+    env.update(airflow_home.environment())
+    env["WATER_PROJECT_ROOT"] = str(paths.project_root())
+    env["WATER_STATE_DIR"] = str(paths.state_dir())
+    return env
+
+
+# Processes.
+
+
+def _alive(pid: int, started: float) -> bool:
+    """True if pid is the live process started then (not a zombie, not a recycled pid)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and abs(process.create_time() - started) < 1
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def running() -> dict[str, int]:
+    """component -> pid of the stack's processes that are alive."""
+    alive = {}
+    for component in COMPONENTS:
+        path = _pid_file(component)
+        if path.exists():
+            pid, _, started = path.read_text().strip().partition(" ")
+            if pid and started and _alive(int(pid), float(started)):
+                alive[component] = int(pid)
+    return alive
+
+
+def _group_alive(pgid: int) -> bool:
+    """Any live (non-zombie) process left in the process group."""
+    import psutil
+
+    for process in psutil.process_iter(["status"]):
+        try:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return False
+
+
+def _start(component: str, env: dict[str, str]) -> int:
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    _pid_file(component).parent.mkdir(parents=True, exist_ok=True)
+    with open(logs_dir() / f"{component}.log", "ab") as log:
+        process = subprocess.Popen(
+            [local_airflow.airflow_bin(), *COMMANDS[component]],
+            env=env,
+            cwd=paths.project_root(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: survives the shell, stops as one
+        )
+    import psutil
+
+    # The pid and its start time: a pid alone may be reused after a reboot (the API server also
+    # renames its process title, so the command line does not identify it).
+    _pid_file(component).write_text(f"{process.pid} {psutil.Process(process.pid).create_time()}\n")
+    return process.pid
+
+
+def read_info() -> StackInfo | None:
+    """The running stack's address and login, or None when it is not up."""
+    if not _info_file().exists() or "api-server" not in running():
+        return None
+    saved = json.loads(_info_file().read_text())
+    return StackInfo(**{name: saved[name] for name in StackInfo.__dataclass_fields__})
+
+
+def require() -> StackInfo:
+    info = read_info()
+    if info is None:
+        raise StackError("the local Airflow stack is not up: start it with `water up`")
+    return info
+
+
+def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str], None] = print) -> StackInfo:
+    """Start whatever part of the stack is not running and wait until it is healthy."""
+    alive = running()
+    info = read_info()
+    if len(alive) == len(COMPONENTS) and info is not None:
+        log(f"already up ({', '.join(f'{c} {p}' for c, p in alive.items())})")
+        return info
+    if info is not None:  # partly up: keep the address and database it runs with
+        port = int(info.url.rsplit(":", 1)[1])
+    database = _previous_database() if info is not None else choose_database(database)
+    if database.startswith("postgresql") and ensure_database(database):
+        log(f"created database {_shown_url(database)}")
+        home(port, database).migration_marker().unlink(missing_ok=True)
+    airflow_home = home(port, database)
+    airflow_home.write_config()
+    _password()
+    if airflow_home.migrate(log=log):
+        log("metadata database ready")
+    if "api-server" not in alive:
+        _port_free_or_fail(port)
+    env = _process_environment(airflow_home)
+    for component in COMPONENTS:
+        if component not in alive:
+            alive[component] = _start(component, env)
+            log(f"started {component} (pid {alive[component]}, log {paths.shown(logs_dir() / f'{component}.log')})")
+    info = StackInfo(url=f"http://localhost:{port}", user=USER, password=_password(), database=_shown_url(database))
+    _write_private(_info_file(), json.dumps({**asdict(info), "sql_alchemy_conn": database}))
+    _wait_healthy(info, log)
+    return info
+
+
+def _previous_database() -> str:
+    return json.loads(_info_file().read_text())["sql_alchemy_conn"]
+
+
+def _port_free_or_fail(port: int) -> None:
+    import socket
+
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", port)) == 0:
+            raise StackError(f"port {port} is taken by another program; choose another with `water up --port N`")
+
+
+def _wait_healthy(info: StackInfo, log: Callable[[str], None]) -> None:
+    """Poll the API server's health endpoint until the database and every component are healthy."""
+    import httpx
+
+    deadline = time.monotonic() + START_TIMEOUT
+    last = "the API server does not answer yet"
+    while time.monotonic() < deadline:
+        dead = [c for c in COMPONENTS if c not in running()]
+        if dead:
+            raise StackError(f"{', '.join(dead)} exited during start-up; see {paths.shown(logs_dir())}/{dead[0]}.log")
+        try:
+            health = httpx.get(f"{info.url}/api/v2/monitor/health", timeout=5).json()
+            unhealthy = [name for key, name in HEALTH_KEYS.items() if (health.get(key) or {}).get("status") != "healthy"]
+            if not unhealthy:
+                log("healthy: database, scheduler, dag-processor, triggerer, api-server")
+                return
+            last = f"waiting for {', '.join(unhealthy)}"
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(2)
+    raise StackError(f"the stack did not become healthy in {START_TIMEOUT}s ({last}); logs in {paths.shown(logs_dir())}")
+
+
+def down(log: Callable[[str], None] = print) -> list[str]:
+    """Stop every process of the stack: SIGTERM to each process group, SIGKILL to what outlives
+    STOP_TIMEOUT. Returns the components it stopped."""
+    alive = running()
+    _signal(alive, signal.SIGTERM)
+    left = _wait_gone(alive, STOP_TIMEOUT)
+    if left:
+        log(f"{', '.join(left)} did not stop in {STOP_TIMEOUT}s: killing")
+        _signal(left, signal.SIGKILL)
+        left = _wait_gone(left, 10)
+        if left:
+            raise StackError(f"could not stop {', '.join(f'{c} (pid {p})' for c, p in left.items())}")
+    for component, pid in alive.items():
+        log(f"stopped {component} (pid {pid})")
+    for component in COMPONENTS:
+        _pid_file(component).unlink(missing_ok=True)
+    return list(alive)
+
+
+def _signal(groups: dict[str, int], signum: int) -> None:
+    for pgid in groups.values():  # each component leads its own process group
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_gone(groups: dict[str, int], timeout: float) -> dict[str, int]:
+    """Wait until no process of these groups lives; the ones left after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = {c: pgid for c, pgid in groups.items() if _group_alive(pgid)}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.5)
+
+
+# What the other commands do through the stack's REST API.
+
+
+def logical_date(ds: str) -> str:
+    """A day's logical date as `water run` uses it: midnight UTC."""
+    return f"{ds}T00:00:00Z"
+
+
+def unpause_on_trigger(api, pipeline: str, create: Callable[[], dict], unpause: bool, log: Callable[[str], None] = print) -> dict:
+    """What the UI's trigger and backfill forms do: create the run(s), then unpause the DAG (a
+    paused DAG's runs wait queued). A refused request leaves the DAG as it was."""
+    dag = api.dag(pipeline)
+    created = create()
+    if dag["is_paused"]:
+        if unpause:
+            api.unpause(pipeline)
+            log(f"unpaused {pipeline} (as the UI's forms do); its schedule ({dag.get('timetable_summary') or 'none'}) runs from now on")
+        else:
+            log(f"{pipeline} is paused: its runs wait queued until it is unpaused (the UI's toggle)")
+    return created
+
+
+def trigger(api, pipeline: str, ds: str, conf: dict | None, unpause: bool, log: Callable[[str], None] = print) -> dict:
+    """Create a manual run for ds, as the web UI's trigger form does."""
+    return unpause_on_trigger(api, pipeline, lambda: api.trigger(pipeline, logical_date(ds), conf), unpause, log)
+
+
+FINISHED = ("success", "failed")
+# Where a run keeps its sizing decision and its drift assessment: (task id, XCom key).
+SIZING_XCOM = ("size_postprocess", "decision")
+DRIFT_XCOM = ("drift_guard", "drift")
+
+
+def wait_for(api, pipeline: str, run_id: str, timeout: float, log: Callable[[str], None] = print) -> dict:
+    """Poll a run until it finishes, printing each task once per state it reaches."""
+    shown: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while True:
+        run = api.dag_run(pipeline, run_id)
+        for ti in api.get(f"dags/{pipeline}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"]:
+            label = ti["task_id"] if ti["map_index"] < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+            state = ti["state"]
+            if state and state not in ("scheduled", "queued") and shown.get(label) != state:
+                shown[label] = state
+                log(f"  {label:<22} {state}")
+        if run["state"] in FINISHED:
+            return run
+        if time.monotonic() > deadline:
+            raise StackError(f"{run_id} is still {run['state']} after {timeout:.0f}s")
+        time.sleep(3)
+
+
+def failed_tasks(api, pipeline: str, run_id: str) -> list[str]:
+    tis = api.get(f"dags/{pipeline}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"]
+    return [ti["task_id"] for ti in tis if ti["state"] == "failed"]
+
+
+def pipelines(api) -> list[str]:
+    """The DAGs water built (the factory tags each one `water`)."""
+    return [d["dag_id"] for d in api.dags(tags=["water"])]
+
+
+def recent_runs(api, pipeline: str, limit: int) -> list[dict]:
+    """The newest runs of a pipeline: state, duration, the sizing tier and the drift verdict."""
+    rows = []
+    for run in api.dag_runs(pipeline, limit=limit):
+        run_id = run["dag_run_id"]
+        decision = api.xcom(pipeline, run_id, *SIZING_XCOM) or {}
+        drift = api.xcom(pipeline, run_id, *DRIFT_XCOM) or {}
+        tier = decision.get("tier")
+        shards = len(decision.get("shards") or [])
+        if tier and shards > 1:
+            tier = f"{tier} x{shards}"
+        if tier and decision.get("forced"):
+            tier += " (forced)"
+        rows.append(
+            {
+                "pipeline": pipeline,
+                "run_id": run_id,
+                "run_type": run["run_type"],
+                "ds": (run.get("logical_date") or "")[:10] or None,
+                "state": run["state"],
+                "seconds": _duration(run),
+                "tier": tier,
+                "drift": drift.get("verdict") if isinstance(drift, dict) else None,
+            }
+        )
+    return rows
+
+
+def _duration(run: dict) -> float | None:
+    from datetime import datetime, timezone
+
+    if run.get("duration") is not None:
+        return round(run["duration"], 1)
+    if run.get("start_date"):  # still going
+        started = datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
+        return round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+    return None
+
+
+def backfill(
+    api, pipeline: str, start: str, end: str, conf: dict | None, reprocess: str, unpause: bool, dry_run: bool,
+    log: Callable[[str], None] = print,
+) -> tuple[int | None, list[str]]:
+    """A backfill of the scheduled runs from start to end (days, both included): its id (None on a
+    dry run) and the logical dates of the runs it makes."""
+    body = {
+        "dag_id": pipeline,
+        "from_date": logical_date(start),
+        "to_date": f"{end}T23:59:59Z",  # the whole end day: a daily schedule fires after midnight
+        "dag_run_conf": conf or {},
+        "reprocess_behavior": reprocess,
+    }
+    dates = [r["logical_date"] for r in api.backfill(body, dry_run=True)["backfills"]]
+    if dry_run:
+        return None, dates
+    return unpause_on_trigger(api, pipeline, lambda: api.backfill(body), unpause, log)["id"], dates
+
+
+def render_status(rows: list[dict], console) -> None:
+    from rich.table import Table
+
+    style = {"success": "green", "failed": "bold red", "running": "cyan", "queued": "yellow"}
+    if not console.is_terminal:  # a log file or CI: no need to wrap at 80 columns
+        console.width = max(console.width, 120)
+    table = Table()
+    for column in ("pipeline", "ds", "run", "state", "seconds", "tier", "drift"):
+        table.add_column(column, justify="right" if column == "seconds" else "left", no_wrap=column in ("ds", "seconds"))
+    for row in rows:
+        table.add_row(
+            row["pipeline"],
+            row["ds"] or "-",
+            row["run_type"],
+            f"[{style.get(row['state'], 'white')}]{row['state']}[/]",
+            f"{row['seconds']:.0f}" if row["seconds"] is not None else "-",
+            row["tier"] or "-",
+            row["drift"] or "-",
+        )
+    console.print(table)
