@@ -147,3 +147,18 @@ def test_get_target_cloud(monkeypatch):
     monkeypatch.delenv("WATER_GLUE_ROLE")
     with pytest.raises(SettingsError, match="WATER_GLUE_ROLE is not set"):
         get_target()
+
+
+def test_a_bad_placement_names_the_spec_field(tmp_path):
+    import yaml
+
+    from water import paths
+    from water.spec import SpecError, load_spec
+
+    raw = yaml.safe_load((paths.pipelines_dir() / "recipe_engagement.yaml").read_text())
+    raw["postprocess"]["placement"] = {"tolerations": [{"key": "dedicated", "effect": "NoScheduling"}]}
+    path = tmp_path / "recipe_engagement.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SpecError) as raised:
+        load_spec(path, include_dir=paths.include_dir())
+    assert raised.value.fields == ["postprocess.placement.tolerations.0.effect"]

@@ -160,3 +160,15 @@ def test_cloud_graph_is_the_local_graph_at_the_stage_level(dagbag, cloud_parse, 
     assert {t.task_id.split(".", 1)[0] for t in cloud.tasks} == {t.task_id for t in local.tasks}
     for task_id in ("inference_stats", "size_postprocess", "plan_shards", "commit_outputs"):
         assert cloud.get_task(task_id)  # single tasks the sizing and drift code address by id
+
+
+@pytest.mark.parametrize("dag_id", DAG_FILES)
+def test_cloud_dag_serializes_for_the_scheduler(cloud_parse, dag_id):
+    """The dag processor stores DAGs serialized: pod resources, tolerations, mapped pods must survive."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = cloud_parse[0].dags[dag_id]
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert sorted(t.task_id for t in back.tasks) == sorted(t.task_id for t in dag.tasks)
+    # the scheduler keeps the serialized form (a dict); workers parse the DAG file again
+    assert back.get_task("postprocess_small").container_resources["limits"] == dag.get_task("postprocess_small").container_resources.limits
