@@ -56,13 +56,19 @@ class LakeStore:
         path.write_text(text)
         return str(path)
 
+    def remove_partition(self, dataset: str, ds: str) -> bool:
+        folder = self.partition(dataset, ds)
+        if not folder.exists():
+            return False
+        folder.fs.rm(folder.path, recursive=True)
+        return True
+
     def move_partition(self, source: str, destination: str, ds: str) -> bool:
         """Move source/ds=… to destination/ds=…, replacing what was there. False if absent."""
         src, dst = self.partition(source, ds), self.partition(destination, ds)
         if not src.exists():
             return False
-        if dst.exists():
-            dst.fs.rm(dst.path, recursive=True)
+        self.remove_partition(destination, ds)
         dst.parent.mkdir(parents=True, exist_ok=True)
         src.fs.mv(src.path, dst.path, recursive=True)
         return True

@@ -81,9 +81,13 @@ def runs(tmp_path_factory):
         second = water_run(state, env)
         second_prints = partitions_fingerprint(lake_dir)
         drift_day = water_run(state, env, DRIFT_DS, "--mix", f"{DRIFT_DS}=80/15/5")
+        held_back = {
+            "predictions": (lake_dir / lake.PREDICTIONS / f"ds={DRIFT_DS}").exists(),
+            "quarantine": sorted(p.name for p in (lake_dir / lake.QUARANTINE / f"ds={DRIFT_DS}").glob("*.out")),
+        }
         drift_accepted = water_run(state, env, DRIFT_DS, "--conf", '{"accept_drift": true}')
     return {"state": state, "lake": lake_dir, "first": first, "second": second, "drift": drift_day,
-            "accepted": drift_accepted,
+            "accepted": drift_accepted, "held_back": held_back,
             "first_prints": first_prints, "second_prints": second_prints,
             "slack": slack.received, "metrics": statsd.metrics()}
 
@@ -140,7 +144,7 @@ def test_publish_never_duplicates(runs):
     from water.local.warehouse import table_rows
 
     warehouse = runs["state"] / "warehouse"
-    assert table_rows(warehouse, "ml.engagement_segments") == runs["second"]["rows_published"]
+    assert table_rows(warehouse, "ml.engagement_segments", DS) == runs["second"]["rows_published"]
 
 
 def test_plain_airflow_sees_the_dag_with_only_airflow_home(runs):
@@ -167,14 +171,11 @@ def test_a_drift_day_is_quarantined_and_not_published(runs):
     assert drift["verdict"] == "block" and drift["baseline"] == f"previous run ds={DS}"
     assert drift["psi"] > 0.25 and 0 < drift["js"] <= 1
     assert drift["shares"]["cook"] > 0.6 and drift["baseline_shares"]["cook"] < 0.5
-    # The predictions moved to quarantine; the warehouse has only the first day.
-    assert not (runs["lake"] / lake.PREDICTIONS / f"ds={DRIFT_DS}").exists()
-    assert list((runs["lake"] / lake.QUARANTINE / f"ds={DRIFT_DS}").glob("*.out"))
-    from water.local.warehouse import table_rows
-
-    warehouse = runs["state"] / "warehouse"
-    assert table_rows(warehouse, "ml.engagement_segments") == runs["second"]["rows_published"]
+    # The predictions moved to quarantine (as they were right after that run).
+    assert runs["held_back"]["predictions"] is False and runs["held_back"]["quarantine"]
+    # The warehouse got nothing for the day then (the accepted re-run below published it later).
     assert summary["rows_published"] is None
+    assert "publish" not in {t["task_id"] for t in summary["tasks"] if t["state"] == "success"}
 
 
 def test_the_first_run_has_no_baseline_and_the_same_day_again_still_none(runs):
@@ -256,8 +257,10 @@ def test_a_person_accepts_the_quarantined_day_by_rerunning_it_with_accept_drift(
     assert summary["conf"] == {"accept_drift": True}
     assert summary["drift"]["verdict"] == "accepted"
     assert states["quarantine"] == "skipped" and states["publish"] == "success"
+    assert not (runs["lake"] / lake.QUARANTINE / f"ds={DRIFT_DS}").exists()  # released: no longer held back
     assert summary["rows_published"] == sum(summary["predicted_class_counts"].values())
     from water.local.warehouse import table_rows
 
     warehouse = runs["state"] / "warehouse"
-    assert table_rows(warehouse, "ml.engagement_segments") == runs["second"]["rows_published"] + summary["rows_published"]
+    assert table_rows(warehouse, "ml.engagement_segments", DRIFT_DS) == summary["rows_published"]
+    assert table_rows(warehouse, "ml.engagement_segments", DS) == runs["second"]["rows_published"]

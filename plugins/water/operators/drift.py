@@ -85,7 +85,11 @@ class DriftGuardOperator(BaseBranchOperator):
         context["ti"].xcom_push(key="drift", value=record)
         self.log.info("drift: %s; %s", assessment.headline(), assessment.mix_text())
         self.alert(context, assessment)
-        return self.continue_task_id if assessment.passes else QUARANTINE
+        if not assessment.passes:
+            return QUARANTINE
+        if self.store.remove_partition(lake.QUARANTINE, ds):  # an accepted day is no longer held back
+            self.log.info("released quarantine/ds=%s: the day passed the guard (%s)", ds, assessment.verdict)
+        return self.continue_task_id
 
     def alert(self, context: Any, assessment: drift.Assessment) -> None:
         if assessment.verdict in (drift.OK, drift.NO_BASELINE):
