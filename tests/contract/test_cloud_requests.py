@@ -123,8 +123,8 @@ def test_a_broken_training_config_fails_validation(rendered):
 # --- Glue ----------------------------------------------------------------------------------
 
 
-def test_glue_create_and_start_requests(rendered):
-    task = rendered("features.glue_job")
+def run_glue(task) -> AwsRecorder:
+    """GlueJobHook.initialize_job as the operator calls it, for a job that does not exist yet."""
     recorder = AwsRecorder(
         responses={
             ("glue", "GetJob"): {"Error": {"Code": "EntityNotFoundException", "Message": "no such job"}},
@@ -142,6 +142,11 @@ def test_glue_create_and_start_requests(rendered):
         lambda hook: recorder.client("iam").get_role(RoleName=hook.role_name),
     ):
         task.hook.initialize_job(task.script_args, task.run_job_kwargs)
+    return recorder
+
+
+def test_glue_create_and_start_requests(rendered):
+    recorder = run_glue(rendered("features.glue_job"))
     (create,) = recorder.requests("glue", "CreateJob")
     (start,) = recorder.requests("glue", "StartJobRun")
     validate("glue", "CreateJob", create)
@@ -191,11 +196,10 @@ def _unload_select(query: str) -> str:
     return match.group(1), match.group(2)
 
 
-def test_training_set_query_request(rendered):
-    task = rendered("training_set.unload")
+def run_athena(task) -> AwsRecorder:
+    """AthenaHook.run_query with what AthenaOperator.execute hands it."""
     recorder = AwsRecorder(responses={("athena", "StartQueryExecution"): {"QueryExecutionId": "q-1"}})
     with offline_aws(recorder):
-        # what AthenaOperator.execute hands the hook
         task.hook.run_query(
             task.query,
             {"Database": task.database, "Catalog": task.catalog},
@@ -203,6 +207,11 @@ def test_training_set_query_request(rendered):
             None,
             task.workgroup,
         )
+    return recorder
+
+
+def test_training_set_query_request(rendered):
+    recorder = run_athena(rendered("training_set.unload"))
     (request,) = recorder.requests("athena", "StartQueryExecution")
     validate("athena", "StartQueryExecution", request)
     assert request["QueryExecutionContext"] == {"Database": "water", "Catalog": "AwsDataCatalog"}
@@ -347,13 +356,20 @@ def test_every_aws_call_seen_is_in_aws_actions(rendered):
         "ListObjectsV2": ["s3:ListBucket"],
         "CopyObject": ["s3:GetObject", "s3:PutObject"],
         "DeleteObjects": ["s3:DeleteObject"],
+        "HeadBucket": ["s3:ListBucket"],  # SageMakerHook checks the channels' buckets and prefixes
+        "HeadObject": ["s3:GetObject"],
     }
-    recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): {"Contents": [{"Key": "water/recipe_engagement/raw/_staging/ds=2026-11-01/a", "Size": 1, "LastModified": MODIFIED}], "KeyCount": 1}})
+    staged = {"Contents": [{"Key": "water/recipe_engagement/raw/_staging/ds=2026-11-01/a", "Size": 1, "LastModified": MODIFIED}], "KeyCount": 1}
+    recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): staged})
     with offline_aws(recorder):
         rendered("extract.promote").execute(make_context())
         rendered("train.package").execute(make_context())
+        fit = rendered("train.fit")
+        fit.hook.create_training_job(_preprocessed(fit), wait_for_completion=False, print_log=False)
+    calls = [*recorder.calls, *run_glue(rendered("features.glue_job")).calls, *run_athena(rendered("training_set.unload")).calls]
+    assert {service for service, _, _ in calls} == {"s3", "glue", "iam", "athena", "sagemaker"}
     needed = set()
-    for service, operation, _ in recorder.calls:
+    for service, operation, _ in calls:
         needed.update(s3_actions.get(operation, [f"{service}:{operation}"]))
     assert needed <= set(AWS_ACTIONS), sorted(needed - set(AWS_ACTIONS))
     for action in ("sagemaker:CreateTrainingJob", "sagemaker:CreateModel", "sagemaker:CreateTransformJob",
