@@ -155,6 +155,7 @@ def test_glue_create_and_start_requests(rendered):
     assert create["Command"]["ScriptLocation"] == "s3://acme-ml-artifacts/water/glue/recipe_engagement/recipe_engagement_features.py"
     assert (create["GlueVersion"], create["WorkerType"], create["NumberOfWorkers"]) == ("5.0", "G.1X", 4)
     assert "MaxCapacity" not in create  # workers, not DPUs
+    assert "LogUri" not in create  # a field AWS reserves; the script is already on S3, so no s3_bucket
     assert start["Arguments"] == {
         "--output_files": "1",
         "--input_path": f"{LAKE}/raw/ds={DS}",

@@ -472,7 +472,6 @@ class CloudTarget(Target):
                         "ds": "{{ ds }}",
                     }
                 ),
-                s3_bucket=scripts_bucket,  # Glue's own logs go to s3://<bucket>/logs/glue-logs/
                 iam_role_name=s.glue_role,
                 create_job_kwargs={
                     "GlueVersion": stage.glue_version,
