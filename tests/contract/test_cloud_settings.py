@@ -11,7 +11,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from tests.contract.cloud import CLOUD_ENV
+from tests.contract.cloud import CLOUD_ENV, demo_spec  # noqa: F401 - fixture
 
 
 def test_settings_name_every_missing_variable():
@@ -162,3 +162,19 @@ def test_a_bad_placement_names_the_spec_field(tmp_path):
     with pytest.raises(SpecError) as raised:
         load_spec(path, include_dir=paths.include_dir())
     assert raised.value.fields == ["postprocess.placement.tolerations.0.effect"]
+
+
+def test_deferrable_reaches_every_operator_that_has_it(demo_spec):
+    from water.factory import build_dag
+    from water.targets.cloud import CloudSettings, CloudTarget
+
+    settings = CloudSettings.from_environment({**CLOUD_ENV, "WATER_DEFERRABLE": "true"})
+    dag = build_dag(demo_spec, CloudTarget(settings=settings))
+    deferrable = {t.task_id for t in dag.tasks if getattr(t, "deferrable", None) is True}
+    waits = {t.task_id for t in dag.tasks if hasattr(t, "deferrable")}
+    # S3ToGCSOperator's deferrable mode is a Storage Transfer job that needs AWS keys: kept off
+    assert waits - deferrable == {"publish.to_gcs"}
+    assert {"extract.query", "features.glue_job", "training_set.unload", "train.fit", "batch_inference.transform",
+            "preprocess", "postprocess_small", "publish.load"} <= deferrable
+    mapped = dag.get_task("postprocess_large")
+    assert mapped.partial_kwargs["deferrable"] is True
