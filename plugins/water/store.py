@@ -69,8 +69,14 @@ class LakeStore:
         if not src.exists():
             return False
         self.remove_partition(destination, ds)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        src.fs.mv(src.path, dst.path, recursive=True)
+        dst.mkdir(parents=True, exist_ok=True)
+        # File by file: a rename on a local disk, copy + delete on S3 (s3fs's recursive mv
+        # trips over the folder's own key).
+        prefix = src.path.rstrip("/") + "/"
+        for file in src.fs.find(src.path):
+            src.fs.mv(file, dst.path.rstrip("/") + "/" + file[len(prefix):])
+        if src.fs.exists(src.path):  # the emptied folder, on a local disk
+            src.fs.rm(src.path, recursive=True)
         return True
 
     def column_counts(self, dataset: str, ds: str, column: str) -> dict[str, int]:
