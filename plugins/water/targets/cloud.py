@@ -56,7 +56,7 @@ from water.lake import Lake
 from water.spec import Placement, PipelineSpec, Tier
 from water.targets.base import Target, external
 
-# IAM actions the cloud target's operators and hooks call (the deploy helper's policy must cover them).
+# IAM actions the cloud target's operators and hooks call; docs/iam/airflow-role-policy.json grants exactly these (tests/contract/test_iam.py).
 AWS_ACTIONS = sorted(
     {
         # S3: lake partitions, staging, transfers, Glue scripts, sourcedir, Athena results
