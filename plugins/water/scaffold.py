@@ -1,8 +1,11 @@
-"""`water new NAME`: a new pipeline from the templates in water/templates/pipeline/.
+"""`water new NAME`: a new pipeline, started from the project's reference pipeline.
 
-The templates are a complete pipeline over the app data `water seed` writes, so a new
-pipeline validates and runs on the local target before anyone edits it. `{{key}}` in a
-template is replaced by the pipeline's values (name, today, publish_table).
+Its SQL, Glue script, pod entrypoints and SageMaker scripts are the reference pipeline's
+(`recipe_engagement`, over the app data `water seed` writes) with the name changed, so a new
+pipeline validates and runs on the local target before anyone edits it, and there is one
+copy of that code to keep working. Its spec and DAG file come from the two templates in
+water/templates/pipeline/, where `{{key}}` is replaced by the pipeline's values (name,
+today, publish_table).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from water import paths
 from water.spec import IDENTIFIER
 
 TEMPLATES = Path(__file__).parent / "templates" / "pipeline"
-# template file -> where it lands in the project, in the layout every pipeline follows
+REFERENCE = "recipe_engagement"  # the pipeline a new one starts from
+# source -> where it lands in the project, in the layout every pipeline follows. A source that
+# is a template file is rendered; any other is the reference pipeline's own file at that place.
 LAYOUT = {
     "spec.yaml": "include/pipelines/{name}.yaml",
     "extract.sql": "include/sql/{name}/extract.sql",
@@ -69,12 +74,22 @@ def render(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(value, text)
 
 
+def source_text(source: str, target: str, name: str, values: dict[str, str], root: Path) -> str:
+    template = TEMPLATES / source
+    if template.is_file():
+        return render(template.read_text(), values)
+    reference = root / target.format(name=REFERENCE)
+    if not reference.is_file():
+        raise ScaffoldError(f"{reference.relative_to(root)} is missing: `water new` starts from the {REFERENCE} pipeline's files")
+    return reference.read_text().replace(REFERENCE, name)
+
+
 def scaffold(name: str, root: Path | None = None, today: date | None = None) -> list[Path]:
     """Write the new pipeline's files; returns them. Never overwrites: all or nothing."""
     root = root or paths.project_root()
     check_name(name, root)
     values = {"name": name, "today": (today or date.today()).isoformat(), "publish_table": f"ml.{name}"}
-    rendered = {root / target.format(name=name): render((TEMPLATES / source).read_text(), values) for source, target in LAYOUT.items()}
+    rendered = {root / target.format(name=name): source_text(source, target, name, values, root) for source, target in LAYOUT.items()}
     written: list[Path] = []
     try:
         for path, text in rendered.items():

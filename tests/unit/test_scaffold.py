@@ -84,9 +84,12 @@ def test_never_overwrites_a_file_of_another_pipeline_part(project):
     assert tree(project) == before
 
 
-def test_every_template_has_a_place_and_every_place_a_template():
+def test_every_template_has_a_place_and_every_other_place_a_reference_file():
     on_disk = {p.name for p in scaffold.TEMPLATES.iterdir() if p.is_file()}
-    assert on_disk == set(scaffold.LAYOUT)
+    assert on_disk == {"spec.yaml", "dag.py"} and on_disk <= set(scaffold.LAYOUT)
+    for source, target in scaffold.LAYOUT.items():
+        if source not in on_disk:
+            assert (ROOT / target.format(name=scaffold.REFERENCE)).is_file(), target
 
 
 def test_seeding_delivers_the_label_feed_to_each_pipeline(tmp_path):
