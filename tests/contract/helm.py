@@ -37,28 +37,26 @@ def load_yaml(path: Path):
     return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
 
 
-def merge_files(base: dict, override: dict) -> dict:
-    """Later -f files over earlier ones: maps merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_files(out[key], value)
+def _overlay(under: dict, over: dict, null_removes: bool) -> dict:
+    out = copy.deepcopy(under)
+    for key, value in over.items():
+        if value is None and null_removes:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _overlay(out[key], value, null_removes)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def merge_files(base: dict, override: dict) -> dict:
+    """Later -f files over earlier ones: maps merge key by key, anything else replaces."""
+    return _overlay(base, override, null_removes=False)
 
 
 def coalesce(defaults: dict, user: dict) -> dict:
     """User values over the chart's values.yaml; a user null removes the default."""
-    out = copy.deepcopy(defaults)
-    for key, value in user.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = coalesce(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    return _overlay(defaults, user, null_removes=True)
 
 
 def _resolve(schema: dict, root: dict) -> dict:
