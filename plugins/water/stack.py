@@ -40,7 +40,7 @@ USER = "admin"
 DEFAULT_PORT = 8080
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/water"
 START_TIMEOUT = 180  # seconds for the API server and every component to report healthy
-STOP_TIMEOUT = 30  # seconds between SIGTERM and SIGKILL
+STOP_TIMEOUT = 20  # seconds between SIGTERM (running tasks get it too) and SIGKILL
 
 
 class StackError(RuntimeError):
@@ -258,19 +258,6 @@ def running() -> dict[str, int]:
     return alive
 
 
-def _group_alive(pgid: int) -> bool:
-    """Any live (non-zombie) process left in the process group."""
-    import psutil
-
-    for process in psutil.process_iter(["status"]):
-        try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
-                return True
-        except (ProcessLookupError, psutil.NoSuchProcess):
-            continue
-    return False
-
-
 def _start(component: str, env: dict[str, str]) -> int:
     logs_dir().mkdir(parents=True, exist_ok=True)
     _pid_file(component).parent.mkdir(parents=True, exist_ok=True)
@@ -296,8 +283,7 @@ def read_info() -> StackInfo | None:
     """The running stack's address and login, or None when it is not up."""
     if not _info_file().exists() or "api-server" not in running():
         return None
-    saved = json.loads(_info_file().read_text())
-    return StackInfo(**{name: saved[name] for name in StackInfo.__dataclass_fields__})
+    return _info(json.loads(_info_file().read_text()))
 
 
 def require() -> StackInfo:
@@ -310,13 +296,14 @@ def require() -> StackInfo:
 def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str], None] = print) -> StackInfo:
     """Start whatever part of the stack is not running and wait until it is healthy."""
     alive = running()
-    info = read_info()
-    if len(alive) == len(COMPONENTS) and info is not None:
+    saved = json.loads(_info_file().read_text()) if _info_file().exists() else None
+    if len(alive) == len(COMPONENTS) and saved is not None:
         log(f"already up ({', '.join(f'{c} {p}' for c, p in alive.items())})")
-        return info
-    if info is not None:  # partly up: keep the address and database it runs with
-        port = int(info.url.rsplit(":", 1)[1])
-    database = _previous_database() if info is not None else choose_database(database)
+        return _info(saved)
+    if alive and saved is not None:  # partly up: restart the missing ones as the others run
+        port, database = saved["port"], saved["sql_alchemy_conn"]
+    else:
+        database = choose_database(database)
     if database.startswith("postgresql") and ensure_database(database):
         log(f"created database {_shown_url(database)}")
         home(port, database).migration_marker().unlink(missing_ok=True)
@@ -332,14 +319,14 @@ def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str
         if component not in alive:
             alive[component] = _start(component, env)
             log(f"started {component} (pid {alive[component]}, log {paths.shown(logs_dir() / f'{component}.log')})")
-    info = StackInfo(url=f"http://localhost:{port}", user=USER, password=_password(), database=_shown_url(database))
-    _write_private(_info_file(), json.dumps({**asdict(info), "sql_alchemy_conn": database}))
+    info = StackInfo(url=f"http://127.0.0.1:{port}", user=USER, password=_password(), database=_shown_url(database))
+    _write_private(_info_file(), json.dumps({**asdict(info), "port": port, "sql_alchemy_conn": database}))
     _wait_healthy(info, log)
     return info
 
 
-def _previous_database() -> str:
-    return json.loads(_info_file().read_text())["sql_alchemy_conn"]
+def _info(saved: dict) -> StackInfo:
+    return StackInfo(**{name: saved[name] for name in StackInfo.__dataclass_fields__})
 
 
 def _port_free_or_fail(port: int) -> None:
@@ -374,17 +361,27 @@ def _wait_healthy(info: StackInfo, log: Callable[[str], None]) -> None:
 
 
 def down(log: Callable[[str], None] = print) -> list[str]:
-    """Stop every process of the stack: SIGTERM to each process group, SIGKILL to what outlives
-    STOP_TIMEOUT. Returns the components it stopped."""
+    """Stop every process of the stack: SIGTERM to each component's process group (the scheduler
+    forwards it to running tasks, which run in sessions of their own), then SIGKILL to whatever of
+    the process trees outlives STOP_TIMEOUT. Returns the components it stopped."""
+    import psutil
+
     alive = running()
-    _signal(alive, signal.SIGTERM)
-    left = _wait_gone(alive, STOP_TIMEOUT)
+    trees = {component: _tree(pid) for component, pid in alive.items()}
+    for pid in alive.values():
+        _killpg(pid, signal.SIGTERM)
+    left = _wait_gone(trees, STOP_TIMEOUT)
     if left:
         log(f"{', '.join(left)} did not stop in {STOP_TIMEOUT}s: killing")
-        _signal(left, signal.SIGKILL)
+        for procs in left.values():
+            for process in procs + [c for p in procs for c in _children(p)]:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
         left = _wait_gone(left, 10)
         if left:
-            raise StackError(f"could not stop {', '.join(f'{c} (pid {p})' for c, p in left.items())}")
+            raise StackError(f"could not stop {', '.join(f'{c} (pid {alive[c]})' for c in left)}")
     for component, pid in alive.items():
         log(f"stopped {component} (pid {pid})")
     for component in COMPONENTS:
@@ -392,19 +389,48 @@ def down(log: Callable[[str], None] = print) -> list[str]:
     return list(alive)
 
 
-def _signal(groups: dict[str, int], signum: int) -> None:
-    for pgid in groups.values():  # each component leads its own process group
-        try:
-            os.killpg(pgid, signum)
-        except ProcessLookupError:
-            pass
+def _tree(pid: int) -> list:
+    """The process and all its descendants (psutil handles, safe against pid reuse)."""
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return [process, *_children(process)]
+    except psutil.NoSuchProcess:
+        return []
 
 
-def _wait_gone(groups: dict[str, int], timeout: float) -> dict[str, int]:
-    """Wait until no process of these groups lives; the ones left after timeout."""
+def _children(process) -> list:
+    import psutil
+
+    try:
+        return process.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _killpg(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _gone(process) -> bool:
+    import psutil
+
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(trees: dict[str, list], timeout: float) -> dict[str, list]:
+    """Wait until every process of these trees has ended; the trees with processes left after timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        left = {c: pgid for c, pgid in groups.items() if _group_alive(pgid)}
+        left = {c: [p for p in procs if not _gone(p)] for c, procs in trees.items()}
+        left = {c: procs for c, procs in left.items() if procs}
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.5)

@@ -158,7 +158,7 @@ def api(stack):
 
 @pytest.mark.e2e
 def test_up_runs_four_processes_on_postgres_and_prints_the_login(stack):
-    assert stack["url"].startswith("http://localhost:")
+    assert stack["url"] == f"http://127.0.0.1:{stack['env']['WATER_STACK_PORT']}"
     assert stack["user"] == "admin"
     assert stack["database"].rsplit("/", 1)[1] in stack["up"].stdout  # the database it uses
     pids = stack_pids(stack["state"])
@@ -177,6 +177,21 @@ def test_up_twice_is_one_stack(stack):
     assert "already up" in again.stdout
     assert stack["password"] in again.stdout
     assert stack_pids(stack["state"]) == before
+
+
+@pytest.mark.e2e
+def test_up_restarts_only_a_process_that_died(stack):
+    before = stack_pids(stack["state"])
+    os.killpg(before["triggerer"], signal.SIGKILL)
+    while group_members(before["triggerer"]):
+        time.sleep(0.2)
+    again = water("up", env=stack["env"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "started triggerer" in again.stdout and "started scheduler" not in again.stdout
+    after = stack_pids(stack["state"])
+    assert after["triggerer"] != before["triggerer"] and live(after["triggerer"])
+    assert {c: p for c, p in after.items() if c != "triggerer"} == {c: p for c, p in before.items() if c != "triggerer"}
+    assert stack["url"] in again.stdout
 
 
 @pytest.mark.e2e
@@ -296,7 +311,7 @@ def test_web_ui_logs_in_and_triggers_the_demo(stack, api):
             form.get_by_text("Force post-processing tier").wait_for()
             assert form.get_by_text("Accept drift").is_visible()
             form.get_by_role("button", name="Trigger").click()
-            page.get_by_text("Dag Run Triggered").wait_for(timeout=30_000)
+            page.get_by_text("Dag Run Triggered").first.wait_for(timeout=30_000)  # the toast
             page.get_by_text("drift_guard").first.wait_for()  # the DAG's grid, task by task
             page.locator("tbody").get_by_text("extract").first.wait_for()  # the new run's task list
             page.screenshot(path=str(screenshot))
@@ -307,21 +322,32 @@ def test_web_ui_logs_in_and_triggers_the_demo(stack, api):
     new = [r for r in api.dag_runs(DEMO, limit=50) if r["dag_run_id"] not in before]
     assert len(new) == 1 and new[0]["run_type"] == "manual"
     assert new[0]["triggering_user_name"] == stack["user"]
-    api.set_run_state(DEMO, new[0]["dag_run_id"], "failed")  # today has no demo data; stop it
+    stack["ui_run"] = new[0]["dag_run_id"]  # left running: `water down` must stop its tasks
 
 
 @pytest.mark.e2e
-def test_down_stops_every_process(stack):
+def test_down_stops_every_process(stack, api):
     pids = stack_pids(stack["state"])
     assert len(pids) == 4
+    # A task of the UI's run is running now, in a session of its own under the scheduler.
+    task_pid = None
+    deadline = time.monotonic() + 90
+    while task_pid is None and time.monotonic() < deadline:
+        tis = api.get(f"dags/{DEMO}/dagRuns/{stack['ui_run']}/taskInstances")["task_instances"]
+        task_pid = next((ti["pid"] for ti in tis if ti["state"] == "running" and ti["pid"] and live(ti["pid"])), None)
+        time.sleep(1)
+    assert task_pid is not None, "no task of the UI's run started within 90s"
+    trees = {c: [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))] for c, pid in pids.items()}
+    assert task_pid in trees["scheduler"]
+
     started = time.monotonic()
     result = water("down", env=stack["env"])
     print(f"water down took {time.monotonic() - started:.0f}s:\n{result.stdout}")
     assert result.returncode == 0, result.stderr
-    for component, pid in pids.items():
+    for component, tree in trees.items():
         assert f"stopped {component}" in result.stdout
-        assert not live(pid), f"{component} (pid {pid}) still runs"
-        assert group_members(pid) == [], f"{component}'s children still run"
+        assert [pid for pid in tree if live(pid)] == [], f"{component}'s processes still run"
+    assert not live(task_pid)
     assert stack_pids(stack["state"]) == {}  # no pid files left
     after = water("status", env=stack["env"])
     assert after.returncode == 1 and "water up" in after.stderr
