@@ -84,6 +84,7 @@ def runs(tmp_path_factory):
         held_back = {
             "predictions": (lake_dir / lake.PREDICTIONS / f"ds={DRIFT_DS}").exists(),
             "quarantine": sorted(p.name for p in (lake_dir / lake.QUARANTINE / f"ds={DRIFT_DS}").glob("*.out")),
+            "report": (lake_dir / lake.REPORTS / f"ds={DRIFT_DS}" / "report.html").read_text(),
         }
         drift_accepted = water_run(state, env, DRIFT_DS, "--conf", '{"accept_drift": true}')
     return {"state": state, "lake": lake_dir, "first": first, "second": second, "drift": drift_day,
@@ -218,7 +219,7 @@ def test_metrics_reach_statsd_with_datadog_tags(runs):
     assert shards and shards[-1]["tags"]["tier"] == "small"
     shares = {m["tags"]["class"] for m in by_name["water.predictions.class_share"]}
     assert shares == {"cook", "browse", "dormant"}
-    accuracy = by_name["water.model.validation_accuracy"][-1]["value"]
+    accuracy = [m for m in by_name["water.model.validation_accuracy"] if m["tags"]["ds"] == DS][-1]["value"]
     assert accuracy == pytest.approx(runs["second"]["validation_accuracy"], rel=1e-6)
     assert any(name.startswith("airflow.") for name in by_name), "Airflow's own StatsD metrics"
 
@@ -227,9 +228,12 @@ def test_each_run_writes_a_report_whose_numbers_match_its_summary(runs):
     import html
     import re
 
-    for summary in (runs["second"], runs["drift"]):
-        path = runs["lake"] / lake.REPORTS / f"ds={summary['ds']}" / "report.html"
-        page = path.read_text()
+    def reports(ds: str) -> str:
+        return (runs["lake"] / lake.REPORTS / f"ds={ds}" / "report.html").read_text()
+
+    # Each run's report, as it was right after that run (a re-run of a day rewrites its report).
+    for summary, page in ((runs["second"], reports(DS)), (runs["drift"], runs["held_back"]["report"]),
+                          (runs["accepted"], reports(DRIFT_DS))):
         data = json.loads(re.search(r'<script type="application/json" id="water-run">(.*?)</script>', page, re.S).group(1))
         assert data["run_id"] == summary["run_id"] and data["state"] == summary["state"]
         by_task = {t["task_id"]: t for t in summary["tasks"]}
@@ -244,8 +248,9 @@ def test_each_run_writes_a_report_whose_numbers_match_its_summary(runs):
             assert f"{summary['validation_accuracy']:.3f}" in text
         assert data["headline"]["drift_verdict"] == summary["drift"]["verdict"]
         assert "<svg" in page and not re.search(r'(src|href)="(?!#)', page)  # self-contained
-    drift_page = (runs["lake"] / lake.REPORTS / f"ds={DRIFT_DS}" / "report.html").read_text()
+    drift_page = runs["held_back"]["report"]
     assert f"ds={DS}" in drift_page and "block" in drift_page  # two days of history, the drift verdict
+    assert "id='drift'" in drift_page  # the class shares side by side
     proc = subprocess.run([WATER, "report", "--date", DRIFT_DS], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "WATER_STATE_DIR": str(runs["state"])}, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith(f"ds={DRIFT_DS}/report.html")
