@@ -24,6 +24,10 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
+def statsd_wanted() -> bool:
+    return bool(os.environ.get("WATER_STATSD_HOST") or os.environ.get("WATER_STATSD_PORT"))
+
+
 def base_settings(home: Path) -> Settings:
     """What every Airflow home of the project has."""
     root = paths.project_root()
@@ -36,10 +40,11 @@ def base_settings(home: Path) -> Settings:
         },
         "logging": {"base_log_folder": str(home / "logs")},
         # Airflow's metrics and the pipelines' own (water.metrics) in DogStatsD form, with tags,
-        # to a Datadog agent (or any StatsD listener) at WATER_STATSD_HOST:WATER_STATSD_PORT.
+        # to a Datadog agent (or any StatsD listener) at WATER_STATSD_HOST:WATER_STATSD_PORT —
+        # on once either is set (a laptop without an agent would log a refused packet per metric).
         "metrics": {
-            "statsd_on": "True",
-            "statsd_datadog_enabled": "True",
+            "statsd_on": str(statsd_wanted()),
+            "statsd_datadog_enabled": str(statsd_wanted()),
             "statsd_host": os.environ.get("WATER_STATSD_HOST", "127.0.0.1"),
             "statsd_port": os.environ.get("WATER_STATSD_PORT", "8125"),
             "statsd_prefix": "airflow",

@@ -59,3 +59,15 @@ def test_metrics_off_sends_nothing_and_never_raises(monkeypatch):
         metrics.gauge("stage.rows_out", 1, pipeline="p")
     finally:
         metrics.client.cache_clear()
+
+
+def test_local_runs_send_metrics_once_an_agent_is_named(monkeypatch, tmp_path):
+    from water import local_airflow
+
+    monkeypatch.delenv("WATER_STATSD_HOST", raising=False)
+    monkeypatch.delenv("WATER_STATSD_PORT", raising=False)
+    assert local_airflow.base_settings(tmp_path)["metrics"]["statsd_on"] == "False"
+    monkeypatch.setenv("WATER_STATSD_PORT", "9125")
+    settings = local_airflow.base_settings(tmp_path)["metrics"]
+    assert settings["statsd_on"] == settings["statsd_datadog_enabled"] == "True"
+    assert (settings["statsd_host"], settings["statsd_port"]) == ("127.0.0.1", "9125")
