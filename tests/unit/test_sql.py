@@ -46,3 +46,27 @@ def test_parameter_count_mismatch_is_an_error():
 def test_cte_names_are_not_tables():
     _, tables = translate("WITH x AS (SELECT 1 AS a) SELECT * FROM x JOIN `d.y` ON true", "bigquery")
     assert tables == [("d", "y")]
+
+
+def test_a_table_is_its_committed_partitions_not_another_runs_staging(tmp_path):
+    """Two runs at once (a manual run and a scheduled one): one run's query must not read the
+    `.staging-ds=…` folder the other run's stage is writing."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from water.local.sql import folder_table, run_to_parquet
+
+    features = tmp_path / "features"
+    for folder, user in (("ds=2026-11-01", 1), ("ds=2026-11-02", 2), (".staging-ds=2026-11-03-abc", 3), ("_tmp", 4)):
+        (features / folder).mkdir(parents=True)
+        pq.write_table(pa.table({"user_id": [user]}), features / folder / "part-0.parquet")
+    files, _ = folder_table(features, "features", {"ds": "VARCHAR"})
+    assert [f.split("/")[-2] for f in files] == ["ds=2026-11-01", "ds=2026-11-02"]
+    rows = run_to_parquet(
+        "SELECT user_id, ds FROM features", "trino", tmp_path / "out.parquet",
+        lambda schema, name: folder_table(features, name, {"ds": "VARCHAR"}),
+    )
+    assert rows == 2
+    assert pq.read_table(tmp_path / "out.parquet").to_pylist() == [
+        {"user_id": 1, "ds": "2026-11-01"}, {"user_id": 2, "ds": "2026-11-02"},
+    ]

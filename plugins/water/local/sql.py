@@ -15,7 +15,7 @@ import sqlglot
 from sqlglot import exp
 
 # (schema, table) -> (Parquet glob, Hive partition column types)
-TableResolver = Callable[[str | None, str], tuple[str, dict[str, str]]]
+TableResolver = Callable[[str | None, str], tuple[list[str], dict[str, str]]]
 
 
 class MissingTable(LookupError):
@@ -75,13 +75,14 @@ def run_to_parquet(
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         for schema, name in tables:
-            source, hive_types = resolve_table(schema, name)
+            files, hive_types = resolve_table(schema, name)
+            source = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
             qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
             if schema:
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             types = ", ".join(f"'{k}': {v}" for k, v in hive_types.items())
             con.execute(
-                f"CREATE VIEW {qualified} AS SELECT * FROM read_parquet('{source}', "
+                f"CREATE VIEW {qualified} AS SELECT * FROM read_parquet({source}, "
                 f"hive_partitioning = true, union_by_name = true"
                 + (f", hive_types = {{{types}}}" if types else "")
                 + ")"
@@ -96,11 +97,19 @@ def run_to_parquet(
         con.close()
 
 
-def folder_table(folder: Path, label: str, hive_types: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
-    """A table stored as Parquet files under `folder` (Hive-style partitions allowed)."""
-    if not any(folder.rglob("*.parquet")):
+def folder_table(folder: Path, label: str, hive_types: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The committed Parquet files of a table under `folder` (Hive-style partitions allowed).
+
+    Folders and files whose names start with "." or "_" are not the table's: another run's
+    stage may be writing its `.staging-ds=…` folder right now.
+    """
+    files = [
+        str(p) for p in sorted(folder.rglob("*.parquet"))
+        if not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
+    ]
+    if not files:
         raise MissingTable(f"table {label} has no Parquet files under {folder}")
-    return str(folder / "**" / "*.parquet"), hive_types or {}
+    return files, hive_types or {}
 
 
 def date_literal(value: str) -> exp.Expression:
