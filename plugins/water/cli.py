@@ -262,10 +262,14 @@ def _api_failed(exc, pipeline: str) -> typer.Exit:
 def up(
     port: Annotated[int, typer.Option(envvar="WATER_STACK_PORT", help="Port of the web UI and REST API.")] = 8080,
     database: Annotated[Optional[str], typer.Option(envvar="WATER_STACK_DATABASE", help="Metadata database URL [default: PostgreSQL on localhost:5432 if it answers (database water), else SQLite].")] = None,
+    seed_days: Annotated[int, typer.Option(min=0, help="Make sure the app data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.")] = 3,
 ) -> None:
     """Start a local Airflow (web UI, scheduler, dag-processor, triggerer) on the project; idempotent."""
-    from water import stack
+    from water import runner, stack
+    from water.seed import day_range
 
+    for day in day_range(date.today(), seed_days) if seed_days else []:
+        runner.ensure_seeded(runner.DEMO_PIPELINE, day.isoformat(), None, console)
     try:
         info = stack.up(port=port, database=database, log=lambda text: console.print(f"  {text}", highlight=False))
     except (stack.StackError, RuntimeError) as exc:
