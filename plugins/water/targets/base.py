@@ -58,3 +58,10 @@ class Target(ABC):
 def external(timeout: timedelta) -> dict[str, Any]:
     """Arguments of a task that runs external work: it must not hang forever."""
     return {"execution_timeout": timeout}
+
+
+def per_shard(operator: type, arguments: dict[str, Any], shards: Any | None) -> Any:
+    """One task of `operator`, or, with `shards` (an XComArg), one mapped over them (`shard=`)."""
+    if shards is None:
+        return operator(**arguments)
+    return operator.partial(**arguments).expand(shard=shards)

@@ -54,7 +54,7 @@ from typing import Any, ClassVar
 from water import lake, paths
 from water.lake import Lake
 from water.spec import Placement, PipelineSpec, Tier
-from water.targets.base import Target, external
+from water.targets.base import Target, external, per_shard
 
 # IAM actions the cloud target's operators and hooks call; docs/iam/airflow-role-policy.json grants exactly these (tests/contract/test_iam.py).
 AWS_ACTIONS = sorted(
@@ -730,9 +730,7 @@ class CloudTarget(Target):
             "shard_flag": "output",
             "escalation": spec.sizing,
         }
-        if shards is None:
-            return SizedPodOperator(**arguments)
-        return SizedPodOperator.partial(**arguments).expand(shard=shards)
+        return per_shard(SizedPodOperator, arguments, shards)
 
     def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
         from water.operators.cloud import S3CommitShardsOperator

@@ -21,7 +21,7 @@ from water.operators.local import (
 )
 from water.operators.sizing import postprocess_task_id
 from water.spec import PipelineSpec, Tier
-from water.targets.base import Target, external
+from water.targets.base import Target, external, per_shard
 
 
 @dataclass(frozen=True)
@@ -145,9 +145,7 @@ class LocalTarget(Target):
             **self._common(spec),
             **external(spec.postprocess.timeout),
         }
-        if shards is None:
-            return LocalPodOperator(**arguments)
-        return LocalPodOperator.partial(**arguments).expand(shard=shards)
+        return per_shard(LocalPodOperator, arguments, shards)
 
     def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
         return LocalCommitShardsOperator(
