@@ -10,12 +10,13 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-# The virtualenv from the fully pinned requirements.txt, plus water itself (editable).
-$(STAMP): requirements.txt pyproject.toml
+# The virtualenv from the fully pinned requirements (what water runs on, and the test tools),
+# plus water itself (editable).
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17 is needed for local Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
@@ -34,9 +35,10 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/sizing.py
 
-# Recompile requirements.txt from requirements.in (needs the registry).
+# Recompile requirements.txt and requirements-dev.txt from their .in files (needs the registry).
 lock: setup
 	$(BIN)/uv pip compile requirements.in -o requirements.txt --python-version 3.11 --no-header
+	$(BIN)/uv pip compile requirements-dev.in -o requirements-dev.txt --python-version 3.11 --no-header
 
 clean:
 	rm -rf .water

