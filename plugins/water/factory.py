@@ -60,19 +60,6 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
         stats = target.inference_stats(spec)
         lake_access = {"pipeline": spec.name, "lake_root": target.lake_root, "storage_conn_id": target.storage_conn_id}
         slack = spec.notifications.slack_conn_id
-        guard = DriftGuardOperator(
-            task_id=DRIFT_GUARD,
-            classes=spec.classes,
-            policy=spec.drift,
-            stats_task_id=stats.task_id,
-            continue_task_id="size_postprocess",
-            slack_conn_id=slack,
-            execution_timeout=timedelta(minutes=10),
-            **lake_access,
-        )
-        quarantine = QuarantineOperator(
-            task_id=QUARANTINE, guard_task_id=guard.task_id, execution_timeout=timedelta(minutes=30), **lake_access
-        )
         size = SizePostprocessOperator(
             task_id="size_postprocess",
             policy=spec.sizing,
@@ -80,6 +67,19 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
             count_predictions=target.prediction_counter(spec),
             spec_file=str(paths.shown(spec_path(spec.name))),
             execution_timeout=spec.inference.timeout,
+        )
+        guard = DriftGuardOperator(
+            task_id=DRIFT_GUARD,
+            classes=spec.classes,
+            policy=spec.drift,
+            stats_task_id=stats.task_id,
+            continue_task_id=size.task_id,
+            slack_conn_id=slack,
+            execution_timeout=timedelta(minutes=10),
+            **lake_access,
+        )
+        quarantine = QuarantineOperator(
+            task_id=QUARANTINE, guard_task_id=guard.task_id, execution_timeout=timedelta(minutes=30), **lake_access
         )
         chain(
             target.extract(spec),

@@ -125,25 +125,13 @@ def run_home() -> AirflowHome:
     return AirflowHome(paths.state_dir() / "airflow")
 
 
-def airflow_home() -> Path:
-    return run_home().path
-
-
-def settings() -> Settings:
-    return run_home().settings()
-
-
-def environment() -> dict[str, str]:
-    return run_home().environment()
-
-
 def write_config() -> Path:
     return run_home().write_config()
 
 
 def use_in_this_process() -> None:
     """Point this process's Airflow at `water run`'s home (call before importing airflow)."""
-    os.environ.update(environment())
+    os.environ.update(run_home().environment())
 
 
 def migrate(log=print) -> bool:

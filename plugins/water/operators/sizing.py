@@ -69,8 +69,6 @@ class SizePostprocessOperator(BaseBranchOperator):
         return postprocess_task_id(decision.tier)
 
 
-
-
 class PlanShardsOperator(BaseOperator):
     """Returns the sizing decision's shards: the list the largest tier's task maps over."""
 
