@@ -24,11 +24,14 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: setup
 	$(BIN)/water run recipe_engagement --date 2026-11-01
 
+# lint-imports first: the runtime never imports water.cli (pyproject.toml [tool.importlinter]).
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # Everything but the end-to-end runs.
 test-fast: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -m "not e2e"
 
 bench: setup

@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["WATER_STATE_DIR"] = str(args.state_dir)
 
-    from water import local_airflow, paths, runner, seed
+    from water import paths, seed
+    from water.cli import local_airflow, runner
 
     local_airflow.write_config()
     local_airflow.migrate(log=console.print)

@@ -22,7 +22,7 @@ os.environ.pop("WATER_WAREHOUSE", None)
 os.environ.pop("WATER_TARGET", None)
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from water import local_airflow  # noqa: E402
+from water.cli import local_airflow  # noqa: E402
 
 local_airflow.use_in_this_process()
 local_airflow.write_config()

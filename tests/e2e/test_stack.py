@@ -140,7 +140,7 @@ def stack(tmp_path_factory):
         for pid in pids.values():  # never leave a stack behind, even when `water down` is broken
             if group_members(pid):
                 os.killpg(pid, signal.SIGKILL)
-        from water import stack as stack_module
+        from water.cli import stack as stack_module
 
         stack_module.drop_database(database)
 
@@ -151,7 +151,7 @@ def _logs(state: Path) -> str:
 
 @pytest.fixture(scope="module")
 def api(stack):
-    from water.airflow_api import AirflowAPI
+    from water.cli.airflow_api import AirflowAPI
 
     return AirflowAPI(stack["url"], stack["user"], stack["password"])
 
@@ -202,7 +202,7 @@ def test_trigger_form_offers_the_params_and_refuses_a_bad_value(stack, api):
     assert force["schema"]["title"] and "sizing decision" in force["description"]
     assert params["accept_drift"]["schema"]["type"] == "boolean" and params["accept_drift"]["description"]
 
-    from water.airflow_api import ApiError
+    from water.cli.airflow_api import ApiError
 
     with pytest.raises(ApiError) as refused:  # what the UI's form posts
         api.post(f"dags/{DEMO}/dagRuns", {"logical_date": "2026-11-02T00:00:00Z", "conf": {"force_tier": "huge"}})

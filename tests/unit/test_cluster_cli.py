@@ -18,8 +18,7 @@ import tomllib
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT
-from water import cluster
-from water.cli import TOOL_MISSING, app
+from water.cli import TOOL_MISSING, app, cluster
 
 CONFIG = """\
 [cluster]

@@ -62,7 +62,7 @@ def test_metrics_off_sends_nothing_and_never_raises(monkeypatch):
 
 
 def test_local_runs_send_metrics_once_an_agent_is_named(monkeypatch, tmp_path):
-    from water import local_airflow
+    from water.cli import local_airflow
 
     monkeypatch.delenv("WATER_STATSD_HOST", raising=False)
     monkeypatch.delenv("WATER_STATSD_PORT", raising=False)

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT
-from water import lake, scaffold, seed
+from water import lake, seed
+from water.cli import scaffold
 from water.spec import load_spec
 
 

@@ -2,7 +2,7 @@
 
 Two homes share the same base settings (the project's dags/ and plugins/ folders, no
 examples, LocalExecutor): `water run` uses .water/airflow (SQLite, `airflow dags test`);
-`water up` uses .water/stack (a scheduler-driven stack, see water.stack) with its own
+`water up` uses .water/stack (a scheduler-driven stack, see water.cli.stack) with its own
 settings on top. Afterwards plain Airflow commands work with AIRFLOW_HOME pointing at either,
 e.g. `AIRFLOW_HOME=.water/airflow airflow dags test recipe_engagement 2026-11-01`.
 """

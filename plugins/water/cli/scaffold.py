@@ -20,7 +20,7 @@ from pathlib import Path
 from water import paths
 from water.spec import IDENTIFIER
 
-TEMPLATES = Path(__file__).parent / "templates" / "pipeline"
+TEMPLATES = Path(__file__).parents[1] / "templates" / "pipeline"  # water/templates, package data
 REFERENCE = "recipe_engagement"  # the pipeline a new one starts from
 # source -> where it lands in the project, in the layout every pipeline follows. A source that
 # is a template file is rendered; any other is the reference pipeline's own file at that place.

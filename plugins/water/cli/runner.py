@@ -18,7 +18,8 @@ from typing import Any
 
 from rich.console import Console
 
-from water import lake, local_airflow, paths, seed, spec as spec_module, summary
+from water import lake, paths, seed, spec as spec_module, summary
+from water.cli import local_airflow
 
 DEFAULT_USERS = 50_000
 DEMO_PIPELINE = "recipe_engagement"

@@ -8,7 +8,7 @@ when missing), SQLite in .water/stack/ otherwise. Login is Airflow's SimpleAuthM
 one admin user whose password is generated once into .water/stack/passwords.json.
 
 This home (.water/stack) is separate from `water run`'s (.water/airflow); both are written by
-water.local_airflow from the same base settings. Tasks see WATER_PROJECT_ROOT and
+water.cli.local_airflow from the same base settings. Tasks see WATER_PROJECT_ROOT and
 WATER_STATE_DIR, so they read and write the same lake as `water run`.
 """
 
@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from water import local_airflow, paths
+from water import paths
+from water.cli import local_airflow
 
 # Each component's command line. Every process shares this machine's disk, so the API server
 # reads task logs from the files: no log-serving side processes (nor their ports) are needed.
@@ -57,7 +58,7 @@ class StackInfo:
     database: str  # shown without a password
 
     def api(self):
-        from water.airflow_api import AirflowAPI
+        from water.cli.airflow_api import AirflowAPI
 
         return AirflowAPI(self.url, self.user, self.password)
 

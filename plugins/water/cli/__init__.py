@@ -97,7 +97,8 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a pipeline once on the local target (airflow dags test) and print its summary."""
-    from water import runner, summary
+    from water import summary
+    from water.cli import runner
     from water.spec import SpecError
 
     run_conf = None
@@ -135,7 +136,7 @@ def seed(
     seed_value: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 7,
 ) -> None:
     """Write the synthetic app data (warehouse tables, and the label feed into every pipeline's lake)."""
-    from water import runner
+    from water.cli import runner
     from water import seed as seeding
 
     end = date.fromisoformat(_ds(ds, runner.DEMO_PIPELINE))
@@ -168,7 +169,7 @@ def validate() -> None:
         except SpecError as exc:
             problems += 1
             console.print(f"[red]bad[/]  {exc}")
-    from water import local_airflow
+    from water.cli import local_airflow
 
     local_airflow.use_in_this_process()
     from airflow.dag_processing.dagbag import DagBag
@@ -206,7 +207,7 @@ def report(
 @app.command(rich_help_panel=LOCAL)
 def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")]) -> None:
     """Scaffold a new pipeline (spec, SQL, Glue script, pod jobs, training scripts, DAG file) that runs as it is."""
-    from water import scaffold
+    from water.cli import scaffold
 
     try:
         created = scaffold.scaffold(name)
@@ -222,7 +223,7 @@ def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_cas
     console.print(f"  then make it yours: {paths.shown(created[0])} and the files it names", highlight=False)
 
 
-# The local Airflow stack (water.stack): a scheduler, the web UI and its REST API.
+# The local Airflow stack (water.cli.stack): a scheduler, the web UI and its REST API.
 
 
 def _conf(value: Optional[str]) -> Optional[dict]:
@@ -239,7 +240,7 @@ def _conf(value: Optional[str]) -> Optional[dict]:
 
 def _stack_api():
     """The running stack's REST client; exit 1 saying `water up` when it is not up."""
-    from water import stack
+    from water.cli import stack
 
     try:
         return stack.require().api()
@@ -265,7 +266,7 @@ def up(
     seed_days: Annotated[int, typer.Option(min=0, help="Make sure the app data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.")] = 3,
 ) -> None:
     """Start a local Airflow (web UI, scheduler, dag-processor, triggerer) on the project; idempotent."""
-    from water import runner, stack
+    from water.cli import runner, stack
     from water.seed import day_range
 
     for day in day_range(date.today(), seed_days) if seed_days else []:
@@ -282,7 +283,7 @@ def up(
 @app.command(rich_help_panel=LOCAL)
 def down() -> None:
     """Stop the local Airflow started by `water up` (nothing to do when it is not running)."""
-    from water import stack
+    from water.cli import stack
 
     if not stack.down(log=lambda text: console.print(f"  {text}", highlight=False)):
         console.print("the local Airflow stack is not running")
@@ -298,8 +299,8 @@ def trigger(
     timeout: Annotated[int, typer.Option(help="Seconds --wait waits.")] = 3600,
 ) -> None:
     """Trigger a run on the local stack (`water up`) through Airflow's REST API."""
-    from water import stack
-    from water.airflow_api import ApiError
+    from water.cli import stack
+    from water.cli.airflow_api import ApiError
 
     run_conf = _conf(conf)
     ds = _ds(ds, pipeline)
@@ -330,8 +331,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Recent runs on the local stack: state, duration, sizing tier and drift verdict."""
-    from water import stack
-    from water.airflow_api import ApiError
+    from water.cli import stack
+    from water.cli.airflow_api import ApiError
 
     api = _stack_api()
     try:
@@ -358,8 +359,8 @@ def backfill(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs it would create; create none.")] = False,
 ) -> None:
     """Backfill a pipeline's scheduled runs for a range of days on the local stack (Airflow's backfills API)."""
-    from water import stack
-    from water.airflow_api import ApiError
+    from water.cli import stack
+    from water.cli.airflow_api import ApiError
 
     if reprocess not in ("none", "failed", "completed"):
         raise typer.BadParameter(f"--reprocess {reprocess!r}: use none, failed or completed")
@@ -382,7 +383,7 @@ def backfill(
 
 def _cluster(commands, dry_run: bool) -> None:
     """Run (or print) the cluster commands `commands()` builds; failures become exit codes."""
-    from water import cluster
+    from water.cli import cluster
 
     try:
         argvs = commands()
@@ -412,7 +413,7 @@ def pods(
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """List the pods in water's namespace (kubectl get pods)."""
-    from water import cluster
+    from water.cli import cluster
 
     _cluster(lambda: [cluster.pods_command(cluster.load_settings(env), pipeline, watch)], dry_run)
 
@@ -428,7 +429,7 @@ def logs(
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Print a pod's log (kubectl logs)."""
-    from water import cluster
+    from water.cli import cluster
 
     _cluster(lambda: [cluster.logs_command(cluster.load_settings(env), pod, follow, container, tail, previous)], dry_run)
 
@@ -440,7 +441,7 @@ def edit(
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Edit a pod's live object in $EDITOR (kubectl edit)."""
-    from water import cluster
+    from water.cli import cluster
 
     _cluster(lambda: [cluster.edit_command(cluster.load_settings(env), pod)], dry_run)
 
@@ -452,7 +453,7 @@ def deploy(
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Build and push the airflow and jobs images, then helm upgrade --install the release."""
-    from water import cluster
+    from water.cli import cluster
 
     _cluster(lambda: cluster.deploy_plan(env, tag), dry_run)
 
