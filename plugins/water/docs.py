@@ -3,59 +3,76 @@
 from __future__ import annotations
 
 from water import paths
-from water.spec import PipelineSpec, spec_path
+from water.spec import PipelineSpec, is_table, spec_path
+
+
+def _dataset(name: str) -> str:
+    return f"`{name}`" if is_table(name) else f"`{name}/ds=…`"
 
 
 def dag_doc(spec: PipelineSpec, target: str) -> str:
     spec_file = paths.shown(spec_path(spec.name))
-    tiers = "\n".join(
-        f"| {t.name} | ≤ {t.max_rows:,} | {t.resources.requests.cpu} / {t.resources.limits.cpu} "
-        f"| {t.resources.requests.memory} / {t.resources.limits.memory} |"
-        for t in spec.sizing.tiers
+    upstream = spec.upstream()
+    steps = "\n".join(
+        f"| {name} | {step.kind} | {', '.join(_dataset(d) for d in step.inputs())} "
+        f"| {', '.join(_dataset(d) for d in step.outputs())} "
+        f"| {f'`include/{step.artifact()}`' if step.artifact() else step.summary()} "
+        f"| {', '.join(upstream[name]) or '-'} |"
+        for name, step in ((n, spec.steps[n]) for n in spec.order())
     )
-    scale = spec.sizing.scale_out
-    return f"""# {spec.name}
+    sources = "\n".join(
+        f"- {_dataset(name)}{f' — {s.description}' if s.description else ''}"
+        + (f" (labels in `{s.label_column}`, checked against the classes)" if s.label_column else "")
+        for name, s in spec.sources.items()
+    ) or "- (none)"
+    sections = [
+        f"""# {spec.name}
 
 {spec.description.strip()}
 
 Owner **{spec.owner}** · schedule `{spec.schedule}` · target **{target}** · spec `{spec_file}`
 · classes: {", ".join(spec.classes)}
 
-## Flow (one run per logical date `ds`; every step overwrites its own `ds` partition)
+## Steps (one run per logical date `ds`; every step overwrites its own `ds` partition)
 
-| task | does | runs |
-|---|---|---|
-| extract | BigQuery SQL → `raw/ds=…` | `include/{spec.extract.sql}` |
-| features | Glue PySpark job → `features/ds=…` | `include/{spec.features.script}` ({spec.features.workers} × {spec.features.worker_type}) |
-| training_set | Athena SQL → `training/ds=…` | `include/{spec.training_set.sql}` |
-| preprocess | pod → `channels/{{train,validation,inference}}/ds=…` | `include/{spec.preprocess.entrypoint}` |
-| train | SageMaker training → `model/ds=…/model.tar.gz` | `include/{spec.training.entry_point}` ({spec.training.instance_type}) |
-| batch_inference | SageMaker batch transform → `predictions/ds=…` | `include/{spec.inference.entry_point}` |
-| inference_stats | counts rows and classes → `stats/ds=…` | aggregate, never loads the predictions |
-| drift_guard | class mix vs baseline (PSI, JS distance) → continue or quarantine | `stats/ds=…/drift.json` |
-| quarantine | a swung day's predictions → `quarantine/ds=…`; nothing published | only on block |
-| postprocess | pod → `outputs/ds=…` | `include/{spec.postprocess.entrypoint}` |
-| publish | replaces the `ds` partition of `{spec.publish.table}` | warehouse load |
-| run_report | HTML report → `reports/ds=…/report.html`; the run's Slack message | teardown: runs after any outcome |
+| step | kind | reads | writes | runs | after |
+|---|---|---|---|---|---|
+{steps}
+| run_report | teardown | the run's tasks | `reports/ds=…/report.html` | report and the run's Slack message | every leaf, whatever the outcome |
 
-## Sizing of post-processing
+Sources (read here, written elsewhere):
+{sources}"""
+    ]
+    sized = spec.step_of("sized_postprocess")
+    if sized:
+        name, step = sized
+        tiers = "\n".join(
+            f"| {t.name} | ≤ {t.max_rows:,} | {t.resources.requests.cpu} / {t.resources.limits.cpu} "
+            f"| {t.resources.requests.memory} / {t.resources.limits.memory} |"
+            for t in step.sizing.tiers
+        )
+        scale = step.sizing.scale_out
+        sections.append(f"""## Sizing of {name}
 
 | tier | rows | cpu request / limit | memory request / limit |
 |---|---|---|---|
 {tiers}
 
 Beyond the last tier: {scale.rows_per_shard:,} rows per shard, at most {scale.max_shards} shards.
+Override for one run with `force_tier` (trigger form or `--conf '{{"force_tier": "{step.sizing.tiers[0].name}"}}'`).""")
+    guard = spec.step_of("drift_guard")
+    if guard:
+        name, g = guard
+        sections.append(f"""## Drift guard
 
-## Drift guard
-
-Baseline: {spec.drift.baseline.replace("_", " ")}; warn at {spec.drift.warn}, block at {spec.drift.block}
-(on {spec.drift.metric.upper()}; PSI and JS distance are both reported). On *warn* the run
-publishes and alerts; on *block* the predictions go to `quarantine/ds=…`, post-processing and
-publish are skipped, and the alert shows the class shares side by side. To publish a
+Baseline: {g.baseline.replace("_", " ")}; warn at {g.warn}, block at {g.block}
+(on {g.metric.upper()}; PSI and JS distance are both reported). On *warn* the run
+goes on and alerts; on *block* `{g.guards}/ds=…` moves to `{g.writes}/ds=…`, every step
+that reads it is skipped, and the alert shows the class shares side by side. To publish a
 quarantined day after checking it, trigger it again with `accept_drift` on (trigger form or
-`--conf '{{"accept_drift": true}}'`).
-
-## Notifications and metrics
+`--conf '{{"accept_drift": true}}'`).""")
+    day = spec.start_date.isoformat()
+    sections.append(f"""## Notifications and metrics
 
 Slack connection `{spec.notifications.slack_conn_id}`: start, success and failure of every run
 (with rows, tier, drift verdict, duration; failures name the task and link its log), drift
@@ -65,7 +82,8 @@ Metrics go to StatsD (Datadog tags `pipeline`, `ds`, `task`, `tier`) as `water.*
 ## Run it locally
 
 ```
-water run {spec.name} --date 2026-11-01
-AIRFLOW_HOME=.water/airflow .venv/bin/airflow dags test {spec.name} 2026-11-01
+water run {spec.name} --date {day}
+AIRFLOW_HOME=$PWD/.water/airflow .venv/bin/airflow dags test {spec.name} {day}
 ```
-"""
+""")
+    return "\n\n".join(sections)

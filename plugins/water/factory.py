@@ -1,20 +1,61 @@
-"""One factory turns a pipeline spec into its DAG. The graph is the same for every target."""
+"""One factory turns a pipeline spec into its DAG. The graph is the same for every target.
+
+Each step becomes the task (or task group) its target's builder makes for its kind; the
+edges follow from the datasets the steps read and write (PipelineSpec.upstream). The
+factory knows no step by name: a drift guard gates whatever reads the dataset it guards,
+and every run ends with `run_report`, a teardown after every leaf.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from airflow.sdk import DAG, Param, XComArg, chain
+from airflow.sdk import DAG, Param
 
-from water import metrics, notify, paths
+from water import metrics, notify
 from water.docs import dag_doc
-from water.operators.drift import DRIFT_GUARD, QUARANTINE, DriftGuardOperator, QuarantineOperator
 from water.operators.report import RUN_REPORT, RunReportOperator
-from water.operators.sizing import PLAN_SHARDS, NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
-from water.sizing import NO_PREDICTIONS
-from water.spec import PipelineSpec, load_pipeline, spec_path
+from water.spec import PipelineSpec, load_pipeline
 from water.targets import Target, get_target
+from water.targets.base import Built
+
+
+def _params(spec: PipelineSpec) -> dict[str, Param]:
+    """The run parameters (the trigger form): those of the kinds this pipeline has."""
+    params: dict[str, Param] = {}
+    sized = spec.step_of("sized_postprocess")
+    if sized:
+        tier_names = [t.name for t in sized[1].sizing.tiers]
+        params["force_tier"] = Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *tier_names],
+            title="Force post-processing tier",
+            description=f"Override the sizing decision for this run: one of {', '.join(tier_names)}.",
+        )
+    guard = spec.step_of("drift_guard")
+    if guard:
+        g = guard[1]
+        params["accept_drift"] = Param(
+            False,
+            type="boolean",
+            title="Accept drift",
+            description=(
+                "Publish this day even if the drift guard would block it (re-run a quarantined day "
+                f"after checking it). Thresholds: warn {g.warn}, block {g.block} on {g.metric.upper()}."
+            ),
+        )
+    return params
+
+
+def _entry_task_ids(node: Any) -> list[str]:
+    """The task ids a branch must name to run `node` (a task, or a task group's first tasks)."""
+    if hasattr(node, "roots") and not hasattr(node, "task_id"):
+        return [root.task_id for root in node.roots]
+    return [node.task_id]
 
 
 def build_dag(spec: PipelineSpec, target: Target) -> DAG:
@@ -27,25 +68,6 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
         "on_success_callback": metrics.on_task_success,
     }
     start = datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tzinfo=timezone.utc)
-    tier_names = [t.name for t in spec.sizing.tiers]
-    params = {
-        "force_tier": Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *tier_names],
-            title="Force post-processing tier",
-            description=f"Override the sizing decision for this run: one of {', '.join(tier_names)}.",
-        ),
-        "accept_drift": Param(
-            False,
-            type="boolean",
-            title="Accept drift",
-            description=(
-                "Publish this day even if the drift guard would block it (re-run a quarantined day "
-                f"after checking it). Thresholds: warn {spec.drift.warn}, block {spec.drift.block} on {spec.drift.metric.upper()}."
-            ),
-        ),
-    }
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description.strip().splitlines()[0][:200],
@@ -55,65 +77,32 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
         tags=sorted({*spec.tags, "water", f"target:{target.name}"}),
         default_args=default_args,
         doc_md=dag_doc(spec, target.name),
-        params=params,
+        params=_params(spec),
     ) as dag:
-        stats = target.inference_stats(spec)
-        lake_access = {"pipeline": spec.name, "lake_root": target.lake_root, "storage_conn_id": target.storage_conn_id}
-        slack = spec.notifications.slack_conn_id
-        size = SizePostprocessOperator(
-            task_id="size_postprocess",
-            policy=spec.sizing,
-            stats_task_id=stats.task_id,
-            count_predictions=target.prediction_counter(spec),
-            spec_file=str(paths.shown(spec_path(spec.name))),
-            execution_timeout=spec.inference.timeout,
-        )
-        guard = DriftGuardOperator(
-            task_id=DRIFT_GUARD,
-            classes=spec.classes,
-            policy=spec.drift,
-            stats_task_id=stats.task_id,
-            continue_task_id=size.task_id,
-            slack_conn_id=slack,
-            execution_timeout=timedelta(minutes=10),
-            **lake_access,
-        )
-        quarantine = QuarantineOperator(
-            task_id=QUARANTINE, guard_task_id=guard.task_id, execution_timeout=timedelta(minutes=30), **lake_access
-        )
-        chain(
-            target.extract(spec),
-            target.features(spec),
-            target.training_set(spec),
-            target.preprocess(spec),
-            target.train(spec),
-            target.batch_inference(spec),
-            stats,
-            guard,
-            size,
-        )
-        guard >> quarantine
-        plan = PlanShardsOperator(task_id=PLAN_SHARDS, decision_task_id=size.task_id, execution_timeout=timedelta(minutes=5))
-        *fixed, largest = spec.sizing.tiers
-        tiers = [target.postprocess(spec, t, None) for t in fixed]
-        fan_out = target.postprocess(spec, largest, XComArg(plan))  # mapped over the shards
-        no_predictions = NoPredictionsOperator(task_id=NO_PREDICTIONS, slack_conn_id=slack, execution_timeout=timedelta(minutes=5))
-        size >> [no_predictions, *tiers, plan]
-        plan >> fan_out
-        publish = target.publish(spec)
-        [*tiers, fan_out] >> target.commit_outputs(spec, size.task_id) >> publish
+        built: dict[str, Built] = {}
+        upstream = spec.direct_upstream()
+        for name in spec.order():
+            built[name] = target.build(spec, name, spec.steps[name])
+            for up in upstream[name]:
+                built[up].tail >> built[name].head
+        guard = spec.step_of("drift_guard")
+        if guard:
+            built[guard[0]].head.continue_task_ids = [
+                task_id for name in spec.guarded_steps() for task_id in _entry_task_ids(built[name].head)
+            ]
+        leaves = list(dag.leaves)
         # Runs whatever happened upstream; as a teardown it never masks a failed run.
         run_report = RunReportOperator(
             task_id=RUN_REPORT,
             classes=spec.classes,
             target=target.name,
-            decision_task_id=size.task_id,
+            roles=spec.roles(),
             history_days=spec.report.history_days,
-            slack_conn_id=slack,
+            slack_conn_id=spec.notifications.slack_conn_id,
             execution_timeout=timedelta(minutes=10),
-            **lake_access,
+            **target.lake_access(spec),
         ).as_teardown()
-        [publish, quarantine, no_predictions] >> run_report
+        leaves >> run_report
     return dag
 
 
@@ -124,3 +113,14 @@ def build_pipeline_dag(name: str) -> DAG:
     DAG file's import error, and the other pipelines' DAG files load as usual.
     """
     return build_dag(load_pipeline(name), get_target())
+
+
+def by_dag_order(dag: Any, tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Task records ({"task_id": …}, mapped ones as `id[i]`) in the DAG's topological order."""
+    order = {task.task_id: i for i, task in enumerate(dag.topological_sort())} if dag is not None else {}
+
+    def key(record: dict[str, Any]) -> tuple[int, str, int]:
+        task_id, _, index = record["task_id"].partition("[")
+        return order.get(task_id, len(order)), task_id, int(index.rstrip("]") or -1)
+
+    return sorted(tasks, key=key)

@@ -3,26 +3,15 @@
     <lake>/<pipeline>/<dataset>/ds=YYYY-MM-DD/...
 
 The same layout serves both targets; only the root differs (file:// locally, s3:// in the
-cloud). Operators and the CLI agree on paths through this module, never through globals.
+cloud). The datasets are the ones each spec's steps read and write; operators and the CLI
+agree on paths through this module, never through globals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-RAW = "raw"
-FEATURES = "features"
-LABELS = "engagement_labels"
-TRAINING = "training"
-CHANNEL_TRAIN = "channels/train"
-CHANNEL_VALIDATION = "channels/validation"
-CHANNEL_INFERENCE = "channels/inference"
-MODEL = "model"
-PREDICTIONS = "predictions"
-STATS = "stats"
-OUTPUTS = "outputs"
-POSTPROCESS_SHARDS = "outputs_shards"  # post-processing writes here, shard by shard, before the commit
-QUARANTINE = "quarantine"  # predictions the drift guard held back
+# The lake's own datasets, beside those the spec's steps write (water.spec).
 REPORTS = "reports"  # the run report (report.html, run.json)
 
 

@@ -23,7 +23,12 @@ def outcome(tasks: list[dict[str, Any]]) -> str:
 def headline(record: dict[str, Any]) -> dict[str, Any]:
     """rows, tier, drift verdict, accuracy, rows published: what messages and summaries show."""
     by_id = {t["task_id"]: t.get("figures") or {} for t in record["tasks"]}
-    stats = by_id.get("inference_stats", {})
+    roles = record.get("roles") or {}
+
+    def figures(role: str) -> dict[str, Any]:
+        return by_id.get(roles.get(role) or "", {})
+
+    stats = figures("stats")
     decision = record.get("decision") or {}
     drift = record.get("drift") or {}
     return {
@@ -34,9 +39,9 @@ def headline(record: dict[str, Any]) -> dict[str, Any]:
         "drift_verdict": drift.get("verdict"),
         "psi": drift.get("psi"),
         "js": drift.get("js"),
-        "validation_accuracy": (by_id.get("train", {}).get("metrics") or {}).get("validation:accuracy"),
-        "rows_published": by_id.get("publish", {}).get("rows_out"),
-        "quarantined": by_id.get("quarantine", {}).get("quarantine"),
+        "validation_accuracy": (figures("training").get("metrics") or {}).get(roles.get("objective_metric") or ""),
+        "rows_published": figures("publish").get("rows_out"),
+        "quarantined": figures("quarantine").get("quarantine"),
     }
 
 

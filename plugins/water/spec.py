@@ -10,7 +10,7 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -164,7 +164,28 @@ class Resources(Strict):
         return {"requests": self.requests.model_dump(), "limits": self.limits.model_dump()}
 
 
-# --- stages --------------------------------------------------------------------------------
+# --- steps ---------------------------------------------------------------------------------
+#
+# A pipeline is a named set of steps. Each step has a `kind` (the discriminator below), the
+# datasets it reads and the dataset(s) it writes. A dataset is a lake dataset
+# (`<lake>/<pipeline>/<name>/ds=…`, a name such as `features` or `channels/train`) or a
+# warehouse table (`dataset.table`, with a dot). Dependencies follow from the datasets.
+# Adding a kind is one model here plus one builder per target (water.targets.*).
+
+DATASET = r"^[a-z][a-z0-9_]*(/[a-z][a-z0-9_]*)*$"  # a lake dataset
+TABLE = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"  # a warehouse table
+FLAG = r"^[a-z][a-z0-9_\-]*$"  # a command-line flag or argument name (without --)
+
+Dataset = Annotated[str, Field(pattern=DATASET)]
+DatasetOrTable = Annotated[str, Field(pattern=f"{DATASET}|{TABLE}")]
+Table = Annotated[str, Field(pattern=TABLE)]
+Flag = Annotated[str, Field(pattern=FLAG)]
+
+
+def is_table(name: str) -> bool:
+    """A warehouse table (`dataset.table`), not a lake dataset."""
+    return "." in name
+
 
 def _scalar(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)):
@@ -175,38 +196,109 @@ def _scalar(value: Any) -> Any:
 ArgValue = Annotated[Any, BeforeValidator(_scalar)]
 
 
-class ExtractStage(Strict):
-    """BigQuery Standard SQL, parameterised by @ds, producing the raw partition."""
+def _snake_case_args(args: dict[str, Any]) -> dict[str, Any]:
+    for name in args:
+        if not re.match(IDENTIFIER, name):
+            raise ValueError(f"argument name {name!r} must be snake_case (it becomes --{name})")
+    return args
 
+
+class Step(Strict):
+    """What every step kind has: the datasets it reads and writes."""
+
+    kind: str
+
+    def inputs(self) -> list[str]:
+        """Every dataset or table this step reads, in a stable order."""
+        raise NotImplementedError
+
+    def outputs(self) -> list[str]:
+        """Every dataset or table this step writes."""
+        raise NotImplementedError
+
+    @property
+    def step_timeout(self) -> timedelta:
+        return getattr(self, "timeout", timedelta(hours=1))
+
+    def artifact(self) -> str | None:
+        """The file under include/ this step runs (SQL, script, entrypoint), if any."""
+        return next((getattr(self, f) for f in ("sql", "script", "entrypoint", "entry_point") if hasattr(self, f)), None)
+
+    @classmethod
+    def summary(cls) -> str:
+        """What the kind does, in one line (its docstring's first line)."""
+        return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
+
+
+class BigQuerySqlStep(Step):
+    """BigQuery Standard SQL, parameterised by @ds, into a lake dataset (exported as Parquet)."""
+
+    kind: Literal["bigquery_sql"]
     sql: IncludeFile
+    reads: list[Table] = Field(min_length=1)
+    writes: Dataset
     timeout: Duration = timedelta(minutes=30)
 
+    def inputs(self) -> list[str]:
+        return list(self.reads)
 
-class GlueStage(Strict):
-    """A PySpark script run as an AWS Glue job (locally on Spark)."""
+    def outputs(self) -> list[str]:
+        return [self.writes]
 
+
+class AthenaSqlStep(Step):
+    """Trino SQL run by Athena (locally on DuckDB), parameterised by ? = ds, UNLOADed to Parquet.
+
+    An unqualified table is the lake dataset of that name in this pipeline's catalog database.
+    """
+
+    kind: Literal["athena_sql"]
+    sql: IncludeFile
+    reads: list[Dataset] = Field(min_length=1)
+    writes: Dataset
+    workgroup: str = "primary"
+    timeout: Duration = timedelta(minutes=30)
+
+    def inputs(self) -> list[str]:
+        return list(self.reads)
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+
+class GluePySparkStep(Step):
+    """A PySpark script run as an AWS Glue job (locally on Spark).
+
+    `reads` maps a script argument to the dataset whose partition URI it receives
+    (`--input_path s3://…/raw/ds=…`); the written partition arrives as `--output_path`.
+    """
+
+    kind: Literal["glue_pyspark"]
     script: IncludeFile
+    reads: dict[Annotated[str, Field(pattern=IDENTIFIER)], Dataset] = Field(min_length=1)
+    writes: Dataset
     args: dict[str, ArgValue] = Field(default_factory=dict)
     glue_version: str = "5.0"
     worker_type: Literal["G.025X", "G.1X", "G.2X", "G.4X", "G.8X", "R.1X", "R.2X", "R.4X", "R.8X"] = "G.1X"
     workers: int = Field(default=2, ge=2, le=1000)
     timeout: Duration = timedelta(hours=1)
 
-    @field_validator("args")
-    @classmethod
-    def _arg_names(cls, args: dict[str, ArgValue]) -> dict[str, ArgValue]:
-        for name in args:
-            if not re.match(IDENTIFIER, name):
-                raise ValueError(f"argument name {name!r} must be snake_case (it becomes --{name})")
-        return args
+    _arg_names = field_validator("args")(_snake_case_args)
 
+    @model_validator(mode="after")
+    def _reserved_args(self) -> GluePySparkStep:
+        clash = sorted(({"output_path", "ds"} | set(self.reads)) & set(self.args))
+        if clash:
+            raise ValueError(f"args {clash} are set by water (reads, output_path, ds); rename them")
+        if "output_path" in self.reads or "ds" in self.reads:
+            raise ValueError("reads: output_path and ds are arguments water sets itself")
+        return self
 
-class AthenaStage(Strict):
-    """Trino SQL run by Athena (locally on DuckDB), parameterised by ? = ds."""
+    def inputs(self) -> list[str]:
+        return list(self.reads.values())
 
-    sql: IncludeFile
-    workgroup: str = "primary"
-    timeout: Duration = timedelta(minutes=30)
+    def outputs(self) -> list[str]:
+        return [self.writes]
 
 
 class Toleration(Strict):
@@ -227,25 +319,51 @@ class Placement(Strict):
     startup_timeout: Duration = timedelta(minutes=10)
 
 
-class PodStage(Strict):
-    """A container entrypoint run as a Kubernetes pod (locally as a limited subprocess)."""
+RowFormat = Literal["parquet", "csv", "csv_header"]
 
+
+class PodOutput(Strict):
+    """A dataset a pod writes, and how its rows are counted (the summary's rows out)."""
+
+    dataset: Dataset
+    format: RowFormat = "parquet"
+
+
+def _pod_output(value: Any) -> Any:
+    return {"dataset": value} if isinstance(value, str) else value
+
+
+class PodStep(Step):
+    """A container entrypoint run as a Kubernetes pod (locally as a limited subprocess).
+
+    `reads` and `writes` map a flag to a dataset: the entrypoint gets `--FLAG <partition URI>`.
+    """
+
+    kind: Literal["pod"]
     entrypoint: IncludeFile
+    reads: dict[Flag, Dataset] = Field(min_length=1)
+    writes: dict[Flag, Annotated[PodOutput, BeforeValidator(_pod_output)]] = Field(min_length=1)
     image: str = "water-jobs"
     args: dict[str, ArgValue] = Field(default_factory=dict)
     resources: Resources
     placement: Placement = Placement()
     timeout: Duration = timedelta(hours=1)
 
+    @model_validator(mode="after")
+    def _flags_distinct(self) -> PodStep:
+        clash = sorted(set(self.reads) & set(self.writes))
+        if clash:
+            raise ValueError(f"flags {clash} are both read and written")
+        taken = {a.replace("_", "-") for a in self.args} & (set(self.reads) | set(self.writes))
+        if taken:
+            raise ValueError(f"args {sorted(taken)} clash with the reads/writes flags")
+        return self
 
-class PostprocessStage(Strict):
-    """Like a pod stage, but sized per run by the sizing policy."""
+    def inputs(self) -> list[str]:
+        return list(self.reads.values())
 
-    entrypoint: IncludeFile
-    image: str = "water-jobs"
-    args: dict[str, ArgValue] = Field(default_factory=dict)
-    placement: Placement = Placement()
-    timeout: Duration = timedelta(hours=1)
+    def outputs(self) -> list[str]:
+        return [o.dataset for o in self.writes.values()]
 
 
 class MetricDefinition(Strict):
@@ -263,13 +381,23 @@ class MetricDefinition(Strict):
         return regex
 
 
-class TrainingStage(Strict):
-    """SageMaker script-mode training with the scikit-learn framework container."""
+InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
 
+
+class SageMakerTrainingStep(Step):
+    """SageMaker script-mode training with the scikit-learn framework container.
+
+    `reads` maps a channel name (SM_CHANNEL_<NAME>) to a dataset of CSV files with a header;
+    the model (model.tar.gz) is written to `writes`.
+    """
+
+    kind: Literal["sagemaker_training"]
     entry_point: IncludeFile
+    reads: dict[Annotated[str, Field(pattern=IDENTIFIER)], Dataset] = Field(min_length=1)
+    writes: Dataset
     framework_version: str = "1.4-2"
     hyperparameters: dict[str, ArgValue] = Field(default_factory=dict)
-    instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_type: InstanceType = "ml.m5.xlarge"
     instance_count: int = Field(default=1, ge=1, le=100)
     volume_size_gb: int = Field(default=30, ge=1)
     max_runtime: Duration = timedelta(hours=2)
@@ -277,21 +405,108 @@ class TrainingStage(Strict):
     objective_metric: str | None = None
 
     @model_validator(mode="after")
-    def _objective_is_defined(self) -> TrainingStage:
+    def _objective_is_defined(self) -> SageMakerTrainingStep:
         names = {m.name for m in self.metric_definitions}
         if self.objective_metric and self.objective_metric not in names:
             raise ValueError(f"objective_metric {self.objective_metric!r} is not among metric_definitions")
         return self
 
+    @property
+    def step_timeout(self) -> timedelta:
+        return self.max_runtime
 
-class InferenceStage(Strict):
-    """SageMaker batch transform with the same container and an inference script."""
+    def inputs(self) -> list[str]:
+        return list(self.reads.values())
 
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+
+class SageMakerTransformStep(Step):
+    """SageMaker batch transform with a model from a training step and an inference script.
+
+    Reads `input` (CSV lines, no header) with the model a sagemaker_training step wrote to
+    `model` (same container; the inference script sits beside the training script); writes
+    the predictions (CSV lines `id,class,confidence`, see docs/pipelines.md).
+    """
+
+    kind: Literal["sagemaker_transform"]
     entry_point: IncludeFile
-    instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    model: Dataset
+    input: Dataset
+    writes: Dataset
+    instance_type: InstanceType = "ml.m5.xlarge"
     instance_count: int = Field(default=1, ge=1, le=100)
     max_payload_mb: int = Field(default=6, ge=1, le=100)
     timeout: Duration = timedelta(hours=2)
+
+    def inputs(self) -> list[str]:
+        return [self.model, self.input]
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+
+class InferenceStatsStep(Step):
+    """Counts the predictions (rows, rows per class) with an aggregate; never loads them."""
+
+    kind: Literal["inference_stats"]
+    reads: Dataset
+    writes: Dataset
+    workgroup: str = "primary"  # Athena's, in the cloud
+    timeout: Duration = timedelta(minutes=30)
+
+    def inputs(self) -> list[str]:
+        return [self.reads]
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+
+class BaselineLabels(Strict):
+    """Where the training labels are, for `baseline: training_labels`."""
+
+    dataset: Dataset
+    column: str = Field(pattern=IDENTIFIER)
+
+
+class DriftGuardStep(Step):
+    """The drift guard: today's predicted class mix against a baseline (see water.drift).
+
+    Reads the stats an inference_stats step wrote; every step that reads the `guards`
+    dataset runs only when the guard lets the day through, else that partition moves to
+    `writes` (the quarantine). Thresholds apply to `metric` (PSI by default; JS distance is
+    between 0 and 1); both are always reported.
+    """
+
+    kind: Literal["drift_guard"]
+    reads: Dataset
+    guards: Dataset
+    writes: Dataset = "quarantine"
+    baseline: Literal["previous_run", "training_labels"] = "previous_run"
+    baseline_labels: BaselineLabels | None = None
+    metric: Literal["psi", "js"] = "psi"
+    warn: float = Field(default=0.1, gt=0)
+    block: float = Field(default=0.25, gt=0)
+    timeout: Duration = timedelta(minutes=10)
+
+    @model_validator(mode="after")
+    def _warn_below_block(self) -> DriftGuardStep:
+        if self.warn >= self.block:
+            raise ValueError(f"warn ({self.warn}) must be below block ({self.block})")
+        if self.metric == "js" and self.block > 1:
+            raise ValueError(f"block ({self.block}) can never be reached: JS distance is at most 1")
+        if self.baseline == "training_labels" and self.baseline_labels is None:
+            raise ValueError("baseline training_labels needs baseline_labels: {dataset: ..., column: ...}")
+        return self
+
+    quarantine_task_id: ClassVar[str] = "quarantine"  # the guard's other branch
+
+    def inputs(self) -> list[str]:
+        return [self.reads, *([self.baseline_labels.dataset] if self.baseline_labels else [])]
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
 
 
 class Tier(Strict):
@@ -322,34 +537,113 @@ class SizingPolicy(Strict):
         return self
 
 
-class DriftPolicy(Strict):
-    """The drift guard: today's predicted class mix against a baseline (see water.drift).
+class SizedPostprocessStep(Step):
+    """A pod sized per run from the predictions' row count (the sizing branch).
 
-    Thresholds apply to `metric` (PSI by default; JS distance is between 0 and 1); both are
-    always reported.
+    Reads the predictions (`--input`), writes shards that a commit swaps into `writes`
+    (`--output`); the counts come from the inference_stats step over the same predictions.
     """
 
-    baseline: Literal["previous_run", "training_labels"] = "previous_run"
-    metric: Literal["psi", "js"] = "psi"
-    warn: float = Field(default=0.1, gt=0)
-    block: float = Field(default=0.25, gt=0)
+    kind: Literal["sized_postprocess"]
+    entrypoint: IncludeFile
+    reads: Dataset
+    writes: Dataset
+    image: str = "water-jobs"
+    args: dict[str, ArgValue] = Field(default_factory=dict)
+    sizing: SizingPolicy
+    placement: Placement = Placement()
+    timeout: Duration = timedelta(hours=1)
 
-    @model_validator(mode="after")
-    def _warn_below_block(self) -> DriftPolicy:
-        if self.warn >= self.block:
-            raise ValueError(f"warn ({self.warn}) must be below block ({self.block})")
-        if self.metric == "js" and self.block > 1:
-            raise ValueError(f"block ({self.block}) can never be reached: JS distance is at most 1")
-        return self
+    def inputs(self) -> list[str]:
+        return [self.reads]
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+    @property
+    def shards_dataset(self) -> str:
+        """Where the tier tasks write, shard by shard, before the commit."""
+        return f"{self.writes}_shards"
+
+    # The tasks of this kind (one sized step per pipeline, so plan/no-input ids are fixed).
+    plan_task_id: ClassVar[str] = "plan_shards"
+    no_predictions_task_id: ClassVar[str] = "no_predictions"
+
+    @staticmethod
+    def size_task_id(name: str) -> str:
+        return f"size_{name}"
+
+    @staticmethod
+    def tier_task_id(name: str, tier: str) -> str:
+        return f"{name}_{tier}"
+
+    def commit_task_id(self) -> str:
+        return f"commit_{self.writes}"
+
+
+class PublishStep(Step):
+    """The day's partition of a lake dataset into a warehouse table (BigQuery; locally DuckDB)."""
+
+    kind: Literal["publish"]
+    reads: Dataset
+    table: Table
+    timeout: Duration = timedelta(minutes=30)
+
+    def inputs(self) -> list[str]:
+        return [self.reads]
+
+    def outputs(self) -> list[str]:
+        return [self.table]
+
+
+AnyStep = Annotated[
+    BigQuerySqlStep
+    | AthenaSqlStep
+    | GluePySparkStep
+    | PodStep
+    | SageMakerTrainingStep
+    | SageMakerTransformStep
+    | InferenceStatsStep
+    | DriftGuardStep
+    | SizedPostprocessStep
+    | PublishStep,
+    Field(discriminator="kind"),
+]
+STEP_KINDS: dict[str, type[Step]] = {
+    cls.model_fields["kind"].annotation.__args__[0]: cls  # type: ignore[union-attr]
+    for cls in AnyStep.__origin__.__args__  # type: ignore[attr-defined]
+}
+# Kinds the factory wires itself (a branch, or a fan-out), at most one of each per pipeline.
+SINGLETON_KINDS = ("drift_guard", "sized_postprocess")
+
+
+class Source(Strict):
+    """A dataset or table the pipeline reads but no step writes.
+
+    `label_column` names the column holding class labels: its values are checked against
+    `classes` by the first step that reads this source. `fixture` (a CSV or Parquet file
+    under include/) is what the local target loads as this source (`water seed`); a lake
+    source's fixture needs a `ds` column, which splits it into partitions.
+    """
+
+    label_column: str | None = Field(default=None, pattern=IDENTIFIER)
+    fixture: IncludeFile | None = None
+    description: str = ""
+
+
+class LocalData(Strict):
+    """How the local target gets the sources: fixtures (per source) and/or a seed entrypoint.
+
+    The seed entrypoint is run as `python include/<seed> --warehouse DIR --lake DIR --days
+    D1,D2 [--users N] [--seed N] [--mix D=CLASS:SHARE,...]` for the days `water seed`, `run`
+    and `up` ask for; it must be idempotent (a day already written is kept).
+    """
+
+    seed: IncludeFile | None = None
 
 
 class ReportSettings(Strict):
     history_days: int = Field(default=14, ge=1, le=366)
-
-
-class PublishStage(Strict):
-    table: str = Field(pattern=r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
-    timeout: Duration = timedelta(minutes=30)
 
 
 class Notifications(Strict):
@@ -366,32 +660,235 @@ class PipelineSpec(Strict):
     tags: list[str] = Field(default_factory=list)
     retries: int = Field(default=2, ge=0, le=10)
     retry_delay: Duration = timedelta(minutes=5)
-    classes: list[str] = Field(min_length=2)
+    classes: list[Annotated[str, Field(pattern=IDENTIFIER)]] = Field(min_length=2)
+    catalog_database: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,254}$")
     notifications: Notifications = Notifications()
-    extract: ExtractStage
-    features: GlueStage
-    training_set: AthenaStage
-    preprocess: PodStage
-    training: TrainingStage
-    inference: InferenceStage
-    postprocess: PostprocessStage
-    sizing: SizingPolicy
-    drift: DriftPolicy = DriftPolicy()
+    sources: dict[DatasetOrTable, Source] = Field(default_factory=dict)
+    local_data: LocalData = LocalData()
+    steps: dict[Annotated[str, Field(pattern=IDENTIFIER)], AnyStep] = Field(min_length=1)
     report: ReportSettings = ReportSettings()
-    publish: PublishStage
+
+    @field_validator("classes")
+    @classmethod
+    def _classes_unique(cls, classes: list[str]) -> list[str]:
+        if len(set(classes)) != len(classes):
+            raise ValueError(f"class names must be unique, got {classes}")
+        return classes
 
     @property
     def dag_id(self) -> str:
         return self.name
+
+    @property
+    def database(self) -> str:
+        """The pipeline's Glue/Athena catalog database: its lake datasets as tables."""
+        return self.catalog_database or self.name
+
+    # --- the graph ---------------------------------------------------------------------
+
+    def writer(self, dataset: str) -> str | None:
+        """The step that writes `dataset`, or None for a source."""
+        return next((name for name, step in self.steps.items() if dataset in step.outputs()), None)
+
+    def steps_of(self, kind: str) -> dict[str, Step]:
+        return {name: step for name, step in self.steps.items() if step.kind == kind}
+
+    def step_of(self, kind: str) -> tuple[str, Any] | None:
+        """The (name, step) of a singleton kind, or None when the pipeline has none."""
+        found = self.steps_of(kind)
+        return next(iter(found.items())) if found else None
+
+    def upstream(self) -> dict[str, list[str]]:
+        """step -> the steps it runs after: the writers of what it reads, and a drift guard
+        before every step that reads the guarded dataset (other than the guard's own ancestors)."""
+        edges = {
+            name: sorted({w for d in step.inputs() if (w := self.writer(d)) and w != name}, key=list(self.steps).index)
+            for name, step in self.steps.items()
+        }
+        guard = self.step_of("drift_guard")
+        if guard:
+            guard_name, guard_step = guard
+            ancestors = _ancestors(edges, guard_name)
+            for name, step in self.steps.items():
+                if name != guard_name and name not in ancestors and guard_step.guards in step.inputs():
+                    edges[name] = sorted({*edges[name], guard_name}, key=list(self.steps).index)
+        return edges
+
+    def direct_upstream(self) -> dict[str, list[str]]:
+        """upstream() without the edges another path already implies: the edges the DAG draws."""
+        edges = self.upstream()
+        return {
+            name: [u for u in ups if not any(u in _ancestors(edges, other) for other in ups if other != u)]
+            for name, ups in edges.items()
+        }
+
+    def guarded_steps(self) -> list[str]:
+        """The steps that run only when the drift guard lets the day through."""
+        guard = self.step_of("drift_guard")
+        if not guard:
+            return []
+        return [name for name, ups in self.upstream().items() if guard[0] in ups]
+
+    def order(self) -> list[str]:
+        """The steps in dependency order (ties kept in the spec's order)."""
+        return _topological(self.upstream(), list(self.steps))
+
+    @model_validator(mode="after")
+    def _graph(self) -> PipelineSpec:
+        problems: list[str] = []
+        writers: dict[str, str] = {}
+        for name, step in self.steps.items():
+            for out in step.outputs():
+                if out in writers:
+                    problems.append(f"steps.{name}: writes {out!r}, which step {writers[out]!r} writes too")
+                elif out in self.sources:
+                    problems.append(f"steps.{name}: writes {out!r}, which sources declares as a source")
+                else:
+                    writers[out] = name
+        for name, step in self.steps.items():
+            for dataset in step.inputs():
+                if dataset not in writers and dataset not in self.sources:
+                    problems.append(
+                        f"steps.{name}: reads {dataset!r}, which no step writes and sources does not declare"
+                    )
+        for kind in SINGLETON_KINDS:
+            found = list(self.steps_of(kind))
+            if len(found) > 1:
+                problems.append(f"steps: at most one {kind} step per pipeline, got {', '.join(found)}")
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        cycle = _find_cycle(self.upstream())
+        if cycle:
+            raise ValueError(f"steps: the datasets form a cycle: {' -> '.join(cycle)}")
+        self._kind_links()
+        return self
+
+    def _kind_links(self) -> None:
+        """Cross-step rules of water's own kinds."""
+        stats_by_predictions = {s.reads: n for n, s in self.steps_of("inference_stats").items()}
+        stats_outputs = {s.writes for s in self.steps_of("inference_stats").values()}
+        guard = self.step_of("drift_guard")
+        if guard:
+            name, step = guard
+            if step.reads not in stats_outputs:
+                raise ValueError(f"steps.{name}.reads: {step.reads!r} is not written by an inference_stats step")
+            if self.writer(step.guards) is None:
+                raise ValueError(f"steps.{name}.guards: {step.guards!r} is not written by any step")
+        for name, step in self.steps_of("sagemaker_transform").items():
+            trainer = self.writer(step.model)
+            training = self.steps.get(trainer or "")
+            if not isinstance(training, SageMakerTrainingStep):
+                raise ValueError(f"steps.{name}.model: {step.model!r} is not written by a sagemaker_training step")
+            if Path(step.entry_point).parent != Path(training.entry_point).parent:
+                raise ValueError(
+                    f"steps.{name}.entry_point: must sit beside {trainer}'s entry_point "
+                    f"({Path(training.entry_point).parent}/), whose folder is the model's code"
+                )
+        sized = self.step_of("sized_postprocess")
+        if sized:
+            name, step = sized
+            if step.reads not in stats_by_predictions:
+                raise ValueError(
+                    f"steps.{name}.reads: no inference_stats step counts {step.reads!r} (sizing needs its counts)"
+                )
+            if step.shards_dataset in {o for s in self.steps.values() for o in s.outputs()} | set(self.sources):
+                raise ValueError(f"steps.{name}.writes: {step.shards_dataset!r} is reserved for its shards")
+
+    def roles(self) -> dict[str, Any]:
+        """Which task holds which figure, found by kind (never by a step's name): what the run
+        summary, the report, the stack's status and the metrics read."""
+        stats = next(iter(self.steps_of("inference_stats").items()), None)
+        training = next(iter(self.steps_of("sagemaker_training").items()), None)
+        guard = self.step_of("drift_guard")
+        sized = self.step_of("sized_postprocess")
+        return {
+            "stats": stats[0] if stats else None,
+            "stats_dataset": stats[1].writes if stats else None,
+            "training": training[0] if training else None,
+            "objective_metric": training[1].objective_metric if training else None,
+            "drift": guard[0] if guard else None,
+            "quarantine": DriftGuardStep.quarantine_task_id if guard else None,
+            "decision": SizedPostprocessStep.size_task_id(sized[0]) if sized else None,
+            "publish": next(iter(self.steps_of("publish")), None),
+        }
+
+    def label_sources(self) -> dict[str, str]:
+        """source -> its label column, for the sources that carry class labels."""
+        return {name: s.label_column for name, s in self.sources.items() if s.label_column}
+
+
+def _ancestors(edges: dict[str, list[str]], node: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(edges.get(node, []))
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(edges.get(current, []))
+    return seen
+
+
+def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle of steps in data-flow order (first == last), or None."""
+    state: dict[str, str] = {}
+
+    def visit(path: list[str]) -> list[str] | None:
+        node = path[-1]
+        state[node] = "visiting"
+        for up in edges.get(node, []):
+            if state.get(up) == "visiting":
+                return list(reversed([*path[path.index(up):], up]))
+            if up not in state and (found := visit([*path, up])):
+                return found
+        state[node] = "done"
+        return None
+
+    for node in edges:
+        if node not in state and (found := visit([node])):
+            return found
+    return None
+
+
+def _topological(edges: dict[str, list[str]], names: list[str]) -> list[str]:
+    done: list[str] = []
+    remaining = list(names)
+    while remaining:
+        ready = next(n for n in remaining if all(u in done for u in edges[n]))
+        done.append(ready)
+        remaining.remove(ready)
+    return done
 
 
 # --- loading -------------------------------------------------------------------------------
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    # pydantic puts validator names (function-before[...]) into loc for Annotated types; drop them.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    # pydantic puts validator names (function-before[...]) and a union's tag (the step kind)
+    # into loc; drop them.
+    parts = [
+        str(p) for p in loc
+        if not (isinstance(p, str) and ("[" in p or p.startswith("function-") or p in STEP_KINDS))
+    ]
     return ".".join(parts)
+
+
+def _problems(err: dict[str, Any]) -> list[tuple[str, str]]:
+    """One validation error as (field, message) pairs; a graph error may name several fields."""
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling)"
+    elif err["type"] == "union_tag_invalid":
+        message = f"unknown step kind {err['input'].get('kind')!r}; water knows {', '.join(STEP_KINDS)}"
+    elif err["type"] == "union_tag_not_found":
+        message = f"needs a kind: one of {', '.join(STEP_KINDS)}"
+    field = _field_path(err["loc"])
+    if field:
+        return [(field, message)]
+    pairs = []
+    for line in message.split("\n"):
+        head, sep, rest = line.strip().partition(": ")
+        pairs.append((head, rest) if sep and re.match(r"^[a-z_][a-z0-9_.\-/]*$", head) else ("", line.strip()))
+    return pairs
 
 
 def spec_path(name: str) -> Path:
@@ -417,13 +914,7 @@ def load_spec(path: Path | str, include_dir: Path | None = None) -> PipelineSpec
             raw, context={"include_dir": include_dir or paths.include_dir()}
         )
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            message = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                message = "unknown field (check the spelling)"
-            problems.append((_field_path(err["loc"]), message))
-        raise SpecError(shown, problems) from None
+        raise SpecError(shown, [p for err in exc.errors() for p in _problems(err)]) from None
     if spec.name != path.stem:
         raise SpecError(shown, [("name", f"{spec.name!r} must match the file name {path.stem!r}")])
     return spec

@@ -21,7 +21,6 @@ CLOUD_ENV = {
     "WATER_GCS_STAGING": "gs://acme-water-staging/exchange",
     "WATER_GLUE_ROLE": "water-glue",
     "WATER_GLUE_SCRIPTS": "s3://acme-ml-artifacts/water/glue",
-    "WATER_ATHENA_DATABASE": "water",
     "WATER_ATHENA_OUTPUT": "s3://acme-ml-artifacts/water/athena",
     "WATER_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/water-sagemaker",
     "WATER_SAGEMAKER_CODE": "s3://acme-ml-artifacts/water/sagemaker",

@@ -73,16 +73,20 @@ def _run_ds(value: Optional[str], pipeline: str) -> str:
     return ds
 
 
-def _mixes(values: list[str]) -> dict[date, tuple[float, float, float]]:
-    from water.seed import parse_mix
+def _mixes(values: list[str], pipeline: str) -> dict[date, dict[str, float]]:
+    """--mix DAY=SHARES in the pipeline's own classes (80/15/5 in class order, or cook=80,...)."""
+    from water.cli.seeding import parse_mix
+    from water.spec import load_pipeline
 
+    classes = load_pipeline(pipeline).classes if values else []
     mixes = {}
     for item in values:
         day, _, mix = item.partition("=")
         try:
-            mixes[date.fromisoformat(day)] = parse_mix(mix)
+            mixes[date.fromisoformat(day)] = parse_mix(mix, classes)
         except ValueError as exc:
-            raise typer.BadParameter(f"--mix {item!r}: {exc}; write e.g. 2026-11-02=80/15/5") from None
+            example = "/".join(str(round(100 / len(classes))) for _ in classes)
+            raise typer.BadParameter(f"--mix {item!r}: {exc}; write e.g. {day or '2026-11-02'}={example}") from None
     return mixes
 
 
@@ -90,15 +94,15 @@ def _mixes(values: list[str]) -> dict[date, tuple[float, float, float]]:
 def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name (a spec in include/pipelines/).")] = "recipe_engagement",
     ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
-    users: Annotated[Optional[int], typer.Option(help="Demo users to seed when the day is missing or sized otherwise [default: 50,000, or what is seeded].")] = None,
+    users: Annotated[Optional[int], typer.Option(help="Users the pipeline's seed entrypoint writes when the day is missing or sized otherwise [default: the seed's].")] = None,
     conf: Annotated[Optional[str], typer.Option(help="DAG run conf as JSON.")] = None,
     retries: Annotated[int, typer.Option(help="Retries per task for this run (scheduled runs use the spec's).")] = 0,
-    mix: Annotated[list[str], typer.Option(help="Seed the day with this class mix, e.g. 2026-11-02=80/15/5 (demo).")] = [],
+    mix: Annotated[list[str], typer.Option(help="Seed the day with this mix of the pipeline's classes, e.g. 2026-11-02=80/15/5 (needs a seed entrypoint).")] = [],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a pipeline once on the local target (airflow dags test) and print its summary."""
-    from water import summary
-    from water.cli import runner
+    from water.cli import runner, summary
+    from water.cli.seeding import SeedError
     from water.spec import SpecError
 
     run_conf = None
@@ -110,10 +114,11 @@ def run(
     try:
         ds = _run_ds(ds, pipeline)
         result = runner.run_pipeline(
-            pipeline, ds, users=users, conf=run_conf, retries=retries, console=err if as_json else console, mixes=_mixes(mix)
+            pipeline, ds, users=users, conf=run_conf, retries=retries, console=err if as_json else console,
+            mixes=_mixes(mix, pipeline),
         )
-    except SpecError as exc:
-        err.print(f"[red]{exc}[/]")
+    except (SpecError, SeedError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(result.summary, indent=2, sort_keys=True, default=str))
@@ -129,31 +134,28 @@ def run(
 
 @app.command(rich_help_panel=LOCAL)
 def seed(
-    ds: Annotated[Optional[str], typer.Option("--date", help="Last day to seed [default: the demo spec's start_date].")] = None,
+    pipeline: Annotated[str, typer.Argument(help="Pipeline whose source data to write (its spec's sources and local_data).")] = "recipe_engagement",
+    ds: Annotated[Optional[str], typer.Option("--date", help="Last day to seed [default: the spec's start_date].")] = None,
     days: Annotated[int, typer.Option(min=1, help="How many days, ending at --date.")] = 1,
-    users: Annotated[int, typer.Option(min=100, help="Users in the app.")] = 50_000,
-    mix: Annotated[list[str], typer.Option(help="Class mix cook/browse/dormant for a day, e.g. 2026-11-02=80/15/5.")] = [],
-    seed_value: Annotated[int, typer.Option("--seed", help="Random seed; the same seed writes the same bytes.")] = 7,
+    users: Annotated[Optional[int], typer.Option(min=100, help="Users the seed entrypoint writes [default: the seed's].")] = None,
+    mix: Annotated[list[str], typer.Option(help="Mix of the pipeline's classes for a day, e.g. 2026-11-02=80/15/5.")] = [],
+    seed_value: Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed writes the same bytes [default: the seed's].")] = None,
 ) -> None:
-    """Write the synthetic app data (warehouse tables, and the label feed into every pipeline's lake)."""
-    from water.cli import runner
-    from water import seed as seeding
+    """Write a pipeline's local source data: its fixtures, and its seed entrypoint's tables for the days."""
+    from water.cli.seeding import SeedError, day_range, seed_pipeline
+    from water.spec import SpecError, load_pipeline
 
-    end = date.fromisoformat(_ds(ds, runner.DEMO_PIPELINE))
-    result = seeding.seed(
-        paths.warehouse_dir(),
-        runner.label_folders(),
-        seeding.day_range(end, days),
-        users,
-        mixes=_mixes(mix),
-        seed_value=seed_value,
-        progress=lambda text: console.print(f"  {text}"),
-    )
-    for ds_, figures in result.days.items():
-        mix_text = "/".join(f"{m:.0%}" for m in figures["mix"])
-        state = "written" if figures["written"] else "already there"
-        console.print(f"{ds_}: {figures['events']:,} events, {figures['labels']:,} labels, mix {mix_text} ({state})")
-    console.print(f"warehouse: {paths.warehouse_dir()}")
+    try:
+        spec = load_pipeline(pipeline)
+        end = date.fromisoformat(_ds(ds, pipeline))
+        seed_pipeline(
+            spec, day_range(end, days), users=users, mixes=_mixes(mix, pipeline), seed_value=seed_value,
+            progress=lambda text: console.print(text, markup=False, highlight=False),
+        )
+    except (SpecError, SeedError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    console.print(f"warehouse: {paths.shown(paths.warehouse_dir())}", highlight=False)
 
 
 @app.command(rich_help_panel=LOCAL)
@@ -263,14 +265,21 @@ def _api_failed(exc, pipeline: str) -> typer.Exit:
 def up(
     port: Annotated[int, typer.Option(envvar="WATER_STACK_PORT", help="Port of the web UI and REST API.")] = 8080,
     database: Annotated[Optional[str], typer.Option(envvar="WATER_STACK_DATABASE", help="Metadata database URL [default: PostgreSQL on localhost:5432 if it answers (database water), else SQLite].")] = None,
-    seed_days: Annotated[int, typer.Option(min=0, help="Make sure the app data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.")] = 3,
+    seed_days: Annotated[int, typer.Option(min=0, help="Make sure each pipeline's seeded source data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.")] = 3,
 ) -> None:
     """Start a local Airflow (web UI, scheduler, dag-processor, triggerer) on the project; idempotent."""
-    from water.cli import runner, stack
-    from water.seed import day_range
+    from water.cli import stack
+    from water.cli.seeding import SeedError, day_range, seed_pipeline
+    from water.spec import SpecError, load_pipeline, pipeline_names
 
-    for day in day_range(date.today(), seed_days) if seed_days else []:
-        runner.ensure_seeded(runner.DEMO_PIPELINE, day.isoformat(), None, console)
+    for name in pipeline_names() if seed_days else []:
+        try:
+            seed_pipeline(
+                load_pipeline(name), day_range(date.today(), seed_days),
+                progress=lambda text: console.print(f"  {text}", markup=False, highlight=False),
+            )
+        except (SpecError, SeedError) as exc:  # one pipeline's problem is its own: the stack still starts
+            err.print(f"[yellow]{name}: not seeded[/]: {escape(str(exc))}", highlight=False)
     try:
         info = stack.up(port=port, database=database, log=lambda text: console.print(f"  {text}", highlight=False))
     except (stack.StackError, RuntimeError) as exc:

@@ -18,11 +18,10 @@ from typing import Any
 
 from rich.console import Console
 
-from water import lake, paths, seed, spec as spec_module, summary
+from water import paths, spec as spec_module
+from water.cli import summary
 from water.cli import local_airflow
 
-DEFAULT_USERS = 50_000
-DEMO_PIPELINE = "recipe_engagement"
 STATE_MARK = {"success": "[green]✓[/]", "failed": "[red]✗[/]", "running": "[cyan]▶[/]", "upstream_failed": "[red]↯[/]", "skipped": "[yellow]↷[/]", "up_for_retry": "[yellow]↻[/]"}
 
 
@@ -38,47 +37,19 @@ class RunResult:
 
 
 def ensure_seeded(pipeline: str, ds: str, users: int | None, console: Console, mixes=None) -> None:
-    """Seed the app data for ds when it is missing, when another user count is asked for, or
-    when the pipeline's label feed for ds has not landed yet."""
-    manifest_path = paths.warehouse_dir() / seed.MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    wanted = users or manifest.get("users") or DEFAULT_USERS
-    day = date.fromisoformat(ds)
-    known = manifest.get("days", {}).get(ds)
-    want_mix = (mixes or {}).get(day)
-    labels_landed = (lake_pipeline_dir(pipeline) / lake.LABELS / f"ds={ds}").is_dir()
-    if (
-        manifest.get("users") == wanted
-        and known
-        and (want_mix is None or known["mix"] == [round(m, 6) for m in want_mix])
-        and labels_landed
-    ):
-        return
+    """The pipeline's local source data for ds (its fixtures and seed entrypoint; both keep
+    what is already there and current)."""
+    from water.cli.seeding import seed_pipeline
+
     started = time.monotonic()
-    result = seed.seed(
-        paths.warehouse_dir(),
-        label_folders(),
-        [day],
-        wanted,
+    seed_pipeline(
+        spec_module.load_pipeline(pipeline),
+        [date.fromisoformat(ds)],
+        users=users,
         mixes=mixes,
-        progress=lambda text: console.print(f"  {text}"),
+        progress=lambda text: console.print(f"  {text}", markup=False, highlight=False),
     )
-    figures = result.days[ds]
-    console.print(
-        f"  seeded {wanted:,} users, {figures['events']:,} events, {figures['labels']:,} labels "
-        f"in {time.monotonic() - started:.1f}s"
-    )
-
-
-def lake_pipeline_dir(pipeline: str) -> Path:
-    from water.local.partitions import local_path
-
-    return local_path(f"{paths.lake_uri().rstrip('/')}/{pipeline}")
-
-
-def label_folders() -> list[Path]:
-    """Where seeding delivers the label feed: the lake folder of every pipeline."""
-    return [lake_pipeline_dir(name) for name in spec_module.pipeline_names()]
+    console.print(f"  source data ready in {time.monotonic() - started:.1f}s")
 
 
 def run_pipeline(
@@ -97,7 +68,7 @@ def run_pipeline(
     local_airflow.use_in_this_process()
     if local_airflow.migrate(log=lambda text: console.print(f"  {text}")):
         console.print("  metadata database ready")
-    ensure_seeded(pipeline, ds, users, console, mixes)  # every local pipeline reads the seeded app data
+    ensure_seeded(pipeline, ds, users, console, mixes)  # the sources its spec declares, for ds
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     run_dir = paths.state_dir() / "runs" / pipeline
@@ -198,6 +169,7 @@ def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> 
     shown: dict[str, str] = {}
     started: dict[str, float] = {}
     messages = _OutboxFollower()
+    dag = summary.pipeline_dag(pipeline)
     while True:
         done = stop.is_set()
 
@@ -205,7 +177,7 @@ def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> 
             states = summary.task_states(pipeline, ds, since=since)
         except Exception:  # the child may hold a write lock on SQLite for a moment
             states = {}
-        for task_id in sorted(states, key=summary.task_order):
+        for task_id in summary.in_dag_order(dag, list(states)):
             state = states[task_id]
             if shown.get(task_id) == state or state in ("none", "scheduled", "queued"):
                 continue

@@ -465,9 +465,6 @@ def trigger(api, pipeline: str, ds: str, conf: dict | None, unpause: bool, log: 
 
 
 FINISHED = ("success", "failed")
-# Where a run keeps its sizing decision and its drift assessment: (task id, XCom key).
-SIZING_XCOM = ("size_postprocess", "decision")
-DRIFT_XCOM = ("drift_guard", "drift")
 
 
 def wait_for(api, pipeline: str, run_id: str, timeout: float, log: Callable[[str], None] = print) -> dict:
@@ -501,11 +498,15 @@ def pipelines(api) -> list[str]:
 
 def recent_runs(api, pipeline: str, limit: int) -> list[dict]:
     """The newest runs of a pipeline: state, duration, the sizing tier and the drift verdict."""
+    from water.cli.summary import roles as figure_roles
+
+    roles = figure_roles(pipeline)
     rows = []
     for run in api.dag_runs(pipeline, limit=limit):
         run_id = run["dag_run_id"]
-        decision = api.xcom(pipeline, run_id, *SIZING_XCOM) or {}
-        drift = api.xcom(pipeline, run_id, *DRIFT_XCOM) or {}
+        # Where the run keeps its sizing decision and drift assessment: found by kind.
+        decision = (api.xcom(pipeline, run_id, roles["decision"], "decision") if roles.get("decision") else None) or {}
+        drift = (api.xcom(pipeline, run_id, roles["drift"], "drift") if roles.get("drift") else None) or {}
         tier = decision.get("tier")
         shards = len(decision.get("shards") or [])
         if tier and shards > 1:

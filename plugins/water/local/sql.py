@@ -118,3 +118,24 @@ def date_literal(value: str) -> exp.Expression:
 
 def string_literal(value: str) -> exp.Expression:
     return exp.Literal.string(value)
+
+
+def distinct_values(files: list[str], hive_types: dict[str, str], column: str, ds: str | None) -> list:
+    """The distinct values of one column of a table (of one ds partition when it has one)."""
+    import duckdb
+
+    source = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+    types = ", ".join(f"'{k}': {v}" for k, v in hive_types.items())
+    where = " WHERE ds = $ds" if ds is not None and "ds" in hive_types else ""
+    con = duckdb.connect(":memory:")
+    try:
+        return [
+            row[0]
+            for row in con.execute(
+                f'SELECT DISTINCT "{column}" FROM read_parquet({source}, hive_partitioning = true, '
+                f"union_by_name = true" + (f", hive_types = {{{types}}}" if types else "") + f"){where}",
+                {"ds": ds} if where else {},
+            ).fetchall()
+        ]
+    finally:
+        con.close()

@@ -6,9 +6,9 @@ Target-agnostic; reads and writes the lake through water.store (file:// or s3://
   stores `stats/ds=…/inference_stats.json` and the guard's `drift.json` beside it), so a
   quarantined day never becomes the yardstick. `training_labels`: the label mix of the
   day's training set.
-- ok → size_postprocess; warn → size_postprocess and an alert; block → quarantine (the
-  predictions move to quarantine/ds=…, post-processing and publish are skipped) and an
-  alert with the class shares side by side. DAG run conf `accept_drift: true` lets a
+- ok → the guarded steps; warn → the guarded steps and an alert; block → quarantine (the
+  guarded partition, the predictions, moves to the quarantine dataset; everything that
+  reads it is skipped) and an alert with the class shares side by side. DAG run conf `accept_drift: true` lets a
   blocked day through ("accepted"). No baseline yet → goes on, noted.
 The assessment is in XCom under `drift` (a branch that skips ends before its return value
 is pushed) and in `stats/ds=…/drift.json`.
@@ -20,12 +20,10 @@ from typing import Any
 
 from airflow.sdk import BaseBranchOperator, BaseOperator
 
-from water import drift, lake, notify
-from water.spec import DriftPolicy
+from water import drift, notify
+from water.spec import DriftGuardStep
 from water.store import LakeStore
 
-DRIFT_GUARD = "drift_guard"
-QUARANTINE = "quarantine"
 DRIFT_FILE = "drift.json"
 STATS_FILE = "inference_stats.json"
 LOOK_BACK = 60  # days of stats partitions searched for a baseline
@@ -39,35 +37,40 @@ class DriftGuardOperator(BaseBranchOperator):
         *,
         pipeline: str,
         classes: list[str],
-        policy: DriftPolicy,
+        policy: DriftGuardStep,
         lake_root: str,
         storage_conn_id: str | None,
         stats_task_id: str,
-        continue_task_id: str,
+        quarantine_task_id: str,
         slack_conn_id: str | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.pipeline, self.classes, self.policy = pipeline, list(classes), policy
         self.lake_root, self.storage_conn_id = lake_root, storage_conn_id
-        self.stats_task_id, self.continue_task_id, self.slack_conn_id = stats_task_id, continue_task_id, slack_conn_id
+        self.stats_task_id, self.quarantine_task_id, self.slack_conn_id = stats_task_id, quarantine_task_id, slack_conn_id
+        # The first tasks of the steps the guard lets through; the factory sets them once
+        # those steps exist.
+        self.continue_task_ids: list[str] = []
 
     @property
     def store(self) -> LakeStore:
         return LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
 
     def baseline(self, ds: str) -> tuple[dict[str, int] | None, str | None]:
-        if self.policy.baseline == "training_labels":
-            counts = self.store.column_counts(lake.TRAINING, ds, "label")
+        stats_dataset = self.policy.reads
+        if self.policy.baseline == "training_labels" and self.policy.baseline_labels:
+            labels = self.policy.baseline_labels
+            counts = self.store.column_counts(labels.dataset, ds, labels.column)
             return (counts or None), f"training labels ds={ds}"
-        for day in reversed([d for d in self.store.days(lake.STATS) if d < ds][-LOOK_BACK:]):
-            verdict = (self.store.read_json(lake.STATS, day, DRIFT_FILE) or {}).get("verdict", drift.OK)
-            stats = self.store.read_json(lake.STATS, day, STATS_FILE) or {}
+        for day in reversed([d for d in self.store.days(stats_dataset) if d < ds][-LOOK_BACK:]):
+            verdict = (self.store.read_json(stats_dataset, day, DRIFT_FILE) or {}).get("verdict", drift.OK)
+            stats = self.store.read_json(stats_dataset, day, STATS_FILE) or {}
             if verdict in drift.PASSING and stats.get("class_counts"):
                 return stats["class_counts"], f"previous run ds={day}"
         return None, None
 
-    def choose_branch(self, context: Any) -> str:
+    def choose_branch(self, context: Any) -> str | list[str]:
         ds = context["ds"]
         stats = context["ti"].xcom_pull(task_ids=self.stats_task_id) or {}
         counts = stats.get("class_counts")
@@ -81,15 +84,15 @@ class DriftGuardOperator(BaseBranchOperator):
             baseline=baseline, accept=accept,
         )
         record = {"ds": ds, **assessment.as_dict()}
-        self.store.write_json(lake.STATS, ds, DRIFT_FILE, record)
+        self.store.write_json(self.policy.reads, ds, DRIFT_FILE, record)
         context["ti"].xcom_push(key="drift", value=record)
         self.log.info("drift: %s; %s", assessment.headline(), assessment.mix_text())
         self.alert(context, assessment)
         if not assessment.passes:
-            return QUARANTINE
-        if self.store.remove_partition(lake.QUARANTINE, ds):  # an accepted day is no longer held back
-            self.log.info("released quarantine/ds=%s: the day passed the guard (%s)", ds, assessment.verdict)
-        return self.continue_task_id
+            return self.quarantine_task_id
+        if self.store.remove_partition(self.policy.writes, ds):  # an accepted day is no longer held back
+            self.log.info("released %s/ds=%s: the day passed the guard (%s)", self.policy.writes, ds, assessment.verdict)
+        return self.continue_task_ids
 
     def alert(self, context: Any, assessment: drift.Assessment) -> None:
         if assessment.verdict in (drift.OK, drift.NO_BASELINE):
@@ -120,22 +123,26 @@ class DriftGuardOperator(BaseBranchOperator):
 
 
 class QuarantineOperator(BaseOperator):
-    """Moves the day's predictions to quarantine/ds=…; nothing downstream runs for the day."""
+    """Moves the day's guarded partition (the predictions) to the quarantine dataset; nothing
+    that reads it runs for the day."""
 
     ui_color = "#ffd0d0"
 
-    def __init__(self, *, pipeline: str, lake_root: str, storage_conn_id: str | None, guard_task_id: str, **kwargs: Any):
+    def __init__(
+        self, *, pipeline: str, lake_root: str, storage_conn_id: str | None, guard_task_id: str,
+        guarded: str, quarantine: str, **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.pipeline, self.lake_root, self.storage_conn_id = pipeline, lake_root, storage_conn_id
-        self.guard_task_id = guard_task_id
+        self.guard_task_id, self.guarded, self.quarantine = guard_task_id, guarded, quarantine
 
     def execute(self, context: Any) -> dict[str, Any]:
         ds = context["ds"]
         store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
         assessment = context["ti"].xcom_pull(task_ids=self.guard_task_id, key="drift") or {}
-        moved = store.move_partition(lake.PREDICTIONS, lake.QUARANTINE, ds)
-        store.write_json(lake.QUARANTINE, ds, "_" + DRIFT_FILE, {"ds": ds, **assessment})
-        where = store.lake.uri(lake.QUARANTINE, ds)
-        message = f"predictions of ds={ds} quarantined at {where}: {assessment.get('verdict')} PSI {assessment.get('psi')}"
+        moved = store.move_partition(self.guarded, self.quarantine, ds)
+        store.write_json(self.quarantine, ds, "_" + DRIFT_FILE, {"ds": ds, **assessment})
+        where = store.lake.uri(self.quarantine, ds)
+        message = f"{self.guarded} of ds={ds} quarantined at {where}: {assessment.get('verdict')} PSI {assessment.get('psi')}"
         self.log.warning(message + ("" if moved else " (no predictions partition to move)"))
         return {"flag": "quarantined", "rows": assessment.get("rows"), "quarantine": where, "message": message}

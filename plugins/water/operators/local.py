@@ -64,12 +64,25 @@ class LocalStageOperator(BaseOperator):
 class LocalQueryOperator(LocalStageOperator):
     """BigQuery or Athena SQL on DuckDB; tables come from the warehouse folder or the lake."""
 
-    def __init__(self, *, sql: str, dialect: str, destination: str, tables: str, warehouse_dir: str, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        sql: str,
+        dialect: str,
+        destination: str,
+        tables: str,
+        warehouse_dir: str,
+        database: str | None = None,
+        label_checks: dict[str, str] | None = None,
+        classes: list[str] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if dialect not in ("bigquery", "trino") or tables not in ("warehouse", "lake"):
             raise ValueError(f"unsupported dialect/tables {dialect}/{tables}")
         self.sql, self.dialect, self.destination = sql, dialect, destination
-        self.tables, self.warehouse_dir = tables, warehouse_dir
+        self.tables, self.warehouse_dir, self.database = tables, warehouse_dir, database
+        self.label_checks, self.classes = dict(label_checks or {}), list(classes or [])
 
     def resolve_table(self, schema: str | None, name: str):
         from water.local.sql import folder_table
@@ -78,12 +91,30 @@ class LocalQueryOperator(LocalStageOperator):
             if not schema:
                 raise LookupError(f"BigQuery table {name} needs a dataset (dataset.table)")
             return folder_table(Path(self.warehouse_dir) / schema / name, f"{schema}.{name}")
-        # Athena: a table is the lake dataset of the same name, partitioned by ds (a string).
+        # Athena: a table is the lake dataset of the same name in the pipeline's catalog
+        # database, partitioned by ds (a string).
+        if schema and schema != self.database:
+            raise LookupError(f"table {schema}.{name}: only this pipeline's database {self.database} is in its lake")
         return folder_table(local_path(self.lake.dataset_uri(name)), name, {"ds": "VARCHAR"})
+
+    def check_labels(self, ds: str) -> None:
+        """A label outside the spec's classes fails here, at the first step that reads it."""
+        from water.local.sql import distinct_values
+
+        for table, column in self.label_checks.items():
+            schema, _, name = table.rpartition(".")
+            files, hive_types = self.resolve_table(schema or None, name)
+            unknown = sorted(str(v) for v in distinct_values(files, hive_types, column, ds) if v is not None and v not in self.classes)
+            if unknown:
+                raise ValueError(
+                    f"source {table} ds={ds}: {column} holds {unknown}, which are not among the spec's classes "
+                    f"{self.classes} (sources.{table}.label_column)"
+                )
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
         from water.local.sql import date_literal, run_to_parquet, string_literal
 
+        self.check_labels(ds)
         sql = (paths.include_dir() / self.sql).read_text()
         named = {"ds": date_literal(ds)} if self.dialect == "bigquery" else {}
         positional = [string_literal(ds)] if self.dialect == "trino" else []
@@ -97,28 +128,36 @@ class LocalQueryOperator(LocalStageOperator):
 class LocalGlueJobOperator(LocalStageOperator):
     """A Glue PySpark script on local Spark (spark-submit) with Glue-style arguments."""
 
-    def __init__(self, *, script: str, script_args: dict[str, Any], worker_type: str, source: str, destination: str, **kwargs: Any):
+    def __init__(
+        self, *, script: str, script_args: dict[str, Any], worker_type: str, sources: dict[str, str], destination: str,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.script, self.script_args, self.worker_type = script, dict(script_args), worker_type
-        self.source_dataset, self.destination = source, destination
+        self.sources, self.destination = dict(sources), destination
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
         from water.local.glue import run_glue_script
 
-        source = self.require(self.source_dataset, ds)
+        inputs = {arg: self.require(dataset, ds) for arg, dataset in self.sources.items()}
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
             target = out["out"]
             target.rmdir()  # Spark creates its output folder itself
             result = run_glue_script(
                 paths.include_dir() / self.script,
                 self.job_name(context),
-                {**self.script_args, "input_path": file_uri(source), "output_path": file_uri(target), "ds": ds},
+                {
+                    **self.script_args,
+                    **{arg: file_uri(folder) for arg, folder in inputs.items()},
+                    "output_path": file_uri(target),
+                    "ds": ds,
+                },
                 self.worker_type,
                 log=self.log.info,
             )
             rows_out = parquet_rows(target)
         return {
-            "rows_in": parquet_rows(source),
+            "rows_in": sum(parquet_rows(folder) for folder in inputs.values()),
             "rows_out": rows_out,
             "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1),
         }
@@ -128,7 +167,7 @@ class LocalPodOperator(LocalStageOperator):
     """A pod's entrypoint as a local process under the pod's CPU and memory limits.
 
     `inputs` and `outputs` map a command-line flag to a lake dataset; outputs also name how
-    to count their rows: "parquet", "csv" or "csv+header". With `shard_output`, each output
+    to count their rows: "parquet", "csv" or "csv_header". With `shard_output`, each output
     goes to `<partition>/shard=NNNN` and a `shard` ({index, row_start, row_end}) adds
     --row-start/--row-end. With an `escalation` policy, a pod killed for memory is run once
     more with the next tier's resources (twice the memory at the top tier).
@@ -225,7 +264,7 @@ class LocalPodOperator(LocalStageOperator):
     def _count(folder: Path, fmt: str) -> int:
         if fmt == "parquet":
             return parquet_rows(folder)
-        return text_rows(folder, header=fmt == "csv+header")
+        return text_rows(folder, header=fmt == "csv_header")
 
 
 class LocalCommitShardsOperator(LocalStageOperator):

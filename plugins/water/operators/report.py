@@ -16,7 +16,7 @@ from airflow.sdk import BaseOperator
 
 from water import drift as drift_math
 from water import lake, metrics, notify, report
-from water.operators.drift import DRIFT_FILE, DRIFT_GUARD, STATS_FILE
+from water.operators.drift import DRIFT_FILE, STATS_FILE
 from water.store import LakeStore
 
 RUN_REPORT = "run_report"
@@ -35,7 +35,7 @@ class RunReportOperator(BaseOperator):
         lake_root: str,
         storage_conn_id: str | None,
         target: str,
-        decision_task_id: str,
+        roles: dict[str, Any],
         history_days: int,
         slack_conn_id: str | None,
         **kwargs: Any,
@@ -43,7 +43,7 @@ class RunReportOperator(BaseOperator):
         super().__init__(**kwargs)
         self.pipeline, self.classes = pipeline, list(classes)
         self.lake_root, self.storage_conn_id, self.target = lake_root, storage_conn_id, target
-        self.decision_task_id, self.history_days, self.slack_conn_id = decision_task_id, history_days, slack_conn_id
+        self.roles, self.history_days, self.slack_conn_id = dict(roles), history_days, slack_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
         ti, ds = context["ti"], context["ds"]
@@ -80,9 +80,9 @@ class RunReportOperator(BaseOperator):
                 "figures": value if isinstance(value, dict) else {},
                 "log": notify.task_log_url(ti.dag_id, ti.run_id, task_id, map_index),
             })
-        from water.summary import task_order
+        from water.factory import by_dag_order
 
-        tasks.sort(key=lambda t: task_order(t["task_id"]))
+        tasks = by_dag_order(self.dag if self.has_dag() else None, tasks)
         dag_run = context.get("dag_run")
         # A run starts when it may and does: `airflow dags test` sets start_date to the logical
         # date, a late scheduled run has run_after before start_date; the later of the two holds.
@@ -97,18 +97,22 @@ class RunReportOperator(BaseOperator):
             "failed_tasks": [t["task_id"] for t in tasks if t["state"] == "failed"],
             "duration_seconds": round(duration, 1) if duration is not None else None,
             "conf": dict(getattr(dag_run, "conf", None) or {}),
-            "decision": ti.xcom_pull(task_ids=self.decision_task_id, key="decision"),
-            "drift": ti.xcom_pull(task_ids=DRIFT_GUARD, key="drift"),
+            "roles": self.roles,
+            "decision": ti.xcom_pull(task_ids=self.roles["decision"], key="decision") if self.roles.get("decision") else None,
+            "drift": ti.xcom_pull(task_ids=self.roles["drift"], key="drift") if self.roles.get("drift") else None,
             "tasks": tasks,
         }
 
     def history(self, store: LakeStore, ds: str) -> list[dict[str, Any]]:
         """Class shares and drift per day for the last `history_days` days up to ds."""
-        days = [d for d in store.days(lake.STATS) if d <= ds][-self.history_days :]
+        stats_dataset = self.roles.get("stats_dataset")
+        if not stats_dataset:
+            return []
+        days = [d for d in store.days(stats_dataset) if d <= ds][-self.history_days :]
         out = []
         for day in days:
-            stats = store.read_json(lake.STATS, day, STATS_FILE) or {}
-            verdict = store.read_json(lake.STATS, day, DRIFT_FILE) or {}
+            stats = store.read_json(stats_dataset, day, STATS_FILE) or {}
+            verdict = store.read_json(stats_dataset, day, DRIFT_FILE) or {}
             counts = stats.get("class_counts") or {}
             out.append({
                 "ds": day,

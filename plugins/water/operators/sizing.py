@@ -21,15 +21,8 @@ from water.sizing import NO_PREDICTIONS, decide
 from water.spec import SizingPolicy
 
 
-PLAN_SHARDS = "plan_shards"
-
-
-def postprocess_task_id(tier: str) -> str:
-    return f"postprocess_{tier}"
-
-
 class SizePostprocessOperator(BaseBranchOperator):
-    """Branch to postprocess_<tier> (or no_predictions) from the number of predictions."""
+    """Branch to the tier's task (or the no-predictions task) from the number of predictions."""
 
     ui_color = "#fff3d6"
 
@@ -40,6 +33,9 @@ class SizePostprocessOperator(BaseBranchOperator):
         stats_task_id: str,
         count_predictions: Callable[[str], dict[str, int]],
         spec_file: str,
+        tier_task_ids: dict[str, str],
+        plan_task_id: str,
+        no_predictions_task_id: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -47,6 +43,8 @@ class SizePostprocessOperator(BaseBranchOperator):
         self.stats_task_id = stats_task_id
         self.count_predictions = count_predictions
         self.spec_file = spec_file
+        self.tier_task_ids, self.plan_task_id = dict(tier_task_ids), plan_task_id
+        self.no_predictions_task_id = no_predictions_task_id
 
     def counts(self, context: Any) -> tuple[dict[str, int], str]:
         stats = context["ti"].xcom_pull(task_ids=self.stats_task_id)
@@ -63,10 +61,10 @@ class SizePostprocessOperator(BaseBranchOperator):
         self.log.info("sizing decision: %s", figures)
         context["ti"].xcom_push(key="decision", value=figures)
         if decision.tier == NO_PREDICTIONS:
-            return NO_PREDICTIONS
+            return self.no_predictions_task_id
         if decision.tier == self.policy.tiers[-1].name:
-            return PLAN_SHARDS
-        return postprocess_task_id(decision.tier)
+            return self.plan_task_id  # the largest tier maps over the planned shards
+        return self.tier_task_ids[decision.tier]
 
 
 class PlanShardsOperator(BaseOperator):

@@ -1,58 +1,78 @@
-"""A target answers one question: which operator runs this stage of this pipeline?
+"""A target is a registry: for each step kind, a builder that returns the operator(s) running it.
 
-The graph itself is built once, target-agnostic, by water.factory.
+The graph itself is built once, target-agnostic, by water.factory from the spec's datasets.
+Adding a kind is one model in water.spec plus one builder per target, registered with
+`@REGISTRY.builds("kind")` in that target's module.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from datetime import timedelta
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar
 
-from water.spec import PipelineSpec, Tier
+from water.spec import PipelineSpec, Step
 
 
-class Target(ABC):
+@dataclass(frozen=True)
+class Built:
+    """What a builder made: `head` is what upstream steps connect to, `tail` what downstream
+    steps connect from (the same task or task group for most kinds)."""
+
+    head: Any
+    tail: Any
+
+    @classmethod
+    def one(cls, node: Any) -> Built:
+        return cls(node, node)
+
+
+Builder = Callable[[Any, PipelineSpec, str, Any], Built]
+
+
+class Registry:
+    """kind -> builder, for one target."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.builders: dict[str, Builder] = {}
+
+    def builds(self, kind: str) -> Callable[[Builder], Builder]:
+        def register(builder: Builder) -> Builder:
+            if kind in self.builders:
+                raise ValueError(f"{self.target} target: two builders for kind {kind!r}")
+            self.builders[kind] = builder
+            return builder
+
+        return register
+
+    def __getitem__(self, kind: str) -> Builder:
+        try:
+            return self.builders[kind]
+        except KeyError:
+            raise NotImplementedError(
+                f"the {self.target} target has no builder for step kind {kind!r} "
+                f"(it builds {', '.join(sorted(self.builders))})"
+            ) from None
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self.builders
+
+
+class Target:
     name: str
     lake_root: str  # URI of the lake root (file://… locally, s3://… in the cloud)
     storage_conn_id: str | None  # connection for the lake's object store (None: no credentials needed)
+    registry: ClassVar[Registry]
 
-    @abstractmethod
-    def extract(self, spec: PipelineSpec) -> Any: ...
+    def build(self, spec: PipelineSpec, name: str, step: Step) -> Built:
+        """The task(s) of one step; the task (or group) id is the step's name."""
+        return self.registry[step.kind](self, spec, name, step)
 
-    @abstractmethod
-    def features(self, spec: PipelineSpec) -> Any: ...
-
-    @abstractmethod
-    def training_set(self, spec: PipelineSpec) -> Any: ...
-
-    @abstractmethod
-    def preprocess(self, spec: PipelineSpec) -> Any: ...
-
-    @abstractmethod
-    def train(self, spec: PipelineSpec) -> Any: ...
-
-    @abstractmethod
-    def batch_inference(self, spec: PipelineSpec) -> Any: ...
-
-    @abstractmethod
-    def inference_stats(self, spec: PipelineSpec) -> Any: ...
-
-    @abstractmethod
-    def prediction_counter(self, spec: PipelineSpec) -> Callable[[str], dict[str, int]]:
-        """ds -> rows per predicted class, by an aggregate where the predictions live."""
-
-    @abstractmethod
-    def postprocess(self, spec: PipelineSpec, tier: Tier, shards: Any | None) -> Any:
-        """The post-processing task of one tier; mapped over `shards` (an XComArg) when given."""
-
-    @abstractmethod
-    def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
-        """Replaces the outputs partition with what the chosen tier's task(s) wrote."""
-
-    @abstractmethod
-    def publish(self, spec: PipelineSpec) -> Any: ...
+    def lake_access(self, spec: PipelineSpec) -> dict[str, Any]:
+        """What target-agnostic operators need to reach the pipeline's lake (water.store)."""
+        return {"pipeline": spec.name, "lake_root": self.lake_root, "storage_conn_id": self.storage_conn_id}
 
 
 def external(timeout: timedelta) -> dict[str, Any]:

@@ -22,7 +22,6 @@ workload identity), never here.
 | `WATER_GCS_STAGING` | GCS prefix for BigQuery exports and loads (`gs://bucket/prefix`) | `gs://acme-water-staging/exchange` |
 | `WATER_GLUE_ROLE` | IAM role name the Glue jobs run as | `water-glue` |
 | `WATER_GLUE_SCRIPTS` | S3 prefix the Glue scripts are uploaded to | `s3://acme-ml-artifacts/water/glue` |
-| `WATER_ATHENA_DATABASE` | Glue Data Catalog database for Athena queries | `water` |
 | `WATER_ATHENA_OUTPUT` | S3 prefix for Athena query results | `s3://acme-ml-artifacts/water/athena` |
 | `WATER_SAGEMAKER_ROLE_ARN` | IAM role ARN SageMaker training and models run as | `arn:aws:iam::123456789012:role/water-sagemaker` |
 | `WATER_SAGEMAKER_CODE` | S3 prefix for the script-mode `sourcedir.tar.gz` | `s3://acme-ml-artifacts/water/sagemaker` |
@@ -32,11 +31,12 @@ workload identity), never here.
 | `WATER_IMAGE_TAG` | Tag of the job image to run | `2026.11.1` |
 | `WATER_DEFERRABLE` | `true` to run long waits on the triggerer (operators that support it) | `true` |
 
-Catalog prerequisites (Athena): the training-set SQL reads `features` and
-`engagement_labels` from `WATER_ATHENA_DATABASE` (external tables over the lake, partitioned
-by `ds` string with partition projection). The predictions table
-`<pipeline>_predictions` is created by inference_stats itself (`CREATE EXTERNAL TABLE IF
-NOT EXISTS`, see water.operators.cloud.predictions_table_ddl).
+Catalog prerequisites (Athena): each pipeline's Athena SQL reads its lake datasets as
+tables of the pipeline's own Glue database (`catalog_database` in its spec, by default
+`water_<pipeline>`): external tables over `<lake>/<pipeline>/<dataset>/`, partitioned by
+`ds` string with partition projection. The predictions table of an inference_stats step is
+created by that step itself (`CREATE EXTERNAL TABLE IF NOT EXISTS`, see
+water.operators.cloud.predictions_table_ddl).
 """
 
 from __future__ import annotations
@@ -46,15 +46,32 @@ import os
 import re
 from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from water import lake, paths
+from water import paths
 from water.lake import Lake
-from water.spec import Placement, PipelineSpec, Tier
-from water.targets.base import Target, external, per_shard
+from water.spec import (
+    AthenaSqlStep,
+    BigQuerySqlStep,
+    DriftGuardStep,
+    GluePySparkStep,
+    InferenceStatsStep,
+    Placement,
+    PipelineSpec,
+    PodStep,
+    PublishStep,
+    SageMakerTrainingStep,
+    SageMakerTransformStep,
+    SizedPostprocessStep,
+    Tier,
+)
+from water.targets import common
+from water.targets.base import Built, Registry, Target, external, per_shard
+
+REGISTRY = Registry("cloud")
 
 # IAM actions the cloud target's operators and hooks call; docs/iam/airflow-role-policy.json grants exactly these (tests/contract/test_iam.py).
 AWS_ACTIONS = sorted(
@@ -144,7 +161,6 @@ class CloudSettings:
     gcs_staging: str
     glue_role: str
     glue_scripts: str
-    athena_database: str
     athena_output: str
     sagemaker_role_arn: str
     sagemaker_code: str
@@ -165,7 +181,6 @@ class CloudSettings:
         "gcs_staging": (_GS, "gs://bucket/prefix"),
         "glue_role": (r"^[\w+=,.@\-]{1,64}$", "an IAM role name"),
         "glue_scripts": (_S3, "s3://bucket/prefix"),
-        "athena_database": (r"^[a-z0-9_]{1,255}$", "a Glue catalog database name (lower case, digits, _)"),
         "athena_output": (_S3, "s3://bucket/prefix"),
         "sagemaker_role_arn": (r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$", "an IAM role ARN"),
         "sagemaker_code": (_S3, "s3://bucket/prefix"),
@@ -313,6 +328,7 @@ def unload_query(select: str, location: str) -> str:
 class CloudTarget(Target):
     settings: CloudSettings
     name: str = "cloud"
+    registry: ClassVar[Registry] = REGISTRY
 
     @classmethod
     def from_environment(cls) -> CloudTarget:
@@ -375,143 +391,6 @@ class CloudTarget(Target):
 
         return TaskGroup(group_id=group_id, tooltip=tooltip)
 
-    # --- stages ----------------------------------------------------------------------------
-
-    def extract(self, spec: PipelineSpec) -> Any:
-        from airflow.providers.amazon.aws.transfers.gcs_to_s3 import GCSToS3Operator
-        from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
-        from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
-        from airflow.providers.google.cloud.transfers.bigquery_to_gcs import BigQueryToGCSOperator
-
-        s = self.settings
-        timeout = external(spec.extract.timeout)
-        table_id = f"{spec.name}_raw_{{{{ ds_nodash }}}}"
-        gcs_bucket, gcs_prefix = self._gcs(spec, lake.RAW)
-        with self._group("extract", "BigQuery SQL -> Parquet on GCS -> S3 raw/ds=…") as group:
-            query = BigQueryInsertJobOperator(
-                task_id="query",
-                configuration={
-                    "query": {
-                        "query": (paths.include_dir() / spec.extract.sql).read_text(),
-                        "useLegacySql": False,
-                        "parameterMode": "NAMED",
-                        "queryParameters": [
-                            {"name": "ds", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "{{ ds }}"}}
-                        ],
-                        "destinationTable": {"projectId": s.gcp_project, "datasetId": s.bq_staging_dataset, "tableId": table_id},
-                        "writeDisposition": "WRITE_TRUNCATE",
-                        "createDisposition": "CREATE_IF_NEEDED",
-                    },
-                    "labels": {"pipeline": spec.name, "stage": "extract"},
-                },
-                project_id=s.gcp_project,
-                gcp_conn_id=s.gcp_conn_id,
-                deferrable=s.deferrable,
-                **timeout,
-            )
-            clear_export = GCSDeleteObjectsOperator(
-                task_id="clear_export", bucket_name=gcs_bucket, prefix=gcs_prefix, gcp_conn_id=s.gcp_conn_id, **timeout
-            )
-            export = BigQueryToGCSOperator(
-                task_id="export",
-                source_project_dataset_table=f"{s.gcp_project}.{s.bq_staging_dataset}.{table_id}",
-                destination_cloud_storage_uris=[f"gs://{gcs_bucket}/{gcs_prefix}part-*.parquet"],
-                export_format="PARQUET",
-                compression="SNAPPY",
-                project_id=s.gcp_project,
-                gcp_conn_id=s.gcp_conn_id,
-                deferrable=s.deferrable,
-                **timeout,
-            )
-            staging = self._staging(spec, lake.RAW)
-            to_s3 = GCSToS3Operator(
-                task_id="to_s3",
-                gcs_bucket=gcs_bucket,
-                prefix=gcs_prefix,
-                gcp_conn_id=s.gcp_conn_id,
-                dest_aws_conn_id=s.aws_conn_id,
-                dest_s3_key=f"{staging}/",
-                replace=True,
-                keep_directory_structure=False,
-                flatten_structure=True,
-                **timeout,
-            )
-            query >> clear_export >> export >> self._clear_s3(staging, **timeout) >> to_s3 >> self._promote(spec, lake.RAW, **timeout)
-        return group
-
-    def features(self, spec: PipelineSpec) -> Any:
-        from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-        from airflow.providers.amazon.aws.transfers.local_to_s3 import LocalFilesystemToS3Operator
-        from water.operators.cloud import split_s3_uri
-
-        s, stage = self.settings, spec.features
-        timeout = external(stage.timeout)
-        script = paths.include_dir() / stage.script
-        script_uri = f"{s.glue_scripts}/{spec.name}/{script.name}"
-        scripts_bucket, script_key = split_s3_uri(script_uri)
-        with self._group("features", "Glue PySpark job -> features/ds=…") as group:
-            upload = LocalFilesystemToS3Operator(
-                task_id="upload_script",
-                filename=str(script),
-                dest_bucket=scripts_bucket,
-                dest_key=script_key,
-                replace=True,
-                aws_conn_id=s.aws_conn_id,
-                **external(timedelta(minutes=10)),
-            )
-            job = GlueJobOperator(
-                task_id="glue_job",
-                job_name=f"water-{spec.name}-features",
-                job_desc=f"water {spec.name}: {stage.script}",
-                script_location=script_uri,
-                script_args=glue_job_arguments(
-                    {
-                        **stage.args,
-                        "input_path": self._partition(spec, lake.RAW),
-                        "output_path": self._staging(spec, lake.FEATURES),
-                        "ds": "{{ ds }}",
-                    }
-                ),
-                iam_role_name=s.glue_role,
-                create_job_kwargs={
-                    "GlueVersion": stage.glue_version,
-                    "WorkerType": stage.worker_type,
-                    "NumberOfWorkers": stage.workers,
-                    "Timeout": max(1, int(stage.timeout.total_seconds() // 60)),
-                    "Tags": {"pipeline": spec.name},
-                },
-                update_config=True,  # spec changes (workers, version) reach the existing job
-                wait_for_completion=True,
-                stop_job_run_on_kill=True,
-                deferrable=s.deferrable,
-                **self._aws(),
-                **timeout,
-            )
-            upload >> job >> self._promote(spec, lake.FEATURES, **timeout)
-        return group
-
-    def training_set(self, spec: PipelineSpec) -> Any:
-        from airflow.providers.amazon.aws.operators.athena import AthenaOperator
-
-        s, stage = self.settings, spec.training_set
-        timeout = external(stage.timeout)
-        staging = self._staging(spec, lake.TRAINING)
-        select = bind_ds((paths.include_dir() / stage.sql).read_text(), "'{{ ds }}'")
-        with self._group("training_set", "Athena UNLOAD -> training/ds=…") as group:
-            unload = AthenaOperator(
-                task_id="unload",
-                query=unload_query(select, staging),
-                database=s.athena_database,
-                output_location=s.athena_output,
-                workgroup=stage.workgroup,
-                sleep_time=10,
-                deferrable=s.deferrable,
-                **self._aws(),
-                **timeout,
-            )
-            self._clear_s3(staging, **timeout) >> unload >> self._promote(spec, lake.TRAINING, **timeout)
-        return group
-
     def _pod(
         self,
         spec: PipelineSpec,
@@ -546,250 +425,422 @@ class CloudTarget(Target):
             **external(timeout),
         }
 
-    def preprocess(self, spec: PipelineSpec) -> Any:
-        from water.operators.cloud import SizedPodOperator
+    def sourcedir(self, spec: PipelineSpec, training: str) -> str:
+        """Where a SageMaker training step's script-mode code (and its inference handlers) go."""
+        return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
 
-        stage = spec.preprocess
-        flags = {
-            "input": self._partition(spec, lake.TRAINING),
-            "train-output": self._partition(spec, lake.CHANNEL_TRAIN),
-            "validation-output": self._partition(spec, lake.CHANNEL_VALIDATION),
-            "inference-output": self._partition(spec, lake.CHANNEL_INFERENCE),
-        }
-        return SizedPodOperator(
-            container_resources=stage.resources.as_k8s_dict(),
-            **self._pod(spec, "preprocess", stage.entrypoint, stage.args, flags, stage.placement, {"stage": "preprocess"}, stage.timeout),
-        )
-
-    def _sourcedir(self, spec: PipelineSpec) -> str:
-        return f"{self.settings.sagemaker_code}/{spec.name}/ds={{{{ ds }}}}/sourcedir.tar.gz"
-
-    def train(self, spec: PipelineSpec) -> Any:
-        from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
-
-        from water.operators.cloud import PackageSourceDirOperator
-
-        s, stage = self.settings, spec.training
-        entry = Path(stage.entry_point)
-        channels = {"train": lake.CHANNEL_TRAIN, "validation": lake.CHANNEL_VALIDATION}
-        with self._group("train", "SageMaker script-mode training -> model/ds=…") as group:
-            package = PackageSourceDirOperator(
-                task_id="package",
-                folder=str(paths.include_dir() / entry.parent),
-                destination=self._sourcedir(spec),
-                aws_conn_id=s.aws_conn_id,
-                **external(timedelta(minutes=10)),
-            )
-            fit = SageMakerTrainingOperator(
-                task_id="fit",
-                config={
-                    "TrainingJobName": sagemaker_name(spec.name, "train"),
-                    "AlgorithmSpecification": {
-                        "TrainingImage": sklearn_image(s.aws_region, stage.framework_version),
-                        "TrainingInputMode": "File",
-                        "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in stage.metric_definitions],
-                    },
-                    "HyperParameters": script_mode_hyperparameters(
-                        stage.hyperparameters, entry.name, self._sourcedir(spec), s.aws_region
-                    ),
-                    "InputDataConfig": [
-                        {
-                            "ChannelName": name,
-                            "DataSource": {
-                                "S3DataSource": {
-                                    "S3DataType": "S3Prefix",
-                                    "S3Uri": f"{self._partition(spec, dataset)}/",
-                                    "S3DataDistributionType": "FullyReplicated",
-                                }
-                            },
-                            "ContentType": "text/csv",
-                            "CompressionType": "None",
-                        }
-                        for name, dataset in channels.items()
-                    ],
-                    "OutputDataConfig": {"S3OutputPath": self._partition(spec, lake.MODEL)},
-                    "ResourceConfig": {
-                        "InstanceType": stage.instance_type,
-                        "InstanceCount": stage.instance_count,
-                        "VolumeSizeInGB": stage.volume_size_gb,
-                    },
-                    "StoppingCondition": {"MaxRuntimeInSeconds": int(stage.max_runtime.total_seconds())},
-                    "RoleArn": s.sagemaker_role_arn,
-                    "Tags": [{"Key": "pipeline", "Value": spec.name}, {"Key": "ds", "Value": "{{ ds }}"}],
-                },
-                wait_for_completion=True,
-                print_log=True,
-                check_interval=30,
-                check_if_job_exists=True,
-                action_if_job_exists="timestamp",
-                deferrable=s.deferrable,
-                **self._aws(),
-                **external(stage.max_runtime + timedelta(minutes=15)),  # queueing and upload on top of the job's own limit
-            )
-            package >> fit
-        return group
-
-    def batch_inference(self, spec: PipelineSpec) -> Any:
-        from airflow.providers.amazon.aws.operators.sagemaker import SageMakerModelOperator, SageMakerTransformOperator
-
-        s, stage = self.settings, spec.inference
-        timeout = external(stage.timeout)
-        image = sklearn_image(s.aws_region, spec.training.framework_version)
-        staging = self._staging(spec, lake.PREDICTIONS)
-        with self._group("batch_inference", "SageMaker model + batch transform -> predictions/ds=…") as group:
-            model = SageMakerModelOperator(
-                task_id="model",
-                config={
-                    "ModelName": sagemaker_name(spec.name, "model"),
-                    "PrimaryContainer": {
-                        "Image": image,
-                        "ModelDataUrl": "{{ ti.xcom_pull(task_ids='train.fit')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}",
-                        "Environment": {
-                            "SAGEMAKER_PROGRAM": Path(stage.entry_point).name,
-                            "SAGEMAKER_SUBMIT_DIRECTORY": self._sourcedir(spec),
-                            "SAGEMAKER_REGION": s.aws_region,
-                            "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                        },
-                    },
-                    "ExecutionRoleArn": s.sagemaker_role_arn,
-                    "Tags": [{"Key": "pipeline", "Value": spec.name}, {"Key": "ds", "Value": "{{ ds }}"}],
-                },
-                **self._aws(),
-                **external(timedelta(minutes=10)),
-            )
-            transform = SageMakerTransformOperator(
-                task_id="transform",
-                config={
-                    "TransformJobName": sagemaker_name(spec.name, "transform"),
-                    "ModelName": "{{ ti.xcom_pull(task_ids='batch_inference.model')['Model']['ModelName'] }}",
-                    "BatchStrategy": "MultiRecord",
-                    "MaxPayloadInMB": stage.max_payload_mb,
-                    "TransformInput": {
-                        "DataSource": {
-                            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{self._partition(spec, lake.CHANNEL_INFERENCE)}/"}
-                        },
-                        "ContentType": "text/csv",
-                        "SplitType": "Line",
-                        "CompressionType": "None",
-                    },
-                    "TransformOutput": {"S3OutputPath": staging, "Accept": "text/csv", "AssembleWith": "Line"},
-                    "TransformResources": {"InstanceType": stage.instance_type, "InstanceCount": stage.instance_count},
-                    "Tags": [{"Key": "pipeline", "Value": spec.name}, {"Key": "ds", "Value": "{{ ds }}"}],
-                },
-                wait_for_completion=True,
-                check_interval=30,
-                check_if_job_exists=True,
-                action_if_job_exists="timestamp",
-                deferrable=s.deferrable,
-                **self._aws(),
-                **timeout,
-            )
-            model >> self._clear_s3(staging, **timeout) >> transform >> self._promote(spec, lake.PREDICTIONS, **timeout)
-        return group
-
-    def _counter(self, spec: PipelineSpec):
+    def counter(self, spec: PipelineSpec, predictions: str, workgroup: str = "primary"):
         from water.operators.cloud import AthenaCounter
 
         s = self.settings
         return AthenaCounter(
-            table=f"{spec.name}_predictions",
-            location=self._lake(spec).dataset_uri(lake.PREDICTIONS),
-            database=s.athena_database,
-            workgroup=spec.training_set.workgroup,
+            table=f"{spec.name}_{predictions.replace('/', '_')}",
+            location=self._lake(spec).dataset_uri(predictions),
+            database=spec.database,
+            workgroup=workgroup,
             output_location=s.athena_output,
             aws_conn_id=s.aws_conn_id,
             region_name=s.aws_region,
         )
 
-    def inference_stats(self, spec: PipelineSpec) -> Any:
-        from water.operators.cloud import AthenaInferenceStatsOperator
 
-        return AthenaInferenceStatsOperator(
-            task_id="inference_stats",
-            counter=self._counter(spec),
-            classes=spec.classes,
-            destination=self._partition(spec, lake.STATS),
-            **external(spec.inference.timeout),
+def _tags(spec: PipelineSpec) -> list[dict[str, str]]:
+    return [{"Key": "pipeline", "Value": spec.name}, {"Key": "ds", "Value": "{{ ds }}"}]
+
+
+@REGISTRY.builds("bigquery_sql")
+def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQuerySqlStep) -> Built:
+    """BigQuery SQL into a per-day staging table -> Parquet on GCS -> S3 -> promote."""
+    from airflow.providers.amazon.aws.transfers.gcs_to_s3 import GCSToS3Operator
+    from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
+    from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
+    from airflow.providers.google.cloud.transfers.bigquery_to_gcs import BigQueryToGCSOperator
+
+    s = target.settings
+    timeout = external(step.timeout)
+    table_id = f"{spec.name}_{step.writes.replace('/', '_')}_{{{{ ds_nodash }}}}"
+    gcs_bucket, gcs_prefix = target._gcs(spec, step.writes)
+    with target._group(name, f"BigQuery SQL -> Parquet on GCS -> S3 {step.writes}/ds=…") as group:
+        query = BigQueryInsertJobOperator(
+            task_id="query",
+            configuration={
+                "query": {
+                    "query": (paths.include_dir() / step.sql).read_text(),
+                    "useLegacySql": False,
+                    "parameterMode": "NAMED",
+                    "queryParameters": [
+                        {"name": "ds", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "{{ ds }}"}}
+                    ],
+                    "destinationTable": {"projectId": s.gcp_project, "datasetId": s.bq_staging_dataset, "tableId": table_id},
+                    "writeDisposition": "WRITE_TRUNCATE",
+                    "createDisposition": "CREATE_IF_NEEDED",
+                },
+                "labels": {"pipeline": spec.name, "stage": name},
+            },
+            project_id=s.gcp_project,
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            **timeout,
         )
+        clear_export = GCSDeleteObjectsOperator(
+            task_id="clear_export", bucket_name=gcs_bucket, prefix=gcs_prefix, gcp_conn_id=s.gcp_conn_id, **timeout
+        )
+        export = BigQueryToGCSOperator(
+            task_id="export",
+            source_project_dataset_table=f"{s.gcp_project}.{s.bq_staging_dataset}.{table_id}",
+            destination_cloud_storage_uris=[f"gs://{gcs_bucket}/{gcs_prefix}part-*.parquet"],
+            export_format="PARQUET",
+            compression="SNAPPY",
+            project_id=s.gcp_project,
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            **timeout,
+        )
+        staging = target._staging(spec, step.writes)
+        to_s3 = GCSToS3Operator(
+            task_id="to_s3",
+            gcs_bucket=gcs_bucket,
+            prefix=gcs_prefix,
+            gcp_conn_id=s.gcp_conn_id,
+            dest_aws_conn_id=s.aws_conn_id,
+            dest_s3_key=f"{staging}/",
+            replace=True,
+            keep_directory_structure=False,
+            flatten_structure=True,
+            **timeout,
+        )
+        promote = target._promote(spec, step.writes, **timeout)
+        query >> clear_export >> export >> target._clear_s3(staging, **timeout) >> to_s3 >> promote
+    return Built.one(group)
 
-    def prediction_counter(self, spec: PipelineSpec) -> Callable[[str], dict[str, int]]:
-        return self._counter(spec)
 
-    def postprocess(self, spec: PipelineSpec, tier: Tier, shards: Any | None) -> Any:
-        from water.operators.cloud import SizedPodOperator
-        from water.operators.sizing import postprocess_task_id
+@REGISTRY.builds("glue_pyspark")
+def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GluePySparkStep) -> Built:
+    """The script uploaded to WATER_GLUE_SCRIPTS -> GlueJobOperator -> promote."""
+    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+    from airflow.providers.amazon.aws.transfers.local_to_s3 import LocalFilesystemToS3Operator
 
-        stage = spec.postprocess
-        flags = {"input": self._partition(spec, lake.PREDICTIONS), "output": self._partition(spec, lake.POSTPROCESS_SHARDS)}
+    from water.operators.cloud import split_s3_uri
+
+    s = target.settings
+    timeout = external(step.timeout)
+    script = paths.include_dir() / step.script
+    script_uri = f"{s.glue_scripts}/{spec.name}/{script.name}"
+    scripts_bucket, script_key = split_s3_uri(script_uri)
+    with target._group(name, f"Glue PySpark job -> {step.writes}/ds=…") as group:
+        upload = LocalFilesystemToS3Operator(
+            task_id="upload_script",
+            filename=str(script),
+            dest_bucket=scripts_bucket,
+            dest_key=script_key,
+            replace=True,
+            aws_conn_id=s.aws_conn_id,
+            **external(timedelta(minutes=10)),
+        )
+        job = GlueJobOperator(
+            task_id="glue_job",
+            job_name=f"water-{spec.name}-{name}",
+            job_desc=f"water {spec.name}: {step.script}",
+            script_location=script_uri,
+            script_args=glue_job_arguments(
+                {
+                    **step.args,
+                    **{arg: target._partition(spec, dataset) for arg, dataset in step.reads.items()},
+                    "output_path": target._staging(spec, step.writes),
+                    "ds": "{{ ds }}",
+                }
+            ),
+            iam_role_name=s.glue_role,
+            create_job_kwargs={
+                "GlueVersion": step.glue_version,
+                "WorkerType": step.worker_type,
+                "NumberOfWorkers": step.workers,
+                "Timeout": max(1, int(step.timeout.total_seconds() // 60)),
+                "Tags": {"pipeline": spec.name},
+            },
+            update_config=True,  # spec changes (workers, version) reach the existing job
+            wait_for_completion=True,
+            stop_job_run_on_kill=True,
+            deferrable=s.deferrable,
+            **target._aws(),
+            **timeout,
+        )
+        upload >> job >> target._promote(spec, step.writes, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("athena_sql")
+def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaSqlStep) -> Built:
+    """Athena UNLOAD to Parquet in the pipeline's catalog database (? bound to ds) -> promote."""
+    from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+
+    s = target.settings
+    timeout = external(step.timeout)
+    staging = target._staging(spec, step.writes)
+    select = bind_ds((paths.include_dir() / step.sql).read_text(), "'{{ ds }}'")
+    with target._group(name, f"Athena UNLOAD -> {step.writes}/ds=…") as group:
+        unload = AthenaOperator(
+            task_id="unload",
+            query=unload_query(select, staging),
+            database=spec.database,
+            output_location=s.athena_output,
+            workgroup=step.workgroup,
+            sleep_time=10,
+            deferrable=s.deferrable,
+            **target._aws(),
+            **timeout,
+        )
+        target._clear_s3(staging, **timeout) >> unload >> target._promote(spec, step.writes, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("pod")
+def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Built:
+    from water.operators.cloud import SizedPodOperator
+
+    flags = {
+        **{flag: target._partition(spec, dataset) for flag, dataset in step.reads.items()},
+        **{flag: target._partition(spec, out.dataset) for flag, out in step.writes.items()},
+    }
+    return Built.one(
+        SizedPodOperator(
+            container_resources=step.resources.as_k8s_dict(),
+            **target._pod(spec, name, step.entrypoint, step.args, flags, step.placement, {"stage": name}, step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("sagemaker_training")
+def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step: SageMakerTrainingStep) -> Built:
+    """sourcedir.tar.gz packaged from the script's folder -> SageMaker script-mode training."""
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+
+    from water.operators.cloud import PackageSourceDirOperator
+
+    s = target.settings
+    entry = Path(step.entry_point)
+    sourcedir = target.sourcedir(spec, name)
+    with target._group(name, f"SageMaker script-mode training -> {step.writes}/ds=…") as group:
+        package = PackageSourceDirOperator(
+            task_id="package",
+            folder=str(paths.include_dir() / entry.parent),
+            destination=sourcedir,
+            aws_conn_id=s.aws_conn_id,
+            **external(timedelta(minutes=10)),
+        )
+        fit = SageMakerTrainingOperator(
+            task_id="fit",
+            config={
+                "TrainingJobName": sagemaker_name(spec.name, name),
+                "AlgorithmSpecification": {
+                    "TrainingImage": sklearn_image(s.aws_region, step.framework_version),
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in step.metric_definitions],
+                },
+                "HyperParameters": script_mode_hyperparameters(step.hyperparameters, entry.name, sourcedir, s.aws_region),
+                "InputDataConfig": [
+                    {
+                        "ChannelName": channel,
+                        "DataSource": {
+                            "S3DataSource": {
+                                "S3DataType": "S3Prefix",
+                                "S3Uri": f"{target._partition(spec, dataset)}/",
+                                "S3DataDistributionType": "FullyReplicated",
+                            }
+                        },
+                        "ContentType": "text/csv",
+                        "CompressionType": "None",
+                    }
+                    for channel, dataset in step.reads.items()
+                ],
+                "OutputDataConfig": {"S3OutputPath": target._partition(spec, step.writes)},
+                "ResourceConfig": {
+                    "InstanceType": step.instance_type,
+                    "InstanceCount": step.instance_count,
+                    "VolumeSizeInGB": step.volume_size_gb,
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": int(step.max_runtime.total_seconds())},
+                "RoleArn": s.sagemaker_role_arn,
+                "Tags": _tags(spec),
+            },
+            wait_for_completion=True,
+            print_log=True,
+            check_interval=30,
+            check_if_job_exists=True,
+            action_if_job_exists="timestamp",
+            deferrable=s.deferrable,
+            **target._aws(),
+            **external(step.max_runtime + timedelta(minutes=15)),  # queueing and upload on top of the job's own limit
+        )
+        package >> fit
+    return Built.one(group)
+
+
+@REGISTRY.builds("sagemaker_transform")
+def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step: SageMakerTransformStep) -> Built:
+    """A SageMaker model from the training step's artifact -> batch transform -> promote."""
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerModelOperator, SageMakerTransformOperator
+
+    s = target.settings
+    timeout = external(step.timeout)
+    training_name = spec.writer(step.model)
+    training = spec.steps[training_name]
+    image = sklearn_image(s.aws_region, training.framework_version)
+    staging = target._staging(spec, step.writes)
+    with target._group(name, f"SageMaker model + batch transform -> {step.writes}/ds=…") as group:
+        model = SageMakerModelOperator(
+            task_id="model",
+            config={
+                "ModelName": sagemaker_name(spec.name, f"{name}-model"),
+                "PrimaryContainer": {
+                    "Image": image,
+                    "ModelDataUrl": (
+                        f"{{{{ ti.xcom_pull(task_ids='{training_name}.fit')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}}}"
+                    ),
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": Path(step.entry_point).name,
+                        "SAGEMAKER_SUBMIT_DIRECTORY": target.sourcedir(spec, training_name),
+                        "SAGEMAKER_REGION": s.aws_region,
+                        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    },
+                },
+                "ExecutionRoleArn": s.sagemaker_role_arn,
+                "Tags": _tags(spec),
+            },
+            **target._aws(),
+            **external(timedelta(minutes=10)),
+        )
+        transform = SageMakerTransformOperator(
+            task_id="transform",
+            config={
+                "TransformJobName": sagemaker_name(spec.name, name),
+                "ModelName": f"{{{{ ti.xcom_pull(task_ids='{name}.model')['Model']['ModelName'] }}}}",
+                "BatchStrategy": "MultiRecord",
+                "MaxPayloadInMB": step.max_payload_mb,
+                "TransformInput": {
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{target._partition(spec, step.input)}/"}
+                    },
+                    "ContentType": "text/csv",
+                    "SplitType": "Line",
+                    "CompressionType": "None",
+                },
+                "TransformOutput": {"S3OutputPath": staging, "Accept": "text/csv", "AssembleWith": "Line"},
+                "TransformResources": {"InstanceType": step.instance_type, "InstanceCount": step.instance_count},
+                "Tags": _tags(spec),
+            },
+            wait_for_completion=True,
+            check_interval=30,
+            check_if_job_exists=True,
+            action_if_job_exists="timestamp",
+            deferrable=s.deferrable,
+            **target._aws(),
+            **timeout,
+        )
+        model >> target._clear_s3(staging, **timeout) >> transform >> target._promote(spec, step.writes, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("inference_stats")
+def inference_stats(target: CloudTarget, spec: PipelineSpec, name: str, step: InferenceStatsStep) -> Built:
+    from water.operators.cloud import AthenaInferenceStatsOperator
+
+    return Built.one(
+        AthenaInferenceStatsOperator(
+            task_id=name,
+            counter=target.counter(spec, step.reads, step.workgroup),
+            classes=spec.classes,
+            destination=target._partition(spec, step.writes),
+            **external(step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("drift_guard")
+def drift_guard(target: CloudTarget, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
+    return common.drift_guard(target, spec, name, step)
+
+
+@REGISTRY.builds("sized_postprocess")
+def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
+    from water.operators.cloud import S3CommitShardsOperator, SizedPodOperator
+
+    flags = {"input": target._partition(spec, step.reads), "output": target._partition(spec, step.shards_dataset)}
+
+    def tier_task(tier: Tier, shards: Any | None) -> Any:
         arguments = {
-            **self._pod(
-                spec, postprocess_task_id(tier.name), stage.entrypoint, stage.args, flags, stage.placement,
-                {"stage": "postprocess", "tier": tier.name}, stage.timeout,
+            **target._pod(
+                spec, step.tier_task_id(name, tier.name), step.entrypoint, step.args, flags, step.placement,
+                {"stage": name, "tier": tier.name}, step.timeout,
             ),
             "container_resources": tier.resources.as_k8s_dict(),
             "shard_flag": "output",
-            "escalation": spec.sizing,
+            "escalation": step.sizing,
         }
         return per_shard(SizedPodOperator, arguments, shards)
 
-    def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
-        from water.operators.cloud import S3CommitShardsOperator
-
+    def commit_task() -> Any:
         return S3CommitShardsOperator(
-            task_id="commit_outputs",
-            shards_root=self._partition(spec, lake.POSTPROCESS_SHARDS),
-            destination=self._partition(spec, lake.OUTPUTS),
-            decision_task_id=decision_task_id,
-            aws_conn_id=self.settings.aws_conn_id,
+            task_id=step.commit_task_id(),
+            shards_root=target._partition(spec, step.shards_dataset),
+            destination=target._partition(spec, step.writes),
+            decision_task_id=step.size_task_id(name),
+            aws_conn_id=target.settings.aws_conn_id,
             trigger_rule="none_failed_min_one_success",
-            **external(spec.postprocess.timeout),
+            **external(step.timeout),
         )
 
-    def publish(self, spec: PipelineSpec) -> Any:
-        from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
-        from airflow.providers.google.cloud.transfers.gcs_to_bigquery import GCSToBigQueryOperator
-        from airflow.providers.google.cloud.transfers.s3_to_gcs import S3ToGCSOperator
+    counter = target.counter(spec, step.reads)
+    return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
 
-        from water.operators.cloud import split_s3_uri
 
-        s = self.settings
-        timeout = external(spec.publish.timeout)
-        bucket, prefix = self._gcs(spec, lake.OUTPUTS)
-        lake_bucket, outputs_key = split_s3_uri(self._partition(spec, lake.OUTPUTS))
-        dataset_prefix = prefix.removesuffix("ds={{ ds }}/")
-        with self._group("publish", "S3 outputs/ds=… -> GCS -> the BigQuery table's ds partition") as group:
-            clear = GCSDeleteObjectsOperator(
-                task_id="clear_export", bucket_name=bucket, prefix=prefix, gcp_conn_id=s.gcp_conn_id, **timeout
-            )
-            to_gcs = S3ToGCSOperator(
-                task_id="to_gcs",
-                bucket=lake_bucket,
-                prefix=f"{outputs_key}/",
-                dest_gcs=f"gs://{bucket}/{prefix}",
-                apply_gcs_prefix=True,
-                replace=True,
-                aws_conn_id=s.aws_conn_id,
-                gcp_conn_id=s.gcp_conn_id,
-                return_gcs_uris=True,
-                deferrable=False,  # its deferrable mode is a Storage Transfer job holding AWS keys: not here
-                **timeout,
-            )
-            load = GCSToBigQueryOperator(
-                task_id="load",
-                bucket=bucket,
-                source_objects=[f"{prefix}*.parquet"],
-                destination_project_dataset_table=f"{s.gcp_project}.{spec.publish.table}${{{{ ds_nodash }}}}",
-                source_format="PARQUET",
-                write_disposition="WRITE_TRUNCATE",
-                create_disposition="CREATE_IF_NEEDED",
-                autodetect=True,
-                time_partitioning={"type": "DAY", "field": "ds"},
-                # ds=…/segment=… folders become columns, as the local warehouse reads them
-                extra_config={"hivePartitioningOptions": {"mode": "AUTO", "sourceUriPrefix": f"gs://{bucket}/{dataset_prefix}"}},
-                project_id=s.gcp_project,
-                gcp_conn_id=s.gcp_conn_id,
-                deferrable=s.deferrable,
-                **timeout,
-            )
-            clear >> to_gcs >> load
-        return group
+@REGISTRY.builds("publish")
+def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Built:
+    """S3 partition -> GCS -> the BigQuery table's ds partition (WRITE_TRUNCATE)."""
+    from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
+    from airflow.providers.google.cloud.transfers.gcs_to_bigquery import GCSToBigQueryOperator
+    from airflow.providers.google.cloud.transfers.s3_to_gcs import S3ToGCSOperator
+
+    from water.operators.cloud import split_s3_uri
+
+    s = target.settings
+    timeout = external(step.timeout)
+    bucket, prefix = target._gcs(spec, step.reads)
+    lake_bucket, outputs_key = split_s3_uri(target._partition(spec, step.reads))
+    dataset_prefix = prefix.removesuffix("ds={{ ds }}/")
+    with target._group(name, f"S3 {step.reads}/ds=… -> GCS -> the BigQuery table's ds partition") as group:
+        clear = GCSDeleteObjectsOperator(
+            task_id="clear_export", bucket_name=bucket, prefix=prefix, gcp_conn_id=s.gcp_conn_id, **timeout
+        )
+        to_gcs = S3ToGCSOperator(
+            task_id="to_gcs",
+            bucket=lake_bucket,
+            prefix=f"{outputs_key}/",
+            dest_gcs=f"gs://{bucket}/{prefix}",
+            apply_gcs_prefix=True,
+            replace=True,
+            aws_conn_id=s.aws_conn_id,
+            gcp_conn_id=s.gcp_conn_id,
+            return_gcs_uris=True,
+            deferrable=False,  # its deferrable mode is a Storage Transfer job holding AWS keys: not here
+            **timeout,
+        )
+        load = GCSToBigQueryOperator(
+            task_id="load",
+            bucket=bucket,
+            source_objects=[f"{prefix}*.parquet"],
+            destination_project_dataset_table=f"{s.gcp_project}.{step.table}${{{{ ds_nodash }}}}",
+            source_format="PARQUET",
+            write_disposition="WRITE_TRUNCATE",
+            create_disposition="CREATE_IF_NEEDED",
+            autodetect=True,
+            time_partitioning={"type": "DAY", "field": "ds"},
+            # ds=…/segment=… folders become columns, as the local warehouse reads them
+            extra_config={"hivePartitioningOptions": {"mode": "AUTO", "sourceUriPrefix": f"gs://{bucket}/{dataset_prefix}"}},
+            project_id=s.gcp_project,
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            **timeout,
+        )
+        clear >> to_gcs >> load
+    return Built.one(group)

@@ -1,12 +1,17 @@
-"""The local target (the embedded default): the same artifacts on engines of this machine."""
+"""The local target (the embedded default): the same artifacts on engines of this machine.
+
+One builder per step kind (REGISTRY); each returns the local operator running that kind's
+production artifact: SQL on DuckDB, Glue scripts on local Spark, pod entrypoints and
+SageMaker scripts as processes under their limits.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from water import lake, paths
+from water import paths
 from water.lake import Lake
 from water.local.partitions import local_path
 from water.operators.local import (
@@ -19,9 +24,24 @@ from water.operators.local import (
     LocalTrainingOperator,
     LocalTransformOperator,
 )
-from water.operators.sizing import postprocess_task_id
-from water.spec import PipelineSpec, Tier
-from water.targets.base import Target, external, per_shard
+from water.spec import (
+    AthenaSqlStep,
+    BigQuerySqlStep,
+    DriftGuardStep,
+    GluePySparkStep,
+    InferenceStatsStep,
+    PipelineSpec,
+    PodStep,
+    PublishStep,
+    SageMakerTrainingStep,
+    SageMakerTransformStep,
+    SizedPostprocessStep,
+    Tier,
+)
+from water.targets import common
+from water.targets.base import Built, Registry, Target, external, per_shard
+
+REGISTRY = Registry("local")
 
 
 @dataclass(frozen=True)
@@ -30,140 +50,174 @@ class LocalTarget(Target):
     warehouse_dir: str
     name: str = "local"
     storage_conn_id: str | None = None
+    registry: ClassVar[Registry] = REGISTRY
 
     @classmethod
     def from_environment(cls) -> LocalTarget:
         return cls(lake_root=paths.lake_uri(), warehouse_dir=str(paths.warehouse_dir()))
 
-    def _common(self, spec: PipelineSpec) -> dict[str, Any]:
+    def common(self, spec: PipelineSpec) -> dict[str, Any]:
         return {"pipeline": spec.name, "lake_root": self.lake_root}
 
-    def extract(self, spec: PipelineSpec) -> Any:
+    def sql(self, spec: PipelineSpec, name: str, step: BigQuerySqlStep | AthenaSqlStep, dialect: str, tables: str) -> Any:
+        labels = spec.label_sources()
         return LocalQueryOperator(
-            task_id="extract",
-            sql=spec.extract.sql,
-            dialect="bigquery",
-            tables="warehouse",
+            task_id=name,
+            sql=step.sql,
+            dialect=dialect,
+            tables=tables,
             warehouse_dir=self.warehouse_dir,
-            destination=lake.RAW,
-            **self._common(spec),
-            **external(spec.extract.timeout),
-        )
-
-    def features(self, spec: PipelineSpec) -> Any:
-        return LocalGlueJobOperator(
-            task_id="features",
-            script=spec.features.script,
-            script_args=spec.features.args,
-            worker_type=spec.features.worker_type,
-            source=lake.RAW,
-            destination=lake.FEATURES,
-            **self._common(spec),
-            **external(spec.features.timeout),
-        )
-
-    def training_set(self, spec: PipelineSpec) -> Any:
-        return LocalQueryOperator(
-            task_id="training_set",
-            sql=spec.training_set.sql,
-            dialect="trino",
-            tables="lake",
-            warehouse_dir=self.warehouse_dir,
-            destination=lake.TRAINING,
-            **self._common(spec),
-            **external(spec.training_set.timeout),
-        )
-
-    def preprocess(self, spec: PipelineSpec) -> Any:
-        return LocalPodOperator(
-            task_id="preprocess",
-            entrypoint=spec.preprocess.entrypoint,
-            arguments=spec.preprocess.args,
-            inputs={"input": lake.TRAINING},
-            outputs={
-                "train-output": (lake.CHANNEL_TRAIN, "csv+header"),
-                "validation-output": (lake.CHANNEL_VALIDATION, "csv+header"),
-                "inference-output": (lake.CHANNEL_INFERENCE, "csv"),
-            },
-            container_resources=spec.preprocess.resources.as_k8s_dict(),
-            **self._common(spec),
-            **external(spec.preprocess.timeout),
-        )
-
-    def train(self, spec: PipelineSpec) -> Any:
-        return LocalTrainingOperator(
-            task_id="train",
-            entry_point=spec.training.entry_point,
-            hyperparameters=spec.training.hyperparameters,
-            instance_type=spec.training.instance_type,
-            metric_definitions=[(m.name, m.regex) for m in spec.training.metric_definitions],
-            channels={"train": lake.CHANNEL_TRAIN, "validation": lake.CHANNEL_VALIDATION},
-            destination=lake.MODEL,
-            **self._common(spec),
-            **external(spec.training.max_runtime),
-        )
-
-    def batch_inference(self, spec: PipelineSpec) -> Any:
-        return LocalTransformOperator(
-            task_id="batch_inference",
-            entry_point=spec.inference.entry_point,
-            model=lake.MODEL,
-            source=lake.CHANNEL_INFERENCE,
-            destination=lake.PREDICTIONS,
-            instance_type=spec.inference.instance_type,
-            max_payload_mb=spec.inference.max_payload_mb,
-            **self._common(spec),
-            **external(spec.inference.timeout),
-        )
-
-    def inference_stats(self, spec: PipelineSpec) -> Any:
-        return LocalInferenceStatsOperator(
-            task_id="inference_stats",
-            predictions=lake.PREDICTIONS,
-            destination=lake.STATS,
+            database=spec.database,
+            destination=step.writes,
+            label_checks={t: labels[t] for t in step.reads if t in labels},
             classes=spec.classes,
-            **self._common(spec),
-            **external(spec.inference.timeout),
+            **self.common(spec),
+            **external(step.timeout),
         )
 
-    def prediction_counter(self, spec: PipelineSpec) -> Callable[[str], dict[str, int]]:
+    def prediction_counter(self, spec: PipelineSpec, dataset: str) -> Callable[[str], dict[str, int]]:
         from water.local.stats import count_predictions
 
         predictions = Lake(self.lake_root, spec.name)
-        return lambda ds: count_predictions(local_path(predictions.uri(lake.PREDICTIONS, ds)))
+        return lambda ds: count_predictions(local_path(predictions.uri(dataset, ds)))
 
-    def postprocess(self, spec: PipelineSpec, tier: Tier, shards: Any | None) -> Any:
+
+@REGISTRY.builds("bigquery_sql")
+def bigquery_sql(target: LocalTarget, spec: PipelineSpec, name: str, step: BigQuerySqlStep) -> Built:
+    return Built.one(target.sql(spec, name, step, "bigquery", "warehouse"))
+
+
+@REGISTRY.builds("athena_sql")
+def athena_sql(target: LocalTarget, spec: PipelineSpec, name: str, step: AthenaSqlStep) -> Built:
+    return Built.one(target.sql(spec, name, step, "trino", "lake"))
+
+
+@REGISTRY.builds("glue_pyspark")
+def glue_pyspark(target: LocalTarget, spec: PipelineSpec, name: str, step: GluePySparkStep) -> Built:
+    return Built.one(
+        LocalGlueJobOperator(
+            task_id=name,
+            script=step.script,
+            script_args=step.args,
+            worker_type=step.worker_type,
+            sources=step.reads,
+            destination=step.writes,
+            **target.common(spec),
+            **external(step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("pod")
+def pod(target: LocalTarget, spec: PipelineSpec, name: str, step: PodStep) -> Built:
+    return Built.one(
+        LocalPodOperator(
+            task_id=name,
+            entrypoint=step.entrypoint,
+            arguments=step.args,
+            inputs=step.reads,
+            outputs={flag: (out.dataset, out.format) for flag, out in step.writes.items()},
+            container_resources=step.resources.as_k8s_dict(),
+            **target.common(spec),
+            **external(step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("sagemaker_training")
+def sagemaker_training(target: LocalTarget, spec: PipelineSpec, name: str, step: SageMakerTrainingStep) -> Built:
+    return Built.one(
+        LocalTrainingOperator(
+            task_id=name,
+            entry_point=step.entry_point,
+            hyperparameters=step.hyperparameters,
+            instance_type=step.instance_type,
+            metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
+            channels=step.reads,
+            destination=step.writes,
+            **target.common(spec),
+            **external(step.max_runtime),
+        )
+    )
+
+
+@REGISTRY.builds("sagemaker_transform")
+def sagemaker_transform(target: LocalTarget, spec: PipelineSpec, name: str, step: SageMakerTransformStep) -> Built:
+    return Built.one(
+        LocalTransformOperator(
+            task_id=name,
+            entry_point=step.entry_point,
+            model=step.model,
+            source=step.input,
+            destination=step.writes,
+            instance_type=step.instance_type,
+            max_payload_mb=step.max_payload_mb,
+            **target.common(spec),
+            **external(step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("inference_stats")
+def inference_stats(target: LocalTarget, spec: PipelineSpec, name: str, step: InferenceStatsStep) -> Built:
+    return Built.one(
+        LocalInferenceStatsOperator(
+            task_id=name,
+            predictions=step.reads,
+            destination=step.writes,
+            classes=spec.classes,
+            **target.common(spec),
+            **external(step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("drift_guard")
+def drift_guard(target: LocalTarget, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
+    return common.drift_guard(target, spec, name, step)
+
+
+@REGISTRY.builds("sized_postprocess")
+def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
+    def tier_task(tier: Tier, shards: Any | None) -> Any:
         arguments = {
-            "task_id": postprocess_task_id(tier.name),
-            "entrypoint": spec.postprocess.entrypoint,
-            "arguments": spec.postprocess.args,
-            "inputs": {"input": lake.PREDICTIONS},
-            "outputs": {"output": (lake.POSTPROCESS_SHARDS, "parquet")},
+            "task_id": step.tier_task_id(name, tier.name),
+            "entrypoint": step.entrypoint,
+            "arguments": step.args,
+            "inputs": {"input": step.reads},
+            "outputs": {"output": (step.shards_dataset, "parquet")},
             "container_resources": tier.resources.as_k8s_dict(),
             "shard_output": True,
-            "escalation": spec.sizing,
-            **self._common(spec),
-            **external(spec.postprocess.timeout),
+            "escalation": step.sizing,
+            **target.common(spec),
+            **external(step.timeout),
         }
         return per_shard(LocalPodOperator, arguments, shards)
 
-    def commit_outputs(self, spec: PipelineSpec, decision_task_id: str) -> Any:
+    def commit_task() -> Any:
         return LocalCommitShardsOperator(
-            task_id="commit_outputs",
-            source=lake.POSTPROCESS_SHARDS,
-            destination=lake.OUTPUTS,
-            decision_task_id=decision_task_id,
+            task_id=step.commit_task_id(),
+            source=step.shards_dataset,
+            destination=step.writes,
+            decision_task_id=step.size_task_id(name),
             trigger_rule="none_failed_min_one_success",
-            **self._common(spec),
-            **external(spec.postprocess.timeout),
+            **target.common(spec),
+            **external(step.timeout),
         )
 
-    def publish(self, spec: PipelineSpec) -> Any:
-        return LocalPublishOperator(
-            task_id="publish",
-            source=lake.OUTPUTS,
-            table=spec.publish.table,
-            warehouse_dir=self.warehouse_dir,
-            **self._common(spec),
-            **external(spec.publish.timeout),
+    counter = target.prediction_counter(spec, step.reads)
+    return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
+
+
+@REGISTRY.builds("publish")
+def publish(target: LocalTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Built:
+    return Built.one(
+        LocalPublishOperator(
+            task_id=name,
+            source=step.reads,
+            table=step.table,
+            warehouse_dir=target.warehouse_dir,
+            **target.common(spec),
+            **external(step.timeout),
         )
+    )

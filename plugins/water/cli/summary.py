@@ -12,19 +12,33 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-TASK_ORDER = (
-    "extract", "features", "training_set", "preprocess", "train", "batch_inference",
-    "inference_stats", "drift_guard", "quarantine", "size_postprocess", "no_predictions", "plan_shards", "postprocess",
-    "commit_outputs", "publish", "run_report",
-)
 FIGURE_KEYS = ("decision", "drift")  # what branches push besides (never instead of) a return value
 
 
-def task_order(task_id: str) -> tuple[int, str]:
-    base = task_id.split("[")[0]
-    if base.startswith("postprocess_"):
-        base = "postprocess"
-    return (TASK_ORDER.index(base) if base in TASK_ORDER else len(TASK_ORDER), task_id)
+def pipeline_dag(dag_id: str) -> Any:
+    """The pipeline's DAG as the factory builds it (for the task order), or None."""
+    from water.factory import build_pipeline_dag
+
+    try:
+        return build_pipeline_dag(dag_id)
+    except Exception:  # a spec broken since the run: fall back to the ids' order
+        return None
+
+
+def in_dag_order(dag: Any, task_ids: list[str]) -> list[str]:
+    from water.factory import by_dag_order
+
+    return [t["task_id"] for t in by_dag_order(dag, [{"task_id": t} for t in task_ids])]
+
+
+def roles(dag_id: str) -> dict[str, Any]:
+    """Which task holds which figure (water.spec.PipelineSpec.roles), or {} for an unknown pipeline."""
+    from water.spec import SpecError, load_pipeline
+
+    try:
+        return load_pipeline(dag_id).roles()
+    except SpecError:
+        return {}
 
 
 def find_run(dag_id: str, ds: str, session, since: datetime | None = None) -> Any:
@@ -99,7 +113,8 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
             if key in FIGURE_KEYS or isinstance(value, dict):
                 figures.setdefault(_label(t, m), value)
         tasks = []
-        for ti in sorted(tis, key=lambda t: (task_order(t.task_id), t.map_index)):
+        order = {t: i for i, t in enumerate(in_dag_order(pipeline_dag(dag_id), sorted({ti.task_id for ti in tis})))}
+        for ti in sorted(tis, key=lambda t: (order.get(t.task_id, len(order)), t.map_index)):
             label = _label(ti.task_id, ti.map_index)
             duration = (ti.end_date - ti.start_date).total_seconds() if ti.start_date and ti.end_date else None
             tasks.append(
@@ -127,7 +142,7 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
     summary["wall_seconds"] = round(wall, 2) if wall is not None else None
     summary["task_seconds"] = round(work, 2)
     summary["overhead_ratio"] = round(wall / work, 3) if wall and work else None
-    summary.update(_headline(tasks))
+    summary.update(_headline(tasks, roles(dag_id)))
     return summary
 
 
@@ -136,23 +151,29 @@ class _Row:
         self.value = value
 
 
-def _headline(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, Any]:
     """The figures people look for first: accuracy, predicted classes, rows published."""
+    from water.operators.report import RUN_REPORT
+
     by_id = {t["task_id"]: t["figures"] for t in tasks}
-    metrics = by_id.get("train", {}).get("metrics", {})
-    stats = by_id.get("inference_stats", {})
-    decision = by_id.get("size_postprocess") or {}
-    drift = by_id.get("drift_guard") or {}
+
+    def figures(role: str) -> dict[str, Any]:
+        return by_id.get(roles.get(role) or "") or {}
+
+    metrics = figures("training").get("metrics", {})
+    stats = figures("stats")
+    decision = figures("decision")
+    drift = figures("drift")
     escalations = {t: f["escalated"] for t, f in by_id.items() if f.get("escalated")}
     return {
-        "validation_accuracy": metrics.get("validation:accuracy"),
+        "validation_accuracy": metrics.get(roles.get("objective_metric") or ""),
         "predicted_class_counts": stats.get("class_counts"),
         "sizing": {k: decision.get(k) for k in ("tier", "rows", "forced", "reason")} | {"shards": len(decision.get("shards") or [])} if decision else None,
         "escalations": escalations,
-        "rows_published": by_id.get("publish", {}).get("rows_out"),
+        "rows_published": figures("publish").get("rows_out"),
         "drift": {k: drift.get(k) for k in ("verdict", "psi", "js", "baseline", "shares", "baseline_shares")} if drift else None,
-        "quarantine": by_id.get("quarantine", {}).get("quarantine"),
-        "report": by_id.get("run_report", {}).get("report"),
+        "quarantine": figures("quarantine").get("quarantine"),
+        "report": by_id.get(RUN_REPORT, {}).get("report"),
     }
 
 

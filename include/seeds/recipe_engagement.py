@@ -1,11 +1,16 @@
-"""Synthetic source data for the local target: the recipe app the demo pipeline
-`recipe_engagement` (and every pipeline `water new` makes) reads.
+"""Seed entrypoint of the demo pipeline `recipe_engagement` (its spec's `local_data.seed`):
+synthetic source data for the local target, the recipe app the demo (and every pipeline
+`water new --from recipe_engagement` makes) reads.
 
+    recipe_engagement.py --warehouse DIR --lake DIR [--lake DIR ...] --days 2026-11-01,...
+                         [--users N] [--seed N] [--mix 2026-11-02=cook:0.8,browse:0.15,dormant:0.05]
+
+(`water seed`, `water run` and `water up` call it; --lake is the pipeline's lake folder.)
 Writes what production would already have:
 - the warehouse tables the extract SQL reads (the local stand-in for BigQuery):
   app.users and app.recipe_events (partitioned by event_date);
-- the label feed that lands in each pipeline's lake folder: engagement_labels/ds=... (a
-  sample of users whose segment the CRM team confirmed); the same labels for every pipeline.
+- the label feed that lands in the pipeline's lake folder: engagement_labels/ds=... (a
+  sample of users whose segment the CRM team confirmed).
 
 Every user has a stable position u in [0, 1); on each day the day's class mix turns u into a
 segment (cook if u < mix[0], browse if u < mix[0] + mix[1], dormant otherwise), so a normal
@@ -16,7 +21,9 @@ Output is a pure function of (seed, users, day, mix): the same call writes the s
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -24,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from water import lake
-
+LABELS = "engagement_labels"  # the label feed's lake dataset (the spec's source)
 SEGMENTS = ("cook", "browse", "dormant")
 DEFAULT_MIX = (0.40, 0.35, 0.25)
 PLATFORMS = ("ios", "android", "web")
@@ -51,6 +57,8 @@ GUARANTEED_ACCURACY = 0.75
 def rule_segment(n_events: int, n_cooks: int) -> str:
     """The fixed rule behind GUARANTEED_ACCURACY."""
     return "dormant" if n_events <= 2 else "cook" if n_cooks >= 1 else "browse"
+
+
 MANIFEST = "_seed.json"
 SIGNUPS_FROM = date(2025, 1, 1)  # users signed up over the 600 days from here
 
@@ -62,12 +70,15 @@ class SeedResult:
 
 
 def parse_mix(text: str) -> tuple[float, float, float]:
-    """'0.8,0.15,0.05' or '80/15/5' -> shares that sum to 1."""
-    parts = [float(p) for p in text.replace("/", ",").split(",") if p.strip()]
-    if len(parts) != len(SEGMENTS) or any(p < 0 for p in parts) or sum(parts) <= 0:
-        raise ValueError(f"class mix {text!r} needs {len(SEGMENTS)} non-negative shares ({'/'.join(SEGMENTS)})")
-    total = sum(parts)
-    return tuple(p / total for p in parts)  # type: ignore[return-value]
+    """'cook:0.8,browse:0.15,dormant:0.05' (what water passes) -> shares in SEGMENTS order."""
+    shares = {}
+    for part in text.split(","):
+        name, _, value = part.partition(":")
+        shares[name.strip()] = float(value)
+    if set(shares) != set(SEGMENTS) or any(v < 0 for v in shares.values()) or sum(shares.values()) <= 0:
+        raise ValueError(f"class mix {text!r} needs a non-negative share for each of {', '.join(SEGMENTS)}")
+    total = sum(shares.values())
+    return tuple(shares[s] / total for s in SEGMENTS)  # type: ignore[return-value]
 
 
 def _rng(seed: int, *salt: int) -> np.random.Generator:
@@ -148,7 +159,7 @@ def seed(
     """Write users, the days' events and labels. Days already written identically are kept.
 
     `lake_pipeline` is the lake folder of the pipeline, or of each pipeline, that receives
-    the label feed (lake.LABELS/ds=...); a day already seeded only gains missing label files.
+    the label feed (LABELS/ds=...); a day already seeded only gains missing label files.
     `progress(description)` is called before each day, for the terminal.
     """
     import pyarrow as pa
@@ -172,7 +183,7 @@ def seed(
         ds = day.isoformat()
         mix = mixes.get(day, DEFAULT_MIX)
         events_path = warehouse / "app" / "recipe_events" / f"event_date={ds}" / "part-00000.parquet"
-        labels_paths = [folder / lake.LABELS / f"ds={ds}" / "part-00000.parquet" for folder in label_folders]
+        labels_paths = [folder / LABELS / f"ds={ds}" / "part-00000.parquet" for folder in label_folders]
         known = manifest["days"].get(ds)
         current = bool(known) and known["mix"] == [round(m, 6) for m in mix] and events_path.exists()
         missing = [path for path in labels_paths if not (current and path.exists())]
@@ -196,3 +207,38 @@ def seed(
 
 def day_range(end: date, days: int) -> list[date]:
     return [end - timedelta(days=i) for i in reversed(range(days))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", required=True, type=Path)
+    parser.add_argument("--lake", required=True, type=Path, action="append", help="a pipeline's lake folder")
+    parser.add_argument("--days", required=True, help="comma-separated YYYY-MM-DD")
+    parser.add_argument("--users", type=int, default=None, help="[default: what is seeded, else 50,000]")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--mix", action="append", default=[], help="DS=cook:0.8,browse:0.15,dormant:0.05")
+    args = parser.parse_args(argv)
+    manifest_path = args.warehouse / MANIFEST
+    seeded = json.loads(manifest_path.read_text()).get("users") if manifest_path.exists() else None
+    mixes = {}
+    for item in args.mix:
+        day, _, text = item.partition("=")
+        mixes[date.fromisoformat(day)] = parse_mix(text)
+    result = seed(
+        args.warehouse,
+        args.lake,
+        [date.fromisoformat(d) for d in args.days.split(",") if d],
+        args.users or seeded or 50_000,
+        mixes=mixes,
+        seed_value=args.seed,
+        progress=lambda text: print(text, flush=True),
+    )
+    for ds, figures in result.days.items():
+        mix_text = "/".join(f"{m:.0%}" for m in figures["mix"])
+        state = "written" if figures["written"] else "already there"
+        print(f"{ds}: {result.users:,} users, {figures['events']:,} events, {figures['labels']:,} labels, mix {mix_text} ({state})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
