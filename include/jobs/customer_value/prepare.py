@@ -1,0 +1,106 @@
+"""Pod entrypoint: the day's training set as CSV files for training and scoring.
+
+    prepare.py --input URI --train-output URI --validation-output URI
+               --inference-output URI [--inference-shard-rows N]
+
+URIs are anything pyarrow opens (s3://, file://, a local path). Streams record batches, so
+memory stays flat whatever the day's size:
+- train/validation: CSV with a header, `customer_key`, `label`, then the model features;
+- inference: CSV without a header, `customer_key` then the same features, every customer
+  (labelled or not), in files of at most --inference-shard-rows rows.
+Each output partition is emptied first, so a re-run overwrites instead of appending.
+"""
+
+import argparse
+import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+FEATURES = (
+    "is_web", "is_app", "is_marketplace", "tenure_days", "orders_28d", "orders_7d", "amount_28d",
+    "max_amount_28d", "items_28d", "categories_28d", "avg_order_value", "items_per_order", "recency_days",
+)
+
+
+def model_features(batch: pa.RecordBatch) -> list[pa.Array]:
+    return [pc.fill_null(pc.cast(batch.column(name), pa.float64()), 0.0) for name in FEATURES]
+
+
+class PartitionWriter:
+    """CSV files in one output partition, rotated every `shard_rows` rows."""
+
+    def __init__(self, uri, header, shard_rows=None):
+        self.fs, self.root = pafs.FileSystem.from_uri(uri)
+        self.fs.create_dir(self.root, recursive=True)
+        self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+        self.header, self.shard_rows = header, shard_rows
+        self.writer = self.stream = None
+        self.shard, self.rows_in_shard, self.rows = 0, 0, 0
+
+    def _open(self, schema):
+        self.stream = self.fs.open_output_stream(f"{self.root}/part-{self.shard:05d}.csv")
+        options = pacsv.WriteOptions(include_header=self.header, quoting_style="none", quoting_header="none")
+        self.writer = pacsv.CSVWriter(self.stream, schema, write_options=options)
+        self.shard += 1
+        self.rows_in_shard = 0
+
+    def write(self, table: pa.Table):
+        while table.num_rows:
+            if self.writer is None:
+                self._open(table.schema)
+            room = (self.shard_rows - self.rows_in_shard) if self.shard_rows else table.num_rows
+            chunk, table = table.slice(0, room), table.slice(room)
+            self.writer.write_table(chunk)
+            self.rows_in_shard += chunk.num_rows
+            self.rows += chunk.num_rows
+            if self.shard_rows and self.rows_in_shard >= self.shard_rows:
+                self.close()
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.stream.close()
+            self.writer = self.stream = None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--train-output", required=True)
+    parser.add_argument("--validation-output", required=True)
+    parser.add_argument("--inference-output", required=True)
+    parser.add_argument("--inference-shard-rows", type=int, default=250_000)
+    args = parser.parse_args(argv)
+
+    source = ds.dataset(args.input, format="parquet")
+    outputs = {
+        "train": PartitionWriter(args.train_output, header=True),
+        "validation": PartitionWriter(args.validation_output, header=True),
+        "inference": PartitionWriter(args.inference_output, header=False, shard_rows=args.inference_shard_rows),
+    }
+    rows_in = 0
+    for batch in source.to_batches(columns=["customer_key", *FEATURES, "label", "split"]):
+        rows_in += batch.num_rows
+        key = pc.cast(batch.column("customer_key"), pa.string())
+        features = model_features(batch)
+        outputs["inference"].write(pa.table([key, *features], names=["customer_key", *FEATURES]))
+        labelled = pa.table(
+            [key, pc.cast(batch.column("label"), pa.string()), *features], names=["customer_key", "label", *FEATURES]
+        )
+        split = batch.column("split")
+        for name in ("train", "validation"):
+            outputs[name].write(labelled.filter(pc.equal(split, name)))
+    for writer in outputs.values():
+        writer.close()
+    counts = " ".join(f"{name}={w.rows}" for name, w in outputs.items())
+    print(f"prepare rows_in={rows_in} {counts} inference_files={outputs['inference'].shard}")
+    if outputs["train"].rows == 0:
+        sys.exit("no labelled rows for training: check the value_labels that landed for this day")
+
+
+if __name__ == "__main__":
+    main()
