@@ -29,43 +29,98 @@ def test_dag_carries_owner_tags_retries_docs(dagbag, dag_id):
         assert task.execution_timeout is not None, f"{task.task_id} runs external work without a timeout"
 
 
+def _spec(dag_id):
+    from water.spec import load_pipeline
+
+    return load_pipeline(dag_id)
+
+
+def _stage(task_id: str) -> str:
+    """The step (or single task) a task belongs to: a cloud step may be a task group (extract.query, ...)."""
+    return task_id.split(".", 1)[0]
+
+
+def _step_tasks(dag, spec, name: str) -> list:
+    """The tasks a step's builder made: its task or group, or for a sized step its sizing branch."""
+    step = spec.steps[name]
+    ids = {step.size_task_id(name)} if step.kind == "sized_postprocess" else {name}
+    return [t for t in dag.tasks if _stage(t.task_id) in ids]
+
+
 @pytest.mark.parametrize("dag_id", DAG_FILES)
-def test_graph_is_the_pipeline(dagbag, dag_id):
-    dag = dagbag.dags.get(dag_id)
-    order = ["extract", "features", "training_set", "preprocess", "train",
-             "batch_inference", "inference_stats", "drift_guard", "size_postprocess"]
-    for upstream, downstream in zip(order, order[1:]):
-        assert downstream in dag.get_task(upstream).downstream_task_ids
-    assert dag.get_task("drift_guard").downstream_task_ids == {"size_postprocess", "quarantine"}
-    # The run report closes every run as a teardown: it runs after anything, and never masks a failure.
+def test_graph_is_the_spec(dagbag, dag_id):
+    """Every step is there, and it runs after the steps whose datasets it reads."""
+    dag, spec = dagbag.dags[dag_id], _spec(dag_id)
+    task_ids = {t.task_id for t in dag.tasks}
+    for name, ups in spec.upstream().items():
+        first = {t.task_id for t in _step_tasks(dag, spec, name)}
+        assert first, f"step {name} ({spec.steps[name].kind}) built no task"
+        for up in ups:
+            reached = set().union(*(t.get_flat_relative_ids(upstream=False) for t in _step_tasks(dag, spec, up)))
+            assert first & reached, f"{name} does not run after {up}, whose datasets it reads"
+    # The run report closes every run as a teardown after every leaf: it never masks a failure.
     report = dag.get_task("run_report")
-    assert report.is_teardown and report.upstream_task_ids == {"publish", "quarantine", "no_predictions"}
-    assert [t.task_id for t in dag.leaves] == ["run_report"]
-    tiers = [f"postprocess_{t}" for t in ("small", "medium", "large")]
-    assert dag.get_task("size_postprocess").downstream_task_ids == {"no_predictions", *tiers[:2], "plan_shards"}
-    assert dag.get_task("plan_shards").downstream_task_ids == {"postprocess_large"}
-    for tier in tiers:
-        assert dag.get_task(tier).downstream_task_ids == {"commit_outputs"}
-    assert dag.get_task("commit_outputs").trigger_rule == "none_failed_min_one_success"
-    assert dag.get_task("commit_outputs").downstream_task_ids == {"publish"}
+    assert report.is_teardown and [t.task_id for t in dag.leaves] == ["run_report"]
+    assert "run_report" in task_ids
+
+
+@pytest.mark.parametrize("dag_id", DAG_FILES)
+def test_sized_postprocess_branches_per_tier(dagbag, dag_id):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    assert isinstance(dag.get_task("postprocess_large"), MappedOperator)  # fans out over the shards
-    assert not isinstance(dag.get_task("postprocess_medium"), MappedOperator)
+    dag, spec = dagbag.dags[dag_id], _spec(dag_id)
+    sized = spec.step_of("sized_postprocess")
+    if not sized:
+        pytest.skip(f"{dag_id} has no sized_postprocess step")
+    name, step = sized
+    *fixed, largest = [step.tier_task_id(name, t.name) for t in step.sizing.tiers]
+    size = dag.get_task(step.size_task_id(name))
+    assert size.downstream_task_ids == {step.no_predictions_task_id, *fixed, step.plan_task_id}
+    assert dag.get_task(step.plan_task_id).downstream_task_ids == {largest}
+    for tier in (*fixed, largest):
+        assert dag.get_task(tier).downstream_task_ids == {step.commit_task_id()}
+    commit = dag.get_task(step.commit_task_id())
+    assert commit.trigger_rule == "none_failed_min_one_success"
+    assert isinstance(dag.get_task(largest), MappedOperator)  # fans out over the shards
+    assert not any(isinstance(dag.get_task(t), MappedOperator) for t in fixed)
+
+
+@pytest.mark.parametrize("dag_id", DAG_FILES)
+def test_drift_guard_gates_what_reads_the_guarded_dataset(dagbag, dag_id):
+    dag, spec = dagbag.dags[dag_id], _spec(dag_id)
+    guard = spec.step_of("drift_guard")
+    if not guard:
+        pytest.skip(f"{dag_id} has no drift guard")
+    name, step = guard
+    task = dag.get_task(name)
+    guarded = spec.guarded_steps()
+    assert guarded, "a guard that gates nothing"
+    assert step.quarantine_task_id in task.downstream_task_ids
+    assert set(task.continue_task_ids) <= task.downstream_task_ids
+    heads = {n: {t.task_id for t in _step_tasks(dag, spec, n)} for n in guarded}
+    assert set(task.continue_task_ids) <= set().union(*heads.values())
+    assert all(ids & set(task.continue_task_ids) for ids in heads.values()), "a guarded step the guard never continues to"
 
 
 @pytest.mark.parametrize("dag_id", DAG_FILES)
 def test_run_options_are_typed_params(dagbag, dag_id):
-    dag = dagbag.dags[dag_id]
-    force_tier = dag.params.get_param("force_tier")
-    assert force_tier.schema["enum"] == [None, "small", "medium", "large"]
-    assert force_tier.description
-    accept = dag.params.get_param("accept_drift")
-    assert accept.value is False and accept.schema["type"] == "boolean" and accept.description
     from airflow.sdk.exceptions import ParamValidationError
 
-    with pytest.raises(ParamValidationError):
-        dag.params.get_param("accept_drift").resolve("yes please")
+    dag, spec = dagbag.dags[dag_id], _spec(dag_id)
+    sized = spec.step_of("sized_postprocess")
+    if sized:
+        force_tier = dag.params.get_param("force_tier")
+        assert force_tier.schema["enum"] == [None, *(t.name for t in sized[1].sizing.tiers)]
+        assert force_tier.description
+    else:
+        assert "force_tier" not in dag.params
+    if spec.step_of("drift_guard"):
+        accept = dag.params.get_param("accept_drift")
+        assert accept.value is False and accept.schema["type"] == "boolean" and accept.description
+        with pytest.raises(ParamValidationError):
+            dag.params.get_param("accept_drift").resolve("yes please")
+    else:
+        assert "accept_drift" not in dag.params
 
 
 def test_parsing_makes_no_connection_variable_or_db_lookups(airflow_db):
@@ -140,16 +195,12 @@ def test_cloud_target_parses_without_lookups(cloud_parse):
 
 
 def _stage_graph(dag) -> set[tuple[str, str]]:
-    """Edges between stages: a cloud stage may be a task group (extract.query, ...)."""
-
-    def stage(task_id: str) -> str:
-        return task_id.split(".", 1)[0]
-
+    """Edges between steps (and single tasks), groups collapsed."""
     return {
-        (stage(task.task_id), stage(down))
+        (_stage(task.task_id), _stage(down))
         for task in dag.tasks
         for down in task.downstream_task_ids
-        if stage(task.task_id) != stage(down)
+        if _stage(task.task_id) != _stage(down)
     }
 
 
@@ -157,9 +208,11 @@ def _stage_graph(dag) -> set[tuple[str, str]]:
 def test_cloud_graph_is_the_local_graph_at_the_stage_level(dagbag, cloud_parse, dag_id):
     local, cloud = dagbag.dags[dag_id], cloud_parse[0].dags[dag_id]
     assert _stage_graph(cloud) == _stage_graph(local)
-    assert {t.task_id.split(".", 1)[0] for t in cloud.tasks} == {t.task_id for t in local.tasks}
-    for task_id in ("inference_stats", "size_postprocess", "plan_shards", "commit_outputs"):
-        assert cloud.get_task(task_id)  # single tasks the sizing and drift code address by id
+    assert {_stage(t.task_id) for t in cloud.tasks} == {t.task_id for t in local.tasks}
+    roles = _spec(dag_id).roles()
+    for role in ("stats", "decision", "drift"):
+        if roles[role]:
+            assert cloud.get_task(roles[role])  # single tasks the sizing and drift code address by id
 
 
 @pytest.mark.parametrize("dag_id", DAG_FILES)
@@ -171,4 +224,8 @@ def test_cloud_dag_serializes_for_the_scheduler(cloud_parse, dag_id):
     back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     assert sorted(t.task_id for t in back.tasks) == sorted(t.task_id for t in dag.tasks)
     # the scheduler keeps the serialized form (a dict); workers parse the DAG file again
-    assert back.get_task("postprocess_small").container_resources["limits"] == dag.get_task("postprocess_small").container_resources.limits
+    spec = _spec(dag_id)
+    pods = [t.task_id for t in dag.tasks if hasattr(t, "container_resources") and not hasattr(t, "expand_input")]
+    assert pods or not any(s.kind in ("pod", "sized_postprocess") for s in spec.steps.values())
+    for task_id in pods:
+        assert back.get_task(task_id).container_resources["limits"] == dag.get_task(task_id).container_resources.limits

@@ -34,10 +34,11 @@ def project(tmp_path_factory):
     shutil.copytree(ROOT / "dags", root / "dags")
     spec_path = root / "include" / "pipelines" / "recipe_engagement.yaml"
     spec = yaml.safe_load(spec_path.read_text())
-    for tier, max_rows in zip(spec["sizing"]["tiers"], (1_000, 3_000, 5_000)):
+    sizing = spec["steps"]["postprocess"]["sizing"]
+    for tier, max_rows in zip(sizing["tiers"], (1_000, 3_000, 5_000)):
         tier["max_rows"] = max_rows
-    spec["sizing"]["scale_out"] = {"rows_per_shard": 2_500, "max_shards": 4}
-    spec_path.write_text(yaml.safe_dump(spec))
+    sizing["scale_out"] = {"rows_per_shard": 2_500, "max_shards": 4}
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return root
 
 

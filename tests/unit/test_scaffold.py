@@ -1,4 +1,4 @@
-"""`water new NAME`: the files it writes, the names it refuses, and the label feed a new pipeline gets.
+"""`water new NAME [--from EXAMPLE]`: the files it writes, the names it refuses, its local data.
 
 The end-to-end check (validate, run, DagBag) is tests/e2e/test_new_pipeline.py.
 """
@@ -13,9 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT
-from water import lake, seed
 from water.cli import scaffold
-from water.spec import load_spec
+from water.spec import load_spec, pipeline_names
 
 
 @pytest.fixture()
@@ -34,12 +33,12 @@ def test_scaffold_writes_a_valid_pipeline_in_the_project_layout(project):
     assert [str(p.relative_to(project)) for p in created] == [
         "include/pipelines/churn.yaml",
         "include/sql/churn/extract.sql",
-        "include/sql/churn/training_set.sql",
         "include/glue/churn_features.py",
+        "include/sql/churn/training_set.sql",
         "include/jobs/churn/preprocess.py",
-        "include/jobs/churn/postprocess.py",
         "include/training/churn/train.py",
         "include/training/churn/inference.py",
+        "include/jobs/churn/postprocess.py",
         "dags/churn.py",
     ]
     for path in created:
@@ -47,10 +46,35 @@ def test_scaffold_writes_a_valid_pipeline_in_the_project_layout(project):
         if path.suffix == ".py":
             compile(path.read_text(), str(path), "exec")
     spec = load_spec(project / "include/pipelines/churn.yaml", include_dir=project / "include")
+    demo = load_spec(project / "include/pipelines/recipe_engagement.yaml", include_dir=project / "include")
     assert spec.name == "churn" and spec.start_date == date(2026, 11, 20)
-    assert spec.publish.table == "ml.churn"  # not the demo's table: two pipelines never overwrite each other
-    assert spec.features.script == "glue/churn_features.py"
+    assert spec.steps["publish"].table == "ml.churn"  # not the demo's table: two pipelines never overwrite each other
+    assert spec.steps["features"].script == "glue/churn_features.py"
+    assert spec.sources == demo.sources and spec.local_data == demo.local_data  # the demo's local data
+    assert list(spec.steps) == list(demo.steps)
     assert 'build_pipeline_dag("churn")' in (project / "dags/churn.py").read_text()
+    assert "water new churn --from recipe_engagement" in (project / "include/pipelines/churn.yaml").read_text()
+
+
+@pytest.mark.parametrize("example", pipeline_names())
+def test_every_shipped_example_scaffolds_a_valid_pipeline(project, example):
+    created = scaffold.scaffold("fresh", project, today=date(2026, 11, 20), example=example)
+    spec = load_spec(project / "include/pipelines/fresh.yaml", include_dir=project / "include")
+    original = load_spec(project / f"include/pipelines/{example}.yaml", include_dir=project / "include")
+    assert list(spec.steps) == list(original.steps) and spec.classes == original.classes
+    for name, step in spec.steps.items():  # every script is the new pipeline's own copy
+        if step.artifact():
+            assert step.artifact() != original.steps[name].artifact()
+            assert (project / "include" / step.artifact()) in created
+    tables = {s.table for s in spec.steps_of("publish").values()}
+    assert all(t.startswith("ml.fresh") for t in tables)
+
+
+def test_an_unknown_example_is_refused(project):
+    before = tree(project)
+    with pytest.raises(scaffold.ScaffoldError, match="no pipeline 'nope' to start from"):
+        scaffold.scaffold("churn", project, example="nope")
+    assert tree(project) == before
 
 
 @pytest.mark.parametrize(
@@ -85,23 +109,5 @@ def test_never_overwrites_a_file_of_another_pipeline_part(project):
     assert tree(project) == before
 
 
-def test_every_template_has_a_place_and_every_other_place_a_reference_file():
-    on_disk = {p.name for p in scaffold.TEMPLATES.iterdir() if p.is_file()}
-    assert on_disk == {"spec.yaml", "dag.py"} and on_disk <= set(scaffold.LAYOUT)
-    for source, target in scaffold.LAYOUT.items():
-        if source not in on_disk:
-            assert (ROOT / target.format(name=scaffold.REFERENCE)).is_file(), target
-
-
-def test_seeding_delivers_the_label_feed_to_each_pipeline(tmp_path):
-    warehouse, demo, churn = tmp_path / "warehouse", tmp_path / "lake/recipe_engagement", tmp_path / "lake/churn"
-    day = date(2026, 11, 1)
-    seed.seed(warehouse, demo, [day], 500)
-    events = warehouse / "app/recipe_events/event_date=2026-11-01/part-00000.parquet"
-    stamp = events.stat().st_mtime_ns
-    result = seed.seed(warehouse, [demo, churn], [day], 500)  # a new pipeline on a seeded day
-    assert result.days["2026-11-01"]["written"] is True
-    assert events.stat().st_mtime_ns == stamp  # the day's events stay as they were
-    labels = [folder / lake.LABELS / "ds=2026-11-01" / "part-00000.parquet" for folder in (demo, churn)]
-    assert pq.read_table(labels[0]).equals(pq.read_table(labels[1]))
-    assert seed.seed(warehouse, [demo, churn], [day], 500).days["2026-11-01"]["written"] is False
+def test_the_dag_template_is_the_only_template():
+    assert {p.name for p in scaffold.TEMPLATES.iterdir() if p.is_file()} == {"dag.py"}

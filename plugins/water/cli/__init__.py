@@ -207,12 +207,15 @@ def report(
 
 
 @app.command(rich_help_panel=LOCAL)
-def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")]) -> None:
-    """Scaffold a new pipeline (spec, SQL, Glue script, pod jobs, training scripts, DAG file) that runs as it is."""
+def new(
+    name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")],
+    example: Annotated[str, typer.Option("--from", help="The pipeline to start from (its steps, scripts and local data).")] = "recipe_engagement",
+) -> None:
+    """Scaffold a new pipeline from an example (its spec, every script its steps run, a DAG file); it runs as it is."""
     from water.cli import scaffold
 
     try:
-        created = scaffold.scaffold(name)
+        created = scaffold.scaffold(name, example=example)
     except scaffold.ScaffoldError as exc:
         err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -221,7 +224,7 @@ def new(name: Annotated[str, typer.Argument(help="The pipeline's name, snake_cas
         console.print(f"  {paths.shown(path)}", highlight=False)
     console.print("next:")
     console.print("  water validate                      # the specs and DAG imports", highlight=False)
-    console.print(f"  water run {name} --users 20000".ljust(38) + "# one run on the local target", highlight=False)
+    console.print(f"  water run {name}".ljust(38) + "# one run on the local target", highlight=False)
     console.print(f"  then make it yours: {paths.shown(created[0])} and the files it names", highlight=False)
 
 

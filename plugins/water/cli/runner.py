@@ -136,7 +136,10 @@ def _dag_test_logged(
         width=console.width,
     )
     stop = threading.Event()
-    follower = threading.Thread(target=_follow, args=(stop, pipeline, ds, since, terminal), daemon=True)
+    # Built here, before the run parses its own: Airflow's DAG context is one per process, so
+    # two DAGs built at once in two threads would mix their tasks.
+    dag = summary.pipeline_dag(pipeline)
+    follower = threading.Thread(target=_follow, args=(stop, pipeline, ds, since, terminal, dag), daemon=True)
     error = None
     with open(log_path, "w") as log:
         os.dup2(log.fileno(), 1)
@@ -164,12 +167,11 @@ def _dag_test_logged(
     return error
 
 
-def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console) -> None:
+def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console, dag: Any) -> None:
     """Print each task once per state it reaches, until `stop` is set."""
     shown: dict[str, str] = {}
     started: dict[str, float] = {}
     messages = _OutboxFollower()
-    dag = summary.pipeline_dag(pipeline)
     while True:
         done = stop.is_set()
 

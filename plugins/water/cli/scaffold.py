@@ -1,11 +1,13 @@
-"""`water new NAME`: a new pipeline, started from the project's reference pipeline.
+"""`water new NAME [--from EXAMPLE]`: a new pipeline, started from a shipped example.
 
-Its SQL, Glue script, pod entrypoints and SageMaker scripts are the reference pipeline's
-(`recipe_engagement`, over the app data `water seed` writes) with the name changed, so a new
-pipeline validates and runs on the local target before anyone edits it, and there is one
-copy of that code to keep working. Its spec and DAG file come from the two templates in
-water/templates/pipeline/, where `{{key}}` is replaced by the pipeline's values (name,
-today, publish_table).
+What it writes follows from the example's spec, whatever its shape: every file a step runs
+(SQL, Glue script, pod entrypoints, training and inference scripts) is copied with the
+example's name changed to the new one, in the same place of the layout
+(`sql/EXAMPLE/x.sql` -> `sql/NAME/x.sql`, `glue/EXAMPLE_features.py` -> `glue/NAME_features.py`);
+the spec is the example's, pointing at those copies, with its own name, start date and
+published tables (`ml.NAME…`); its sources (fixtures, the seed entrypoint) stay the
+example's, so the new pipeline runs on the same local data before anyone edits it. The DAG
+file comes from water/templates/pipeline/dag.py.
 """
 
 from __future__ import annotations
@@ -18,33 +20,19 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from water import paths
-from water.spec import IDENTIFIER
+from water.spec import IDENTIFIER, PipelineSpec, SpecError, load_spec
 
 TEMPLATES = Path(__file__).parents[1] / "templates" / "pipeline"  # water/templates, package data
-REFERENCE = "recipe_engagement"  # the pipeline a new one starts from
-# source -> where it lands in the project, in the layout every pipeline follows. A source that
-# is a template file is rendered; any other is the reference pipeline's own file at that place.
-LAYOUT = {
-    "spec.yaml": "include/pipelines/{name}.yaml",
-    "extract.sql": "include/sql/{name}/extract.sql",
-    "training_set.sql": "include/sql/{name}/training_set.sql",
-    "features.py": "include/glue/{name}_features.py",
-    "preprocess.py": "include/jobs/{name}/preprocess.py",
-    "postprocess.py": "include/jobs/{name}/postprocess.py",
-    "train.py": "include/training/{name}/train.py",
-    "inference.py": "include/training/{name}/inference.py",
-    "dag.py": "dags/{name}.py",
-}
+REFERENCE = "recipe_engagement"  # the example a new pipeline starts from unless --from says otherwise
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
 class ScaffoldError(ValueError):
-    """A name that cannot become a pipeline, or files that are already there."""
+    """A name that cannot become a pipeline, an unknown example, or files that are already there."""
 
 
-def check_name(name: str, root: Path | None = None) -> None:
-    """Refuse a name that is not snake_case, is a Python keyword, would shadow a module, or is taken."""
-    root = root or paths.project_root()
+def check_name(name: str) -> None:
+    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module."""
     if not re.match(IDENTIFIER, name):
         raise ScaffoldError(
             f"{name!r} is not a pipeline name: use snake_case (lower-case letters, digits and _, "
@@ -55,13 +43,30 @@ def check_name(name: str, root: Path | None = None) -> None:
     # Airflow puts dags/ on sys.path: dags/json.py would replace the json module for every DAG.
     if name in sys.stdlib_module_names or find_spec(name) is not None:
         raise ScaffoldError(f"{name!r} is the name of a Python module; dags/{name}.py would shadow it")
-    taken = [relative for relative in destinations(name) if (root / relative).exists()]
-    if taken:
-        raise ScaffoldError(f"pipeline {name!r} already exists (nothing was written): " + ", ".join(taken))
 
 
-def destinations(name: str) -> list[str]:
-    return [target.format(name=name) for target in LAYOUT.values()]
+def example_spec(example: str, root: Path) -> PipelineSpec:
+    spec_file = root / "include" / "pipelines" / f"{example}.yaml"
+    if not spec_file.is_file():
+        known = sorted(p.stem for p in (root / "include" / "pipelines").glob("*.yaml"))
+        raise ScaffoldError(f"no pipeline {example!r} to start from; the project has {', '.join(known)}")
+    try:
+        return load_spec(spec_file, include_dir=root / "include")
+    except SpecError as exc:
+        raise ScaffoldError(f"the example {example!r} does not validate itself:\n{exc}") from None
+
+
+def renamed(path: str, example: str, name: str) -> str:
+    """Where a file of the example goes for the new pipeline."""
+    if example in path:
+        return path.replace(example, name)
+    folder, _, file = path.rpartition("/")
+    return f"{folder}/{name}_{file}" if folder else f"{name}_{file}"
+
+
+def artifacts(spec: PipelineSpec) -> list[str]:
+    """The include/ files the example's steps run, each once, in step order."""
+    return list(dict.fromkeys(a for step in spec.steps.values() if (a := step.artifact())))
 
 
 def render(text: str, values: dict[str, str]) -> str:
@@ -74,22 +79,57 @@ def render(text: str, values: dict[str, str]) -> str:
     return _PLACEHOLDER.sub(value, text)
 
 
-def source_text(source: str, target: str, name: str, values: dict[str, str], root: Path) -> str:
-    template = TEMPLATES / source
-    if template.is_file():
-        return render(template.read_text(), values)
-    reference = root / target.format(name=REFERENCE)
-    if not reference.is_file():
-        raise ScaffoldError(f"{reference.relative_to(root)} is missing: `water new` starts from the {REFERENCE} pipeline's files")
-    return reference.read_text().replace(REFERENCE, name)
+def new_spec_text(spec: PipelineSpec, text: str, name: str, files: dict[str, str], today: date) -> str:
+    """The example's spec text (comments kept) with the new name, files, start date and tables."""
+    for old, new in files.items():
+        text = re.sub(rf"(?m)(:\s*){re.escape(old)}(\s*(#.*)?)$", rf"\g<1>{new}\g<2>", text)
+    text = re.sub(r"(?m)^name:\s*\S+", f"name: {name}", text, count=1)
+    text = re.sub(r"(?m)^start_date:\s*\S+", f"start_date: {today.isoformat()}", text, count=1)
+    tables = [s.table for s in spec.steps_of("publish").values()]
+    for i, table in enumerate(tables):
+        new_table = f"ml.{name}" if len(tables) == 1 else f"ml.{name}_{i + 1}"
+        text = re.sub(rf"(?m)(table:\s*){re.escape(table)}\b", rf"\g<1>{new_table}", text)
+    if spec.catalog_database:
+        text = re.sub(r"(?m)^catalog_database:.*$", "", text)
+    header = (
+        f"# The {name} pipeline, scaffolded by `water new {name} --from {spec.name}` on {today.isoformat()}.\n"
+        f"# It runs as it is on the local target, over {spec.name}'s local data. Make it yours step by\n"
+        "# step: `water validate` checks this file, `water run` runs it; docs/pipelines.md lists the kinds.\n"
+    )
+    return header + text
 
 
-def scaffold(name: str, root: Path | None = None, today: date | None = None) -> list[Path]:
+def plan(name: str, example: str, root: Path, today: date) -> dict[Path, str]:
+    """Every file the new pipeline gets, and its text."""
+    check_name(name)
+    spec = example_spec(example, root)
+    include = root / "include"
+    files = {old: renamed(old, example, name) for old in artifacts(spec)}
+    out: dict[Path, str] = {
+        include / "pipelines" / f"{name}.yaml": new_spec_text(
+            spec, (include / "pipelines" / f"{example}.yaml").read_text(), name, files, today
+        )
+    }
+    for old, new in files.items():
+        out[include / new] = (include / old).read_text().replace(example, name)
+    # Scripts beside a training script (helpers, the inference handlers) travel with it.
+    for step in spec.steps_of("sagemaker_training").values():
+        folder = Path(step.entry_point).parent
+        for path in sorted((include / folder).iterdir()):
+            old = str(folder / path.name)
+            if path.is_file() and path.suffix == ".py" and old not in files:
+                out[include / renamed(old, example, name)] = path.read_text().replace(example, name)
+    out[root / "dags" / f"{name}.py"] = render((TEMPLATES / "dag.py").read_text(), {"name": name})
+    taken = [str(path.relative_to(root)) for path in out if path.exists()]
+    if taken:
+        raise ScaffoldError(f"pipeline {name!r} already exists (nothing was written): " + ", ".join(taken))
+    return out
+
+
+def scaffold(name: str, root: Path | None = None, today: date | None = None, example: str = REFERENCE) -> list[Path]:
     """Write the new pipeline's files; returns them. Never overwrites: all or nothing."""
     root = root or paths.project_root()
-    check_name(name, root)
-    values = {"name": name, "today": (today or date.today()).isoformat(), "publish_table": f"ml.{name}"}
-    rendered = {root / target.format(name=name): source_text(source, target, name, values, root) for source, target in LAYOUT.items()}
+    rendered = plan(name, example, root, today or date.today())
     written: list[Path] = []
     try:
         for path, text in rendered.items():

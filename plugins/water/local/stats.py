@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PREDICTION_COLUMNS = {"id": "BIGINT", "class": "VARCHAR", "confidence": "DOUBLE"}
+PREDICTION_COLUMNS = {"id": "VARCHAR", "class": "VARCHAR", "confidence": "DOUBLE"}  # an id may be a string or a number
 
 
 def count_predictions(folder: Path, threads: int = 2) -> dict[str, int]:

@@ -34,7 +34,7 @@ from water.sizing import escalate, k8s_resources
 from water.spec import SizingPolicy
 
 DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-PREDICTION_COLUMNS = (("id", "bigint"), ("class", "string"), ("confidence", "double"))  # water's inference contract
+PREDICTION_COLUMNS = (("id", "string"), ("class", "string"), ("confidence", "double"))  # water's inference contract: the id may be a number or a string
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

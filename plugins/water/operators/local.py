@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -186,9 +187,11 @@ class LocalPodOperator(LocalStageOperator):
         shard: dict[str, int] | None = None,
         shard_output: bool = False,
         escalation: SizingPolicy | None = None,
+        metric_definitions: list[tuple[str, str]] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.metric_definitions = list(metric_definitions or [])
         self.entrypoint, self.arguments = entrypoint, dict(arguments)
         self.inputs, self.outputs = dict(inputs), dict(outputs)
         self.container_resources = container_resources
@@ -233,20 +236,26 @@ class LocalPodOperator(LocalStageOperator):
             argv += [f"--{flag}", file_uri(folder)]
         if self.shard:  # a shard knows its rows; counting the whole input per shard is waste
             rows_in = self.shard["row_end"] - self.shard["row_start"]
-        else:
-            rows_in = sum(
-                self._count(folder, "parquet" if any(folder.rglob("*.parquet")) else "csv")
-                for folder in sources.values()
-            )
+        else:  # rows of the tabular inputs (Parquet, CSV); a model's files are no rows
+            rows_in = sum(self._count(folder, self._format_of(folder)) for folder in sources.values())
         with staged({flag: self._output_uri(dataset, ds) for flag, (dataset, _) in self.outputs.items()}) as out:
             for flag, folder in out.items():
                 argv += [f"--{flag}", file_uri(folder)]
+            metrics: dict[str, float] = {}
+            patterns = [(name, re.compile(regex)) for name, regex in self.metric_definitions]
+
+            def log(line: str) -> None:
+                self.log.info("%s", line)
+                for name, pattern in patterns:  # as SageMaker's metric_definitions read a job's log
+                    if (match := pattern.search(line)) is not None:
+                        metrics[name] = float(match.group(1))
+
             result = run_limited(
                 argv,
                 name=f"pod {self.task_id}",
                 memory_bytes=resources.memory_limit_bytes,
                 cpu=resources.cpu_limit,
-                log=self.log.info,
+                log=log,
             )
             counts = {flag: self._count(out[flag], fmt) for flag, (_, fmt) in self.outputs.items()}
         return {
@@ -257,13 +266,23 @@ class LocalPodOperator(LocalStageOperator):
             "memory_limit_mb": round(resources.memory_limit_bytes / 2**20, 1),
             "cpu_limit": resources.cpu_limit,
             "limits_enforced_by": result.enforcement,
+            **({"metrics": metrics} if self.metric_definitions else {}),
             **({"shard": self.shard} if self.shard else {}),
         }
+
+    @staticmethod
+    def _format_of(folder: Path) -> str:
+        names = [p.name for p in data_files(folder)]
+        if any(n.endswith(".parquet") for n in names):
+            return "parquet"
+        return "csv" if any(n.endswith((".csv", ".out")) for n in names) else "files"
 
     @staticmethod
     def _count(folder: Path, fmt: str) -> int:
         if fmt == "parquet":
             return parquet_rows(folder)
+        if fmt == "files":
+            return 0
         return text_rows(folder, header=fmt == "csv_header")
 
 

@@ -118,6 +118,7 @@ def pod(target: LocalTarget, spec: PipelineSpec, name: str, step: PodStep) -> Bu
             inputs=step.reads,
             outputs={flag: (out.dataset, out.format) for flag, out in step.writes.items()},
             container_resources=step.resources.as_k8s_dict(),
+            metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
             **target.common(spec),
             **external(step.timeout),
         )
