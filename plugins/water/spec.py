@@ -319,11 +319,27 @@ class Placement(Strict):
     startup_timeout: Duration = timedelta(minutes=10)
 
 
-RowFormat = Literal["parquet", "csv", "csv_header"]
+class MetricDefinition(Strict):
+    name: str
+    regex: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            if re.compile(regex).groups != 1:
+                raise ValueError("must have exactly one capture group")
+        except re.error as exc:
+            raise ValueError(f"is not a regular expression: {exc}") from None
+        return regex
+
+
+RowFormat = Literal["parquet", "csv", "csv_header", "files"]
 
 
 class PodOutput(Strict):
-    """A dataset a pod writes, and how its rows are counted (the summary's rows out)."""
+    """A dataset a pod writes, and how its rows are counted (the summary's rows out):
+    Parquet rows, CSV lines (with or without a header), or just files (a model)."""
 
     dataset: Dataset
     format: RowFormat = "parquet"
@@ -348,6 +364,9 @@ class PodStep(Step):
     resources: Resources
     placement: Placement = Placement()
     timeout: Duration = timedelta(hours=1)
+    # Figures the entrypoint prints (e.g. a pod that trains: `validation:accuracy=0.84`).
+    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
+    objective_metric: str | None = None
 
     @model_validator(mode="after")
     def _flags_distinct(self) -> PodStep:
@@ -357,6 +376,8 @@ class PodStep(Step):
         taken = {a.replace("_", "-") for a in self.args} & (set(self.reads) | set(self.writes))
         if taken:
             raise ValueError(f"args {sorted(taken)} clash with the reads/writes flags")
+        if self.objective_metric and self.objective_metric not in {m.name for m in self.metric_definitions}:
+            raise ValueError(f"objective_metric {self.objective_metric!r} is not among metric_definitions")
         return self
 
     def inputs(self) -> list[str]:
@@ -364,21 +385,6 @@ class PodStep(Step):
 
     def outputs(self) -> list[str]:
         return [o.dataset for o in self.writes.values()]
-
-
-class MetricDefinition(Strict):
-    name: str
-    regex: str
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, regex: str) -> str:
-        try:
-            if re.compile(regex).groups != 1:
-                raise ValueError("must have exactly one capture group")
-        except re.error as exc:
-            raise ValueError(f"is not a regular expression: {exc}") from None
-        return regex
 
 
 InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
@@ -661,7 +667,9 @@ class PipelineSpec(Strict):
     retries: int = Field(default=2, ge=0, le=10)
     retry_delay: Duration = timedelta(minutes=5)
     classes: list[Annotated[str, Field(pattern=IDENTIFIER)]] = Field(min_length=2)
-    catalog_database: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{0,254}$")
+    # The pipeline's Glue/Athena database; always water_…, so one IAM wildcard
+    # (docs/iam/airflow-role-policy.json: database/water_*) covers every pipeline's.
+    catalog_database: str | None = Field(default=None, pattern=r"^water_[a-z0-9_]{1,249}$")
     notifications: Notifications = Notifications()
     sources: dict[DatasetOrTable, Source] = Field(default_factory=dict)
     local_data: LocalData = LocalData()
@@ -681,8 +689,9 @@ class PipelineSpec(Strict):
 
     @property
     def database(self) -> str:
-        """The pipeline's Glue/Athena catalog database: its lake datasets as tables."""
-        return self.catalog_database or self.name
+        """The pipeline's Glue/Athena catalog database: its lake datasets as tables
+        (`catalog_database`, by default `water_<name>`)."""
+        return self.catalog_database or f"water_{self.name}"
 
     # --- the graph ---------------------------------------------------------------------
 
@@ -705,6 +714,9 @@ class PipelineSpec(Strict):
             name: sorted({w for d in step.inputs() if (w := self.writer(d)) and w != name}, key=list(self.steps).index)
             for name, step in self.steps.items()
         }
+        for name, step in self.steps_of("sized_postprocess").items():  # sizing reads its stats' counts
+            counting = [n for n, s in self.steps_of("inference_stats").items() if s.reads == step.reads]
+            edges[name] = sorted({*edges[name], *counting}, key=list(self.steps).index)
         guard = self.step_of("drift_guard")
         if guard:
             guard_name, guard_step = guard
@@ -798,7 +810,10 @@ class PipelineSpec(Strict):
         """Which task holds which figure, found by kind (never by a step's name): what the run
         summary, the report, the stack's status and the metrics read."""
         stats = next(iter(self.steps_of("inference_stats").items()), None)
-        training = next(iter(self.steps_of("sagemaker_training").items()), None)
+        training = next(
+            ((n, s) for n, s in self.steps.items() if getattr(s, "objective_metric", None)),
+            next(iter(self.steps_of("sagemaker_training").items()), None),
+        )
         guard = self.step_of("drift_guard")
         sized = self.step_of("sized_postprocess")
         return {
@@ -864,11 +879,11 @@ def _topological(edges: dict[str, list[str]], names: list[str]) -> list[str]:
 
 def _field_path(loc: tuple[Any, ...]) -> str:
     # pydantic puts validator names (function-before[...]) and a union's tag (the step kind)
-    # into loc; drop them.
-    parts = [
-        str(p) for p in loc
-        if not (isinstance(p, str) and ("[" in p or p.startswith("function-") or p in STEP_KINDS))
-    ]
+    # into loc; drop them. The tag is only the part right after steps.<name>: a step or an
+    # argument may well be named like a kind (a step `publish` of kind publish).
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    if len(parts) > 2 and parts[0] == "steps" and parts[2] in STEP_KINDS:
+        del parts[2]
     return ".".join(parts)
 
 
