@@ -39,15 +39,16 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["WATER_STATE_DIR"] = str(args.state_dir)
 
-    from water import paths, seed
-    from water.cli import local_airflow, runner
+    from water.cli import local_airflow
+    from water.cli.seeding import seed_pipeline
+    from water.spec import load_pipeline
 
     local_airflow.write_config()
     local_airflow.migrate(log=console.print)
     started = time.monotonic()
-    seed.seed(
-        paths.warehouse_dir(), runner.lake_pipeline_dir(runner.DEMO_PIPELINE), [date.fromisoformat(args.date)],
-        args.users, progress=console.print,
+    seed_pipeline(
+        load_pipeline("recipe_engagement"), [date.fromisoformat(args.date)], users=args.users,
+        progress=lambda text: console.print(text, markup=False),
     )
     seed_seconds = time.monotonic() - started
 

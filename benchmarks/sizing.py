@@ -99,12 +99,12 @@ def calibrate(scratch: Path, points: list[int]) -> dict:
     """Peak RSS and seconds of the real post-processing entrypoint against rows."""
     folder = scratch / f"predictions-{max(points)}"
     write_predictions(folder, max(points))
-    spec = load_pipeline("recipe_engagement")
-    campaigns = str(spec.postprocess.args["campaigns"])
+    postprocess = load_pipeline("recipe_engagement").step_of("sized_postprocess")[1]
+    campaigns = str(postprocess.args["campaigns"])
     samples = []
     for rows in points:
         out = scratch / f"post-{rows}"
-        argv = [sys.executable, str(ROOT / "include" / spec.postprocess.entrypoint), "--input", f"file://{folder}",
+        argv = [sys.executable, str(ROOT / "include" / postprocess.entrypoint), "--input", f"file://{folder}",
                 "--output", f"file://{out}", "--campaigns", campaigns, "--row-start", "0", "--row-end", str(rows)]
         result = run_limited(argv, name="postprocess", log=lambda _: None, **BIG)
         samples.append({"rows": rows, "peak_mb": round(result.peak_rss_bytes / 2**20, 1), "seconds": round(result.seconds, 2)})
@@ -116,7 +116,7 @@ def calibrate(scratch: Path, points: list[int]) -> dict:
 
 
 def simulate(days: int, calibration: dict, seed: int = 11) -> dict:
-    policy = load_pipeline("recipe_engagement").sizing
+    policy = load_pipeline("recipe_engagement").step_of("sized_postprocess")[1].sizing
     rng = np.random.default_rng(seed)
     sizes = rng.lognormal(np.log(900_000), 0.8, days)
     swing = rng.choice(days, 12, replace=False)  # swing days: a class-mix swing re-targets many more users

@@ -2,13 +2,17 @@
 
 A new pipeline reads the same seeded app data as the demo (the label feed lands in its own
 lake folder), its DAG loads beside the demo's with the same graph, and it publishes to a
-table of its own.
+table of its own. One started `--from customer_value` (other classes, tier names, ids and
+shape) runs too, and the project's own integrity and contract tests pass with it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -51,7 +55,7 @@ def test_validate_passes_with_the_new_pipeline(project):
     result = water("validate", project=root, state=root / ".water")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   include/pipelines/churn.yaml" in result.stdout
-    assert "2 DAGs load, 0 problem(s)" in result.stdout
+    assert "3 DAGs load, 0 problem(s)" in result.stdout
 
 
 def test_the_dag_loads_beside_the_demo_with_the_same_graph(project, monkeypatch):
@@ -61,7 +65,7 @@ def test_the_dag_loads_beside_the_demo_with_the_same_graph(project, monkeypatch)
     monkeypatch.setenv("WATER_PROJECT_ROOT", str(root))
     bag = DagBag(str(root / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"recipe_engagement", "churn"}
+    assert set(bag.dags) == {"recipe_engagement", "customer_value", "churn"}
     churn, demo = bag.dags["churn"], bag.dags["recipe_engagement"]
     assert churn.fileloc.endswith("dags/churn.py")
     assert {t.task_id for t in churn.tasks} - {"postprocess_medium"} == {t.task_id for t in demo.tasks} - {"postprocess_medium"}
@@ -90,3 +94,44 @@ def test_run_succeeds_and_publishes_its_own_table(project):
     from water.local.warehouse import table_rows
 
     assert table_rows(root / ".water" / "warehouse", "ml.churn") == summary["rows_published"]
+
+
+@pytest.fixture(scope="module")
+def whole_project(tmp_path_factory):
+    """A copy of the repository (tests included) with a pipeline started from customer_value."""
+    root = tmp_path_factory.mktemp("from-example")
+    ignore = shutil.ignore_patterns(".venv", ".water", ".git", "__pycache__", "*.egg-info", "test-artifacts")
+    for item in ROOT.iterdir():
+        if item.name in (".venv", ".water", ".git") or item.name.endswith(".egg-info"):
+            continue
+        if item.is_dir():
+            shutil.copytree(item, root / item.name, ignore=ignore)
+        else:
+            shutil.copy2(item, root / item.name)
+    made = water("new", "basket", "--from", "customer_value", project=root, state=root / ".water")
+    assert made.returncode == 0, made.stdout + made.stderr
+    return root
+
+
+def test_a_pipeline_from_the_second_example_runs(whole_project):
+    result = water("run", "basket", "--date", "2026-11-03", "--json", project=whole_project, state=whole_project / ".water")
+    assert result.returncode == 0, result.stderr[-5000:]
+    summary = json.loads(result.stdout)
+    assert summary["state"] == "success" and summary["rows_published"] > 0
+    assert set(summary["predicted_class_counts"]) == {"vip", "loyal", "occasional", "lapsed"}
+
+
+def test_the_projects_tests_hold_a_pipeline_of_another_shape(whole_project):
+    """`make test`'s integrity and contract tests take their expectations from each spec:
+    a pipeline with other classes and tier names keeps them green."""
+    env = {**os.environ, "WATER_PROJECT_ROOT": str(whole_project), "WATER_STATE_DIR": str(whole_project / ".water")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/dags", "tests/contract",
+         "-k", "basket or not (recipe_engagement or customer_value)"],
+        cwd=whole_project, capture_output=True, text=True, timeout=1200, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "basket" in subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", "tests/dags"],
+        cwd=whole_project, capture_output=True, text=True, timeout=600, env=env,
+    ).stdout

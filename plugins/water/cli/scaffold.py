@@ -84,7 +84,10 @@ def new_spec_text(spec: PipelineSpec, text: str, name: str, files: dict[str, str
     for old, new in files.items():
         text = re.sub(rf"(?m)(:\s*){re.escape(old)}(\s*(#.*)?)$", rf"\g<1>{new}\g<2>", text)
     text = re.sub(r"(?m)^name:\s*\S+", f"name: {name}", text, count=1)
-    text = re.sub(r"(?m)^start_date:\s*\S+", f"start_date: {today.isoformat()}", text, count=1)
+    # A seeded example makes data for any day: start today. Fixtures cover fixed days: keep
+    # the example's start, or the new pipeline could run none of them.
+    start = today if spec.local_data.seed else spec.start_date
+    text = re.sub(r"(?m)^start_date:\s*\S+", f"start_date: {start.isoformat()}", text, count=1)
     tables = [s.table for s in spec.steps_of("publish").values()]
     for i, table in enumerate(tables):
         new_table = f"ml.{name}" if len(tables) == 1 else f"ml.{name}_{i + 1}"

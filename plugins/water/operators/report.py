@@ -46,7 +46,7 @@ class RunReportOperator(BaseOperator):
         self.roles, self.history_days, self.slack_conn_id = dict(roles), history_days, slack_conn_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        ti, ds = context["ti"], context["ds"]
+        ds = context["ds"]
         store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
         record = self.run_record(context)
         history = self.history(store, ds)

@@ -1,0 +1,79 @@
+"""End to end: the second example, `customer_value`, on its shipped fixtures.
+
+Another shape than the demo (no Glue, two Athena SQL steps, training and scoring in pods,
+4 classes, string ids, tiers compact/wide): it runs with `water run` as it is, every
+customer is scored and published exactly once, and a label outside its classes stops the
+first step that reads the labels, naming them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from tests.e2e.test_cli import edit, water
+from water.local.warehouse import table_rows
+from water.spec import load_pipeline
+
+pytestmark = pytest.mark.e2e
+
+DS = "2026-11-03"
+SPEC = load_pipeline("customer_value")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    state = tmp_path_factory.mktemp("customer-value-state")
+    result = water("run", "customer_value", "--date", DS, "--json", state=state, timeout=900)
+    assert result.returncode == 0, result.stderr[-5000:]
+    return json.loads(result.stdout), state
+
+
+def test_runs_as_shipped(run):
+    summary, _ = run
+    assert summary["state"] == "success"
+    states = {t["task_id"]: t["state"] for t in summary["tasks"]}
+    for name in SPEC.steps:
+        if SPEC.steps[name].kind != "sized_postprocess":
+            assert states[name] == "success", name
+    tiers = [t.name for t in SPEC.step_of("sized_postprocess")[1].sizing.tiers]
+    assert summary["sizing"]["tier"] in tiers  # its own tier names, not the demo's
+    assert summary["validation_accuracy"] >= 0.6  # read from the training pod's log
+    assert set(summary["predicted_class_counts"]) == set(SPEC.classes)
+
+
+def test_every_customer_is_published_exactly_once_with_its_string_key(run, tmp_path):
+    summary, state = run
+    from tests.conftest import ROOT
+
+    customers = pacsv.read_csv(ROOT / "include/data/customer_value/customers.csv").column("customer_key").to_pylist()
+    outputs = pq.read_table(state / "lake/customer_value/outputs" / f"ds={DS}")
+    keys = outputs.column("customer_key").to_pylist()
+    assert sorted(keys) == sorted(customers) and len(set(keys)) == len(keys)
+    assert all(isinstance(k, str) and k.startswith("C-") for k in keys)
+    table = SPEC.step_of("publish")[1].table
+    assert table_rows(state / "warehouse", table, DS) == len(customers) == summary["rows_published"]
+
+
+def test_a_label_outside_the_classes_fails_the_first_step_that_reads_it(tmp_path):
+    import shutil
+
+    from tests.conftest import ROOT
+
+    for folder in ("include", "dags"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    labels = tmp_path / "include/data/customer_value/value_labels.csv"
+    first = next(line for line in labels.read_text().splitlines() if line.startswith(f"{DS},"))
+    edit(tmp_path, "include/data/customer_value/value_labels.csv", first, first.rsplit(",", 1)[0] + ",platinum_")
+    result = water("run", "customer_value", "--date", DS, project=tmp_path, state=tmp_path / ".water", timeout=900)
+    assert result.returncode == 1
+    summary = json.loads(next((tmp_path / ".water/runs/customer_value").glob(f"ds={DS}.json")).read_text())
+    failed = [t["task_id"] for t in summary["tasks"] if t["state"] == "failed"]
+    reader = next(n for n, s in SPEC.steps.items() if "value_labels" in s.inputs())
+    assert failed == [reader]
+    log = " ".join(result.stderr.split())
+    assert "value_labels" in log and "platinum_" in log and "not among the spec's classes" in log
+    assert not (tmp_path / ".water/lake/customer_value/outputs").exists()  # nothing published
