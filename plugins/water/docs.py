@@ -83,7 +83,7 @@ Metrics go to StatsD (Datadog tags `pipeline`, `ds`, `task`, `tier`) as `water.*
 
 ```
 water run {spec.name} --date {day}
-AIRFLOW_HOME=$PWD/.water/airflow .venv/bin/airflow dags test {spec.name} {day}
+AIRFLOW_HOME=.water/airflow .venv/bin/airflow dags test {spec.name} {day}
 ```
 """)
     return "\n\n".join(sections)

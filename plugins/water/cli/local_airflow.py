@@ -4,7 +4,7 @@ Two homes share the same base settings (the project's dags/ and plugins/ folders
 examples, LocalExecutor): `water run` uses .water/airflow (SQLite, `airflow dags test`);
 `water up` uses .water/stack (a scheduler-driven stack, see water.cli.stack) with its own
 settings on top. Afterwards plain Airflow commands work with AIRFLOW_HOME pointing at either,
-e.g. `AIRFLOW_HOME=.water/airflow airflow dags test recipe_engagement 2026-11-01`.
+e.g. `AIRFLOW_HOME=.water/airflow airflow dags test recipe_engagement 2026-11-01` (relative or not).
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def base_settings(home: Path) -> Settings:
             "load_examples": "False",
             "executor": "LocalExecutor",
         },
+        # An absolute path: Airflow's default is relative to AIRFLOW_HOME as given, and it
+        # refuses a relative SQLite path (`AIRFLOW_HOME=.water/airflow airflow …` would fail).
+        "database": {"sql_alchemy_conn": f"sqlite:///{home.resolve() / 'airflow.db'}"},
         "logging": {"base_log_folder": str(home / "logs")},
         # Airflow's metrics and the pipelines' own (water.metrics) in DogStatsD form, with tags,
         # to a Datadog agent (or any StatsD listener) at WATER_STATSD_HOST:WATER_STATSD_PORT —
