@@ -48,3 +48,22 @@ def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(ROOT / "dags"))
+
+
+DEMO_SEED = ROOT / "include" / "seeds" / "recipe_engagement.py"
+_demo_seed_module = None
+
+
+def demo_seed():
+    """The demo's seed entrypoint (include/seeds/recipe_engagement.py, a script) as a module,
+    loaded once."""
+    global _demo_seed_module
+    if _demo_seed_module is None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("water_demo_seed", DEMO_SEED)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        _demo_seed_module = module
+    return _demo_seed_module

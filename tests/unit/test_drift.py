@@ -1,4 +1,4 @@
-"""The drift guard's arithmetic and verdicts (water.drift), and the spec's drift policy."""
+"""The drift guard's arithmetic and verdicts (water.drift), and the thresholds of the spec's drift_guard step."""
 
 from __future__ import annotations
 
@@ -70,10 +70,15 @@ def test_the_alert_text_puts_the_shares_side_by_side():
     assert result.mix_text() == "cook 40% → 80%, browse 35% → 15%, dormant 25% → 5%"
 
 
-def test_spec_refuses_unreachable_js_threshold(tmp_path):
-    from water.spec import DriftPolicy
+def guard(**thresholds) -> dict:
+    return {"kind": "drift_guard", "reads": "stats", "guards": "predictions", **thresholds}
+
+
+def test_spec_refuses_unreachable_js_threshold():
+    from water.spec import DriftGuardStep
 
     with pytest.raises(ValueError, match="JS distance is at most 1"):
-        DriftPolicy(metric="js", warn=0.5, block=1.5)
+        DriftGuardStep.model_validate(guard(metric="js", warn=0.5, block=1.5))
     with pytest.raises(ValueError, match="must be below block"):
-        DriftPolicy(warn=0.3, block=0.2)
+        DriftGuardStep.model_validate(guard(warn=0.3, block=0.2))
+    assert DriftGuardStep.model_validate(guard(metric="js", warn=0.1, block=0.2)).block == 0.2

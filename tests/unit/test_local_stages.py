@@ -1,22 +1,31 @@
-"""Each local stage on small data, in pipeline order, running the production artifacts.
+"""Each local stage of the demo on small data, running the production artifacts.
 
-One small lake (2,000 users, one day) is seeded for the module; the stages then run one
-after the other, as the DAG chains them, and each test checks what its stage wrote.
+One small lake (2,000 users, one day) is seeded for the module, and the demo's steps run on it
+once, in the DAG's order, as the tests ask for them (`Pipeline.through`): a test gets the steps
+it checks, and every step before them, whichever tests ran before it. So each test stands
+alone (`-k name`). Tests that run a stage again to see it fail or shard do so on a private
+copy of the lake, so they never change what another test reads.
+
+Every stage after `features` reads what the Glue script wrote on local Spark, so those tests
+are marked `spark` as well.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tarfile
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from water import lake, seed
+from tests.conftest import demo_seed
 from water.local.partitions import data_files, file_uri
 from water.local.process import OutOfMemory
 from water.spec import load_pipeline
@@ -24,33 +33,89 @@ from water.targets.local import LocalTarget
 
 DS = "2026-11-01"
 USERS = 2_000
+INFERENCE_SHARD_ROWS = 700  # several inference files from a small day
+NOT_LOCAL_STAGES = {"drift_guard"}  # target-agnostic branch, not a stage (tests/unit/test_drift.py, e2e)
+
+
+def run(op, decision=None) -> dict[str, Any]:
+    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids=None, key=None: decision)
+    return op.run(DS, {"ds": DS, "ti": ti})
+
+
+def one_shard(rows):
+    return {"tier": "small", "shards": [{"index": 0, "row_start": 0, "row_end": rows}]}
+
+
+def build(env, name: str, task_id: str | None = None):
+    """A fresh operator of step `name` as its target's builder makes it: the step's own task,
+    or `task_id` among the tasks it builds (a sized step's tier and commit tasks)."""
+    from airflow.sdk import DAG
+
+    with DAG(f"stages_{name}", schedule=None) as dag:
+        built = env.target.build(env.spec, name, env.spec.steps[name])
+    return built.head if task_id is None else dag.get_task(task_id)
+
+
+class Pipeline:
+    """The demo's local stages on one seeded day: each step runs once, after its upstream."""
+
+    def __init__(self, root: Path) -> None:
+        self.spec = load_pipeline("recipe_engagement")
+        self.warehouse, self.lake = root / "warehouse", root / "lake" / self.spec.name
+        demo_seed().seed(self.warehouse, self.lake, [date.fromisoformat(DS)], USERS)
+        self.target = LocalTarget(lake_root=file_uri(root / "lake"), warehouse_dir=str(self.warehouse))
+        self.figures: dict[str, dict[str, Any]] = {}  # task id -> what it returned
+        self.done: set[str] = set()
+
+    def through(self, name: str) -> dict[str, dict[str, Any]]:
+        """Run step `name` and every step it depends on (those not run yet); the figures so far."""
+        upstream = self.spec.upstream()
+        needed, todo = {name}, [name]
+        while todo:
+            for up in upstream[todo.pop()]:
+                if up not in needed:
+                    needed.add(up)
+                    todo.append(up)
+        for step in self.spec.order():
+            if step in needed and step not in self.done and step not in NOT_LOCAL_STAGES:
+                self._run(step)
+                self.done.add(step)
+        return self.figures
+
+    def _run(self, name: str) -> None:
+        step = self.spec.steps[name]
+        if step.kind == "sized_postprocess":  # what the branch does on a small day: the small tier, one shard
+            tier = build(self, name, step.tier_task_id(name, step.sizing.tiers[0].name))
+            self.figures[tier.task_id] = run(tier)
+            rows = self.figures[self.spec.roles()["stats"]]["rows"]
+            commit = build(self, name, step.commit_task_id())
+            self.figures[commit.task_id] = run(commit, decision=one_shard(rows))
+            return
+        op = build(self, name)
+        if step.kind == "pod" and "inference_shard_rows" in op.arguments:
+            op.arguments["inference_shard_rows"] = INFERENCE_SHARD_ROWS
+        self.figures[name] = run(op)
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stages")
-    warehouse, lake_root = root / "warehouse", root / "lake"
-    seed.seed(warehouse, lake_root / "recipe_engagement", [seed.date.fromisoformat(DS)], USERS)
-    target = LocalTarget(lake_root=file_uri(lake_root), warehouse_dir=str(warehouse))
-    return SimpleNamespace(
-        spec=load_pipeline("recipe_engagement"),
-        target=target,
-        warehouse=warehouse,
-        lake=lake_root / "recipe_engagement",
-        figures={},
-    )
+def env(tmp_path_factory) -> Pipeline:
+    return Pipeline(tmp_path_factory.mktemp("stages"))
 
 
-def run(op, figures=None, decision=None):
-    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids=None, key=None: decision)
-    result = op.run(DS, {"ds": DS, "ti": ti})
-    if figures is not None:
-        figures[op.task_id] = result
-    return result
+def private_copy(env: Pipeline, tmp_path: Path) -> SimpleNamespace:
+    """The lake as the pipeline left it, copied for a test that runs a stage again."""
+    lake = tmp_path / "lake" / env.spec.name
+    shutil.copytree(env.lake, lake)
+    target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(env.warehouse))
+    return SimpleNamespace(spec=env.spec, target=target, lake=lake, warehouse=env.warehouse)
 
 
 def partition(env, dataset: str) -> Path:
     return env.lake / dataset / f"ds={DS}"
+
+
+def pod_output(env, step: str, flag: str) -> str:
+    return env.spec.steps[step].writes[flag].dataset
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -65,23 +130,29 @@ def source_counts(env):
     return events.num_rows, eligible, active
 
 
+def labels_dataset(env) -> str:
+    (labels,) = env.spec.label_sources()  # the label feed: a lake source of the spec
+    assert labels == "engagement_labels"
+    return labels
+
+
 def test_extract_runs_the_bigquery_sql_on_duckdb(env):
-    figures = run(env.target.extract(env.spec), env.figures)
+    figures = env.through("extract")["extract"]
     events, eligible, active = source_counts(env)
     idle = len(set(eligible) - active)
     assert figures["rows_out"] == events + idle  # every event, plus one row per user without events
-    raw = pq.read_table(partition(env, lake.RAW))
+    raw = pq.read_table(partition(env, env.spec.steps["extract"].writes))
     assert set(raw.column_names) >= {"user_id", "platform", "tenure_days", "event_type", "event_ts"}
     assert pc.min(raw.column("tenure_days")).as_py() >= 0
 
 
 @pytest.mark.spark
 def test_features_runs_the_glue_script_on_local_spark(env):
-    figures = run(env.target.features(env.spec), env.figures)
+    figures = env.through("features")
     events, eligible, _ = source_counts(env)
-    assert figures["rows_in"] == env.figures["extract"]["rows_out"]
-    assert figures["rows_out"] == len(eligible)  # one row per user
-    features = pq.read_table(partition(env, lake.FEATURES))
+    assert figures["features"]["rows_in"] == figures["extract"]["rows_out"]
+    assert figures["features"]["rows_out"] == len(eligible)  # one row per user
+    features = pq.read_table(partition(env, env.spec.steps["features"].writes))
     assert pc.sum(features.column("n_events")).as_py() == events
     assert features.column("user_id").to_pylist() == sorted(features.column("user_id").to_pylist())
 
@@ -89,45 +160,49 @@ def test_features_runs_the_glue_script_on_local_spark(env):
 @pytest.mark.spark
 def test_generator_keeps_its_guaranteed_signal(env):
     """The seeded labels are learnable: a fixed rule on the features reaches the floor."""
-    features = pq.read_table(partition(env, lake.FEATURES)).to_pandas().set_index("user_id")
-    labels = pq.read_table(partition(env, lake.LABELS)).to_pandas().set_index("user_id")
+    seed = demo_seed()
+    env.through("features")
+    features = pq.read_table(partition(env, env.spec.steps["features"].writes)).to_pandas().set_index("user_id")
+    labels = pq.read_table(partition(env, labels_dataset(env))).to_pandas().set_index("user_id")
     joined = labels.join(features, how="inner")
     guessed = [seed.rule_segment(e, c) for e, c in zip(joined.n_events, joined.n_cooks)]
     accuracy = sum(g == s for g, s in zip(guessed, joined.segment)) / len(joined)
     assert accuracy >= seed.GUARANTEED_ACCURACY
 
 
+@pytest.mark.spark
 def test_training_set_runs_the_athena_sql_on_duckdb(env):
-    figures = run(env.target.training_set(env.spec), env.figures)
-    table = pq.read_table(partition(env, lake.TRAINING))
-    assert figures["rows_out"] == table.num_rows == env.figures["features"]["rows_out"]
+    figures = env.through("training_set")
+    table = pq.read_table(partition(env, env.spec.steps["training_set"].writes))
+    assert figures["training_set"]["rows_out"] == table.num_rows == figures["features"]["rows_out"]
     split = table.column("split")
     splits = {name: pc.sum(pc.equal(split, name)).as_py() for name in ("train", "validation", "unlabelled")}
     assert sum(splits.values()) == table.num_rows
     labelled = splits["train"] + splits["validation"]
-    labels = pq.read_table(partition(env, lake.LABELS))
+    labels = pq.read_table(partition(env, labels_dataset(env)))
     assert labelled == labels.num_rows
     assert 0.1 < splits["validation"] / labelled < 0.3
     assert all(u % 5 == 0 for u in table.filter(pc.equal(table.column("split"), "validation")).column("user_id").to_pylist())
 
 
+@pytest.mark.spark
 def test_preprocess_pod_writes_the_channels_within_its_limits(env):
-    op = env.target.preprocess(env.spec)
-    op.arguments["inference_shard_rows"] = 700  # several inference files from a small day
-    figures = run(op, env.figures)
-    rows = env.figures["training_set"]["rows_out"]
-    assert figures["outputs"]["inference-output"] == rows
-    inference_files = data_files(partition(env, lake.CHANNEL_INFERENCE))
-    assert len(inference_files) == -(-rows // 700)
-    train_csv = data_files(partition(env, lake.CHANNEL_TRAIN))[0].read_text().splitlines()
+    figures = env.through("preprocess")
+    pod = figures["preprocess"]
+    rows = figures["training_set"]["rows_out"]
+    assert pod["outputs"]["inference-output"] == rows
+    inference_files = data_files(partition(env, pod_output(env, "preprocess", "inference-output")))
+    assert len(inference_files) == -(-rows // INFERENCE_SHARD_ROWS)
+    train_csv = data_files(partition(env, pod_output(env, "preprocess", "train-output")))[0].read_text().splitlines()
     assert train_csv[0].startswith("label,is_ios,")
-    assert figures["peak_rss_mb"] < figures["memory_limit_mb"]
-    assert figures["limits_enforced_by"] in ("cgroup", "watchdog")
+    assert pod["peak_rss_mb"] < pod["memory_limit_mb"]
+    assert pod["limits_enforced_by"] in ("cgroup", "watchdog")
 
 
+@pytest.mark.spark
 def test_training_follows_the_sagemaker_script_mode_contract(env):
-    figures = run(env.target.train(env.spec), env.figures)
-    model = partition(env, lake.MODEL)
+    figures = env.through("train")["train"]
+    model = partition(env, env.spec.steps["train"].writes)
     with tarfile.open(model / "model.tar.gz") as tar:
         assert sorted(tar.getnames()) == ["features.json", "model.joblib"]
     with tarfile.open(model / "output.tar.gz") as tar:
@@ -138,109 +213,130 @@ def test_training_follows_the_sagemaker_script_mode_contract(env):
     assert figures["channels"] == {"train": metrics["train_rows"], "validation": metrics["validation_rows"]}
 
 
+@pytest.mark.spark
 def test_batch_transform_writes_one_output_per_input(env):
-    figures = run(env.target.batch_inference(env.spec), env.figures)
-    inputs = data_files(partition(env, lake.CHANNEL_INFERENCE))
-    outputs = data_files(partition(env, lake.PREDICTIONS))
+    figures = env.through("batch_inference")
+    step = env.spec.steps["batch_inference"]
+    inputs = data_files(partition(env, step.input))
+    outputs = data_files(partition(env, step.writes))
     assert [p.name for p in outputs] == [f"{p.name}.out" for p in inputs]
-    assert figures["rows_out"] == figures["rows_in"] == env.figures["training_set"]["rows_out"]
+    transform = figures["batch_inference"]
+    assert transform["rows_out"] == transform["rows_in"] == figures["training_set"]["rows_out"]
     first_in = inputs[0].read_text().splitlines()[0].split(",")[0]
     first_out = outputs[0].read_text().splitlines()[0].split(",")
     assert first_out[0] == first_in and first_out[1] in env.spec.classes and 0 < float(first_out[2]) <= 1
 
 
+@pytest.mark.spark
 def test_inference_stats_counts_classes_without_loading(env):
-    figures = run(env.target.inference_stats(env.spec), env.figures)
-    lines = [line.split(",")[1] for p in data_files(partition(env, lake.PREDICTIONS)) for line in p.read_text().splitlines()]
+    figures = env.through("inference_stats")["inference_stats"]
+    step = env.spec.steps["inference_stats"]
+    lines = [line.split(",")[1] for p in data_files(partition(env, step.reads)) for line in p.read_text().splitlines()]
     assert figures["class_counts"] == {c: lines.count(c) for c in env.spec.classes}
-    stored = json.loads((partition(env, lake.STATS) / "inference_stats.json").read_text())
+    stored = json.loads((partition(env, step.writes) / "inference_stats.json").read_text())
     assert stored["class_counts"] == figures["class_counts"] and stored["ds"] == DS
 
 
-def one_shard(rows):
-    return {"tier": "small", "shards": [{"index": 0, "row_start": 0, "row_end": rows}]}
-
-
+@pytest.mark.spark
 def test_postprocess_pod_writes_per_segment_lists(env):
-    small = env.spec.sizing.tiers[0]
-    figures = run(env.target.postprocess(env.spec, small, None), env.figures)
-    assert figures["memory_limit_mb"] == small.resources.memory_limit_bytes / 2**20
-    rows = env.figures["inference_stats"]["rows"]
-    run(env.target.commit_outputs(env.spec, "size_postprocess"), env.figures, decision=one_shard(rows))
-    outputs = partition(env, lake.OUTPUTS)
+    figures = env.through("postprocess")
+    step = env.spec.steps["postprocess"]
+    small = step.sizing.tiers[0]
+    tier = figures[step.tier_task_id("postprocess", small.name)]
+    assert tier["memory_limit_mb"] == small.resources.memory_limit_bytes / 2**20
+    outputs = partition(env, step.writes)
     assert sorted(p.name for p in outputs.iterdir()) == [f"segment={c}" for c in sorted(env.spec.classes)]
-    counts = env.figures["inference_stats"]["class_counts"]
+    counts = figures["inference_stats"]["class_counts"]
     for segment, n in counts.items():
         table = pq.read_table(outputs / f"segment={segment}")
         assert table.num_rows == n
         confidence = table.column("confidence").to_pylist()
         assert confidence == sorted(confidence, reverse=True)
-    assert figures["rows_out"] == env.figures["commit_outputs"]["rows_out"] == sum(counts.values())
-    assert not partition(env, lake.POSTPROCESS_SHARDS).exists()  # shards are gone once committed
+    assert tier["rows_out"] == figures[step.commit_task_id()]["rows_out"] == sum(counts.values())
+    assert not partition(env, step.shards_dataset).exists()  # shards are gone once committed
 
 
-def test_sharded_postprocess_covers_every_row_once(env):
+@pytest.mark.spark
+def test_sharded_postprocess_covers_every_row_once(env, tmp_path):
     from water.sizing import _row_ranges
 
-    rows = env.figures["inference_stats"]["rows"]
+    rows = env.through("inference_stats")["inference_stats"]["rows"]
+    own = private_copy(env, tmp_path)
+    step = env.spec.steps["postprocess"]
     shards = _row_ranges(rows, 3)
-    largest = env.spec.sizing.tiers[-1]
+    largest = step.sizing.tiers[-1]
+    mapped = build(own, "postprocess", step.tier_task_id("postprocess", largest.name))
+    assert mapped.partial_kwargs["container_resources"] == largest.resources.as_k8s_dict()
     for shard in shards:  # what the mapped postprocess_large task instances do
-        op = env.target.postprocess(env.spec, largest, None)
-        op.shard = shard
-        figures = run(op)
+        figures = run(mapped.unmap({"shard": shard}))
         assert figures["rows_in"] == figures["rows_out"] == shard["row_end"] - shard["row_start"]
-    committed = run(env.target.commit_outputs(env.spec, "size_postprocess"), decision={"tier": largest.name, "shards": shards})
+    commit = build(own, "postprocess", step.commit_task_id())
+    committed = run(commit, decision={"tier": largest.name, "shards": shards})
     assert committed["shards"] == 3 and committed["rows_out"] == rows
-    users = pq.read_table(partition(env, lake.OUTPUTS)).column("user_id").to_pylist()
+    users = pq.read_table(partition(own, step.writes)).column("user_id").to_pylist()
     assert len(users) == len(set(users)) == rows
 
 
+@pytest.mark.spark
 def test_publish_replaces_the_day_in_the_warehouse(env):
     from water.local.warehouse import table_rows
 
-    op = env.target.publish(env.spec)
-    first = run(op)
-    second = run(op)  # a re-run replaces, never duplicates
-    assert first["rows_out"] == second["rows_out"] == env.figures["commit_outputs"]["rows_out"]
-    assert table_rows(env.warehouse, env.spec.publish.table, DS) == first["rows_out"]
-    assert table_rows(env.warehouse, env.spec.publish.table) == first["rows_out"]
+    figures = env.through("publish")
+    step = env.spec.steps["publish"]
+    first = figures["publish"]
+    second = run(build(env, "publish"))  # a re-run replaces, never duplicates
+    committed = figures[env.spec.steps["postprocess"].commit_task_id()]
+    assert first["rows_out"] == second["rows_out"] == committed["rows_out"]
+    assert table_rows(env.warehouse, step.table, DS) == first["rows_out"]
+    assert table_rows(env.warehouse, step.table) == first["rows_out"]
 
 
 TINY = {"requests": {"cpu": "500m", "memory": "40Mi"}, "limits": {"cpu": "1", "memory": "40Mi"}}
 
 
+@pytest.mark.spark
 @pytest.mark.parametrize("enforcement", ["cgroup", "watchdog"])
-def test_pod_out_of_memory_is_reported_and_keeps_the_previous_partition(env, enforcement, monkeypatch):
+def test_pod_out_of_memory_is_reported_and_keeps_the_previous_partition(env, enforcement, monkeypatch, tmp_path):
     if enforcement == "watchdog":
         monkeypatch.setenv("WATER_NO_CGROUP", "1")
-    before = digest(partition(env, lake.CHANNEL_TRAIN))
+    env.through("preprocess")
+    own = private_copy(env, tmp_path)
+    train = partition(own, pod_output(own, "preprocess", "train-output"))
+    before = digest(train)
     assert before, "preprocess must have run first"
-    op = env.target.preprocess(env.spec)
+    op = build(own, "preprocess")
     op.container_resources = TINY
     with pytest.raises(OutOfMemory) as caught:
         run(op)
     assert "OOMKilled" in str(caught.value) and "40.0 MiB" in str(caught.value)
-    assert digest(partition(env, lake.CHANNEL_TRAIN)) == before
-    leftovers = [p.name for p in partition(env, lake.CHANNEL_TRAIN).parent.iterdir() if p.name.startswith(".")]
+    assert digest(train) == before
+    leftovers = [p.name for p in train.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
 
-def test_postprocess_killed_for_memory_is_retried_once_a_tier_up(env):
-    op = env.target.postprocess(env.spec, env.spec.sizing.tiers[0], None)
+@pytest.mark.spark
+def test_postprocess_killed_for_memory_is_retried_once_a_tier_up(env, tmp_path):
+    rows = env.through("inference_stats")["inference_stats"]["rows"]
+    own = private_copy(env, tmp_path)
+    step = env.spec.steps["postprocess"]
+    op = build(own, "postprocess", step.tier_task_id("postprocess", step.sizing.tiers[0].name))
     op.container_resources = TINY  # an undersized pod: the real entrypoint cannot even import pyarrow
     figures = run(op)
     assert figures["escalated"]["from_memory_limit"] == "40Mi"
-    small = env.spec.sizing.tiers[0].resources
+    small = step.sizing.tiers[0].resources
     assert figures["escalated"]["to"] == "small" and figures["escalated"]["to_memory_limit"] == small.limits.memory
     assert figures["memory_limit_mb"] == small.memory_limit_bytes / 2**20
-    assert figures["rows_out"] == env.figures["inference_stats"]["rows"]
+    assert figures["rows_out"] == rows
 
 
-def test_escalation_happens_once_only(env):
+@pytest.mark.spark
+def test_escalation_happens_once_only(env, tmp_path):
     from water.spec import SizingPolicy
 
-    op = env.target.postprocess(env.spec, env.spec.sizing.tiers[0], None)
+    env.through("inference_stats")
+    own = private_copy(env, tmp_path)
+    step = env.spec.steps["postprocess"]
+    op = build(own, "postprocess", step.tier_task_id("postprocess", step.sizing.tiers[0].name))
     smaller = {"requests": {"cpu": "500m", "memory": "20Mi"}, "limits": {"cpu": "1", "memory": "20Mi"}}
     op.container_resources = smaller
     op.escalation = SizingPolicy.model_validate(

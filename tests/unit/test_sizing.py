@@ -10,7 +10,8 @@ from water.operators.sizing import SizePostprocessOperator
 from water.sizing import NO_PREDICTIONS, CapacityError, decide, escalate, k8s_resources
 from water.spec import SizingPolicy, load_pipeline
 
-POLICY = load_pipeline("recipe_engagement").sizing  # small <= 1M, medium <= 4M, large <= 8M; 8M/shard, 16 shards
+SIZED_NAME, SIZED = load_pipeline("recipe_engagement").step_of("sized_postprocess")
+POLICY = SIZED.sizing  # small <= 1M, medium <= 4M, large <= 8M; 8M/shard, 16 shards
 SMALL, MEDIUM, LARGE = (t.max_rows for t in POLICY.tiers)
 PER_SHARD, MAX_SHARDS = POLICY.scale_out.rows_per_shard, POLICY.scale_out.max_shards
 
@@ -101,11 +102,14 @@ class FakeTI:
 
 def operator(counter=None):
     return SizePostprocessOperator(
-        task_id="size_postprocess",
+        task_id=SIZED.size_task_id(SIZED_NAME),
         policy=POLICY,
         stats_task_id="inference_stats",
         count_predictions=counter or (lambda ds: pytest.fail("counted although inference_stats had the counts")),
         spec_file="include/pipelines/recipe_engagement.yaml",
+        tier_task_ids={t.name: SIZED.tier_task_id(SIZED_NAME, t.name) for t in POLICY.tiers[:-1]},
+        plan_task_id=SIZED.plan_task_id,
+        no_predictions_task_id=SIZED.no_predictions_task_id,
     )
 
 

@@ -11,9 +11,18 @@ from water.local.sql import date_literal, string_literal, translate
 from water.spec import load_spec
 
 SPECS = sorted((ROOT / "include" / "pipelines").glob("*.yaml"))
-SQL_FILES = [(s.stem, "bigquery", load_spec(s).extract.sql) for s in SPECS] + [
-    (s.stem, "trino", load_spec(s).training_set.sql) for s in SPECS
+DIALECTS = {"bigquery_sql": "bigquery", "athena_sql": "trino"}  # the SQL kinds and their dialects
+SQL_FILES = [
+    (f"{s.stem}.{name}", DIALECTS[step.kind], step.sql)
+    for s in SPECS
+    for name, step in load_spec(s).steps.items()
+    if step.kind in DIALECTS
 ]
+
+
+def test_every_sql_kind_is_covered():
+    """Both SQL kinds appear among the pipelines' steps, so neither dialect goes unchecked."""
+    assert {dialect for _, dialect, _ in SQL_FILES} == set(DIALECTS.values())
 
 
 @pytest.mark.parametrize("pipeline,dialect,sql", SQL_FILES, ids=[f"{p}:{d}" for p, d, _ in SQL_FILES])
