@@ -77,3 +77,34 @@ def test_a_label_outside_the_classes_fails_the_first_step_that_reads_it(tmp_path
     log = " ".join(result.stderr.split())
     assert "value_labels" in log and "platinum_" in log and "not among the spec's classes" in log
     assert not (tmp_path / ".water/lake/customer_value/outputs").exists()  # nothing published
+
+
+def test_catalog_ddl_follows_from_the_spec_and_the_local_run(run):
+    """`water catalog`: one external table per dataset the Athena SQL reads, in the pipeline's
+    own database, with the columns the local run wrote (the same SQL production runs)."""
+    import sqlglot
+    from sqlglot import exp
+
+    from tests.e2e.test_cli import water as water_cli
+
+    _, state = run
+    result = water_cli("catalog", "customer_value", "--lake", "s3://acme-ml-lake/water", state=state)
+    assert result.returncode == 0, result.stderr
+    statements = sqlglot.parse(result.stdout, read="hive")
+    tables = {st.this.this.name: st for st in statements[1:]}
+    reads = [d for s in SPEC.steps_of("athena_sql").values() for d in s.reads]
+    assert set(tables) == set(reads)
+    assert statements[0].this.name == SPEC.database == "water_customer_value"
+    for name, statement in tables.items():
+        assert statement.this.this.db == SPEC.database
+        columns = [c.name for c in statement.this.expressions if isinstance(c, exp.ColumnDef)]
+        local = pq.read_schema(next((state / "lake/customer_value" / name / f"ds={DS}").rglob("*.parquet")))
+        assert columns == [f for f in local.names if f != "ds"], name
+        assert f"s3://acme-ml-lake/water/customer_value/{name}/" in result.stdout
+
+
+def test_catalog_before_any_local_run_says_what_to_do(tmp_path):
+    from tests.e2e.test_cli import water as water_cli
+
+    result = water_cli("catalog", "customer_value", state=tmp_path)
+    assert result.returncode == 1 and "run `water run customer_value` first" in " ".join(result.stderr.split())

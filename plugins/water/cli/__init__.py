@@ -206,6 +206,27 @@ def report(
     print(reports / f"ds={chosen}" / "report.html")
 
 
+@app.command(rich_help_panel=DEPLOY)
+def catalog(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
+    lake: Annotated[str, typer.Option(envvar="WATER_CLOUD_LAKE", help="The cloud lake root the tables point at (WATER_LAKE of the deployment).")] = "s3://LAKE-BUCKET/lake",
+) -> None:
+    """Print the Glue Data Catalog DDL (Athena) the pipeline's SQL reads, columns from a local run."""
+    from water.cli.catalog import CatalogError, catalog_ddl
+    from water.cli.seeding import lake_pipeline_dir
+    from water.spec import SpecError, load_pipeline
+
+    try:
+        spec = load_pipeline(pipeline)
+        print(catalog_ddl(spec, lake_pipeline_dir(pipeline), lake))
+    except SpecError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    except CatalogError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(1) from None
+
+
 @app.command(rich_help_panel=LOCAL)
 def new(
     name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")],
