@@ -1,13 +1,23 @@
-"""The cloud target under test: settings, the demo DAG and a render context (imported by test_cloud_*.py)."""
+"""The cloud target under test: settings, every shipped pipeline's DAG and a render context
+(imported by test_cloud_*.py).
+
+Every test runs over every spec in include/pipelines/ (`water.spec.pipeline_names()`), and
+every expectation comes from the spec: its steps' kinds, datasets, names and settings.
+`steps("pod")` lists the (pipeline, step) pairs to parametrize a test with; the `pipeline`
+fixture (or a parametrized `pipeline` argument) picks the spec, `cloud_dag` its DAG and
+`rendered(task_id)` a task of it rendered for ds=2026-11-01.
+"""
 
 from __future__ import annotations
 
 import copy
+from functools import cache
 from typing import Any
 
 import pytest
 
 DS = "2026-11-01"
+DS_NODASH = DS.replace("-", "")
 
 # The settings a deployment sets (names and shapes as water/targets/cloud.py documents them).
 CLOUD_ENV = {
@@ -30,13 +40,77 @@ CLOUD_ENV = {
     "WATER_IMAGE_TAG": "2026.11.1",
     "WATER_DEFERRABLE": "false",
 }
+LAKE_BUCKET, LAKE_PREFIX = "acme-ml-lake", "water"  # of WATER_LAKE
+IMAGE = f"{CLOUD_ENV['WATER_JOB_IMAGE']}:{CLOUD_ENV['WATER_IMAGE_TAG']}"
+
+
+# --- the shipped specs ---------------------------------------------------------------------
+
+
+def _pipeline_names() -> list[str]:
+    from water.spec import pipeline_names
+
+    return pipeline_names()
+
+
+PIPELINES = _pipeline_names()
+
+
+@cache
+def spec_of(pipeline: str):
+    from water.spec import load_pipeline
+
+    return load_pipeline(pipeline)
+
+
+def steps(*kinds: str) -> list[Any]:
+    """pytest params (pipeline, step name) of every step of these kinds in every shipped spec."""
+    return [
+        pytest.param(pipeline, name, id=f"{pipeline}.{name}")
+        for pipeline in PIPELINES
+        for name, step in spec_of(pipeline).steps.items()
+        if step.kind in kinds
+    ]
+
+
+def pipelines_with(kind: str) -> list[str]:
+    """The shipped pipelines that have a step of this kind."""
+    return [p for p in PIPELINES if spec_of(p).steps_of(kind)]
+
+
+def lake(pipeline: str) -> str:
+    """The pipeline's lake root: <WATER_LAKE>/<pipeline>."""
+    return f"{CLOUD_ENV['WATER_LAKE']}/{pipeline}"
+
+
+def partition(pipeline: str, dataset: str) -> str:
+    return f"{lake(pipeline)}/{dataset}/ds={DS}"
+
+
+def staging(pipeline: str, dataset: str) -> str:
+    return f"{lake(pipeline)}/{dataset}/_staging/ds={DS}"
+
+
+def key(pipeline: str, dataset: str, *rest: str) -> str:
+    """An object key of the lake bucket inside a dataset's partition."""
+    return "/".join([LAKE_PREFIX, pipeline, dataset, f"ds={DS}", *rest])
+
+
+def rendered_name(template: str, try_number: int = 1) -> str:
+    """A water.targets.cloud.sagemaker_name as it renders for ds=2026-11-01."""
+    return template.replace("{{ ds_nodash }}", DS_NODASH).replace("{{ ti.try_number }}", str(try_number))
+
+
+# --- a task instance and the upstream XComs the templates pull ----------------------------
 
 
 class FakeTI:
     """The bits of a task instance the templates and operators use: try number and XCom."""
 
-    def __init__(self, xcom: dict[tuple[str, str | None], Any] | None = None, try_number: int = 1):
-        self.dag_id, self.task_id = "recipe_engagement", "task"
+    def __init__(
+        self, xcom: dict[tuple[str, str | None], Any] | None = None, try_number: int = 1, dag_id: str = "pipeline"
+    ):
+        self.dag_id, self.task_id = dag_id, "task"
         self.try_number = try_number
         self.map_index = -1
         self.xcom = dict(xcom or {})
@@ -49,22 +123,45 @@ class FakeTI:
         self.pushed[key] = value
 
 
-UPSTREAM_XCOM = {
-    ("train.fit", None): {
-        "Training": {"ModelArtifacts": {"S3ModelArtifacts": f"s3://acme-ml-lake/water/recipe_engagement/model/ds={DS}/job/output/model.tar.gz"}}
-    },
-    ("batch_inference.model", None): {"Model": {"ModelName": "water-recipe-engagement-model-20261101-1"}},
-}
+def model_artifact(pipeline: str, training: str) -> str:
+    """Where the training step `training` of `pipeline` left its model (its `<name>.fit` XCom)."""
+    dataset = spec_of(pipeline).steps[training].writes
+    return f"{partition(pipeline, dataset)}/job/output/model.tar.gz"
 
 
-def make_context(ti: FakeTI | None = None) -> dict[str, Any]:
+def model_name(pipeline: str, transform: str) -> str:
+    """The SageMaker model the transform step's `<name>.model` task created."""
+    from water.targets.cloud import sagemaker_name
+
+    return rendered_name(sagemaker_name(pipeline, f"{transform}-model"))
+
+
+def upstream_xcom(pipeline: str) -> dict[tuple[str, str | None], Any]:
+    """The XComs a pipeline's templates pull, from its spec: each SageMaker training step's
+    `<name>.fit` and each transform step's `<name>.model`."""
+    spec = spec_of(pipeline)
+    xcom: dict[tuple[str, str | None], Any] = {}
+    for name in spec.steps_of("sagemaker_training"):
+        xcom[(f"{name}.fit", None)] = {"Training": {"ModelArtifacts": {"S3ModelArtifacts": model_artifact(pipeline, name)}}}
+    for name in spec.steps_of("sagemaker_transform"):
+        xcom[(f"{name}.model", None)] = {"Model": {"ModelName": model_name(pipeline, name)}}
+    return xcom
+
+
+UPSTREAM_XCOM = {pipeline: upstream_xcom(pipeline) for pipeline in PIPELINES}
+
+
+def make_context(pipeline: str, ti: FakeTI | None = None) -> dict[str, Any]:
     return {
         "ds": DS,
-        "ds_nodash": DS.replace("-", ""),
+        "ds_nodash": DS_NODASH,
         "run_id": f"scheduled__{DS}T06:00:00+00:00",
-        "ti": ti or FakeTI(UPSTREAM_XCOM),
+        "ti": ti or FakeTI(UPSTREAM_XCOM[pipeline], dag_id=pipeline),
         "params": {},
     }
+
+
+# --- fixtures ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -75,30 +172,56 @@ def cloud_settings():
 
 
 @pytest.fixture(scope="session")
-def demo_spec():
-    from water.spec import load_pipeline
+def cloud_target(cloud_settings):
+    from water.targets.cloud import CloudTarget
 
-    return load_pipeline("recipe_engagement")
+    return CloudTarget(settings=cloud_settings)
 
 
 @pytest.fixture(scope="session")
-def cloud_dag(cloud_settings, demo_spec):
+def cloud_dags(cloud_target):
+    """dag_of(pipeline) -> the pipeline's DAG on the cloud target (built once per session)."""
     from water.factory import build_dag
-    from water.targets.cloud import CloudTarget
 
-    return build_dag(demo_spec, CloudTarget(settings=cloud_settings))
+    built: dict[str, Any] = {}
+
+    def dag_of(pipeline: str):
+        if pipeline not in built:
+            built[pipeline] = build_dag(spec_of(pipeline), cloud_target)
+        return built[pipeline]
+
+    return dag_of
+
+
+@pytest.fixture(params=PIPELINES)
+def pipeline(request) -> str:
+    """Each shipped pipeline in turn (a test may parametrize `pipeline` itself instead)."""
+    return request.param
 
 
 @pytest.fixture
-def rendered(cloud_dag):
-    """rendered(task_id) -> a copy of the task with its templates rendered for ds=2026-11-01."""
+def spec(pipeline):
+    return spec_of(pipeline)
+
+
+@pytest.fixture
+def cloud_dag(cloud_dags, pipeline):
+    return cloud_dags(pipeline)
+
+
+@pytest.fixture
+def rendered(cloud_dag, pipeline):
+    """rendered(task_id) -> a copy of the pipeline's task with its templates rendered for ds=2026-11-01."""
 
     def render(task_id: str, context: dict[str, Any] | None = None):
         task = copy.deepcopy(cloud_dag.get_task(task_id))
-        task.render_template_fields(context or make_context())
+        task.render_template_fields(context or make_context(pipeline))
         return task
 
     return render
+
+
+# --- offline AWS ---------------------------------------------------------------------------
 
 
 class AwsRecorder:

@@ -1,4 +1,5 @@
-"""The cloud target's settings and the small rules its requests depend on."""
+"""The cloud target's settings and the small rules its requests depend on, and the DAG it
+builds for every shipped spec (step names as task ids, deferrable waits)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from tests.contract.cloud import CLOUD_ENV, demo_spec  # noqa: F401 - fixture
+from tests.contract.cloud import (  # noqa: F401 - fixtures
+    CLOUD_ENV,
+    PIPELINES,
+    cloud_dag,
+    cloud_dags,
+    cloud_settings,
+    cloud_target,
+    pipeline,
+    rendered_name,
+    spec,
+    spec_of,
+    steps,
+)
 
 
 def test_settings_name_every_missing_variable():
@@ -64,6 +77,9 @@ def test_the_docstring_table_lists_exactly_the_settings():
     documented = re.findall(r"^\| `(WATER_[A-Z0-9_]+)` \|", cloud.__doc__, re.M)
     read = [cloud.CloudSettings.variable(f.name) for f in dataclasses.fields(cloud.CloudSettings)]
     assert sorted(documented) == sorted(read)
+    # each pipeline's Athena/Glue database is its spec's (water_<pipeline>), not a setting
+    assert "WATER_ATHENA_DATABASE" not in documented + read
+    assert "water_<pipeline>" in cloud.__doc__
 
 
 def test_sklearn_image_per_region_and_unknown_regions():
@@ -74,12 +90,23 @@ def test_sklearn_image_per_region_and_unknown_regions():
         sklearn_image("mars-north-1", "1.4-2")
 
 
-@pytest.mark.parametrize("pipeline", ["recipe_engagement", "a" * 80, "x"])
+def _sagemaker_kinds(pipeline: str) -> list[str]:
+    """The names the target gives sagemaker_name for the pipeline's jobs and models (and a
+    few more, for a pipeline that has none)."""
+    spec = spec_of(pipeline) if pipeline in PIPELINES else None
+    if spec is None:
+        return ["train", "model", "transform", "a" * 80]
+    names = [*spec.steps_of("sagemaker_training"), *spec.steps_of("sagemaker_transform")]
+    names += [f"{n}-model" for n in spec.steps_of("sagemaker_transform")]
+    return names or ["train", "model", "transform"]
+
+
+@pytest.mark.parametrize("pipeline", [*PIPELINES, "a" * 80, "x"])
 def test_sagemaker_names_fit_the_api_even_with_a_timestamp(pipeline):
     from water.targets.cloud import sagemaker_name
 
-    for kind in ("train", "model", "transform"):
-        name = sagemaker_name(pipeline, kind).replace("{{ ds_nodash }}", "20261101").replace("{{ ti.try_number }}", "12")
+    for kind in _sagemaker_kinds(pipeline):
+        name = rendered_name(sagemaker_name(pipeline, kind), try_number=12)
         with_timestamp = f"{name}-1767225600"  # what the operators append when a name exists
         assert re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", with_timestamp), with_timestamp
         assert name.startswith("water-")
@@ -112,15 +139,24 @@ def test_script_mode_hyperparameters_are_json_strings():
     assert json.loads(hp["sagemaker_submit_directory"]) == "s3://b/k.tar.gz"
 
 
-def test_sourcedir_tarball_is_reproducible(tmp_path):
+@pytest.mark.parametrize(("pipeline", "name"), steps("sagemaker_training"))
+def test_sourcedir_tarball_is_reproducible(pipeline, name):
+    from pathlib import Path
+
     from water import paths
     from water.operators.cloud import sourcedir_tarball
 
-    folder = paths.include_dir() / "training" / "recipe_engagement"
+    entry_point = Path(spec_of(pipeline).steps[name].entry_point)
+    folder = paths.include_dir() / entry_point.parent
     first, second = sourcedir_tarball(folder), sourcedir_tarball(folder)
     assert first == second
     names = tarfile.open(fileobj=io.BytesIO(first), mode="r:gz").getnames()
-    assert "train.py" in names and "inference.py" in names and not any("__pycache__" in n for n in names)
+    assert entry_point.name in names and not any("__pycache__" in n for n in names)
+
+
+def test_sourcedir_tarball_of_an_empty_folder(tmp_path):
+    from water.operators.cloud import sourcedir_tarball
+
     with pytest.raises(FileNotFoundError):
         sourcedir_tarball(tmp_path)
 
@@ -149,32 +185,76 @@ def test_get_target_cloud(monkeypatch):
         get_target()
 
 
-def test_a_bad_placement_names_the_spec_field(tmp_path):
+@pytest.mark.parametrize(("pipeline", "name"), steps("pod", "sized_postprocess"))
+def test_a_bad_placement_names_the_spec_field(tmp_path, pipeline, name):
     import yaml
 
     from water import paths
     from water.spec import SpecError, load_spec
 
-    raw = yaml.safe_load((paths.pipelines_dir() / "recipe_engagement.yaml").read_text())
-    raw["postprocess"]["placement"] = {"tolerations": [{"key": "dedicated", "effect": "NoScheduling"}]}
-    path = tmp_path / "recipe_engagement.yaml"
+    raw = yaml.safe_load((paths.pipelines_dir() / f"{pipeline}.yaml").read_text())
+    raw["steps"][name]["placement"] = {"tolerations": [{"key": "dedicated", "effect": "NoScheduling"}]}
+    path = tmp_path / f"{pipeline}.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(SpecError) as raised:
         load_spec(path, include_dir=paths.include_dir())
-    assert raised.value.fields == ["postprocess.placement.tolerations.0.effect"]
+    assert raised.value.fields == [f"steps.{name}.placement.tolerations.0.effect"]
 
 
-def test_deferrable_reaches_every_operator_that_has_it(demo_spec):
+def test_every_step_is_built_under_its_name(cloud_dag, spec):
+    """A step's task (or task group) id is its name, but the sized step's tasks, which are named
+    after it (size_<name>, <name>_<tier>, commit_<dataset>); the cloud target builds every kind."""
+    from water.targets.cloud import REGISTRY
+
+    assert {step.kind for step in spec.steps.values()} <= set(REGISTRY.builders)
+    ids = {t.task_id for t in cloud_dag.tasks} | set(cloud_dag.task_group.get_task_group_dict())
+    expected = set()
+    for name, step in spec.steps.items():
+        if step.kind == "sized_postprocess":
+            expected |= {step.size_task_id(name), step.plan_task_id, step.no_predictions_task_id, step.commit_task_id()}
+            expected |= {step.tier_task_id(name, t.name) for t in step.sizing.tiers}
+        elif step.kind == "drift_guard":
+            expected |= {name, step.quarantine_task_id}
+        else:
+            expected.add(name)
+    assert expected <= ids, expected - ids
+
+
+def _deferrable_waits(spec) -> set[str]:
+    """The tasks of the spec that wait on a cloud service, by kind: the ones that must defer."""
+    waits = set()
+    for name, step in spec.steps.items():
+        if step.kind == "sized_postprocess":  # the largest tier is mapped: see partial_kwargs
+            waits |= {step.tier_task_id(name, t.name) for t in step.sizing.tiers[:-1]}
+            continue
+        waits |= {
+            "bigquery_sql": {f"{name}.query", f"{name}.export"},
+            "glue_pyspark": {f"{name}.glue_job"},
+            "athena_sql": {f"{name}.unload"},
+            "pod": {name},
+            "sagemaker_training": {f"{name}.fit"},
+            "sagemaker_transform": {f"{name}.transform"},
+            "publish": {f"{name}.load"},
+        }.get(step.kind, set())
+    return waits
+
+
+def test_deferrable_reaches_every_operator_that_has_it(spec):
     from water.factory import build_dag
     from water.targets.cloud import CloudSettings, CloudTarget
 
     settings = CloudSettings.from_environment({**CLOUD_ENV, "WATER_DEFERRABLE": "true"})
-    dag = build_dag(demo_spec, CloudTarget(settings=settings))
+    dag = build_dag(spec, CloudTarget(settings=settings))
     deferrable = {t.task_id for t in dag.tasks if getattr(t, "deferrable", None) is True}
     waits = {t.task_id for t in dag.tasks if hasattr(t, "deferrable")}
     # S3ToGCSOperator's deferrable mode is a Storage Transfer job that needs AWS keys: kept off
-    assert waits - deferrable == {"publish.to_gcs"}
-    assert {"extract.query", "features.glue_job", "training_set.unload", "train.fit", "batch_inference.transform",
-            "preprocess", "postprocess_small", "publish.load"} <= deferrable
-    mapped = dag.get_task("postprocess_large")
-    assert mapped.partial_kwargs["deferrable"] is True
+    assert waits - deferrable == {f"{name}.to_gcs" for name in spec.steps_of("publish")}
+    assert _deferrable_waits(spec) <= deferrable
+    sized = spec.step_of("sized_postprocess")
+    if sized:
+        name, step = sized
+        mapped = dag.get_task(step.tier_task_id(name, step.sizing.tiers[-1].name))
+        assert mapped.partial_kwargs["deferrable"] is True
+    # and with WATER_DEFERRABLE=false, none defers
+    dag = build_dag(spec, CloudTarget(settings=CloudSettings.from_environment(CLOUD_ENV)))
+    assert not any(getattr(t, "deferrable", None) is True for t in dag.tasks)

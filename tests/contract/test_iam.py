@@ -2,8 +2,10 @@
 
 Every action must name an operation in botocore's service models (so a typo or an invented
 action fails here, not in production), nothing broad may be granted on every resource, and
-the settings in helm-values/ must fall inside what the policies allow: the S3 prefixes the
-cloud target writes, the roles it passes, the Athena database it queries.
+the settings in helm-values/ and every shipped spec must fall inside what the policies
+allow: the S3 prefixes the cloud target writes, the roles it passes, each pipeline's Glue
+catalog database (`water_<pipeline>`: one wildcard covers them all) and tables, and the
+Athena workgroups its steps name.
 """
 
 from __future__ import annotations
@@ -201,9 +203,7 @@ def test_airflow_role_covers_the_settings(env):
     glue_role = f"arn:aws:iam::{account}:role/{settings['WATER_GLUE_ROLE']}"
     assert allows(policy, "iam:PassRole", glue_role)
     assert allows(policy, "iam:PassRole", settings["WATER_SAGEMAKER_ROLE_ARN"])
-    database = settings["WATER_ATHENA_DATABASE"]
-    assert allows(policy, "glue:GetTable", f"arn:aws:glue:${{Region}}:{account}:table/{database}/training")
-    assert allows(policy, "glue:CreateTable", f"arn:aws:glue:${{Region}}:{account}:database/{database}")
+    assert "WATER_ATHENA_DATABASE" not in settings  # each pipeline's database comes from its spec
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -245,27 +245,166 @@ def test_airflow_role_grants_nothing_the_cloud_target_does_not_call():
     assert unused == set(), f"granted but never called: {sorted(unused)}"
 
 
-def test_airflow_role_allows_every_pipelines_athena_workgroup():
+# --- what every shipped spec needs ---------------------------------------------------------
+
+GLUE = "arn:aws:glue:${Region}:${AccountId}"
+# what Athena needs of the Glue Data Catalog to plan a query over a table, and to create one
+CATALOG_READ = ("glue:GetDatabase", "glue:GetTable", "glue:GetPartitions")
+
+
+def _specs():
     from water.spec import load_pipeline, pipeline_names
 
+    return [load_pipeline(name) for name in pipeline_names()]
+
+
+def _catalog_tables(spec) -> tuple[set[str], set[str]]:
+    """(tables the pipeline's Athena SQL reads, tables its steps create) in its database.
+
+    An athena_sql step reads each lake dataset it `reads` as the table of that name; an
+    inference_stats step creates (and reads) the table over its predictions.
+    """
+    read = {d.replace("/", "_") for s in spec.steps_of("athena_sql").values() for d in s.reads}
+    created = {f"{spec.name}_{s.reads.replace('/', '_')}" for s in spec.steps_of("inference_stats").values()}
+    return read, created
+
+
+@pytest.mark.parametrize("spec", _specs(), ids=lambda s: s.name)
+def test_every_spec_has_its_own_water_database(spec):
+    from water.spec import PipelineSpec
+
+    assert spec.database == (spec.catalog_database or f"water_{spec.name}")
+    assert spec.database.startswith("water_")
+    others = [s for s in _specs() if s.name != spec.name]
+    assert spec.database not in {s.database for s in others}, "two pipelines share a catalog database"
+    assert PipelineSpec.model_fields["catalog_database"].default is None  # the default is water_<name>
+
+
+@pytest.mark.parametrize("spec", _specs(), ids=lambda s: s.name)
+def test_airflow_role_covers_every_specs_catalog_database_and_tables(spec):
+    """Every spec's database, the tables its Athena SQL reads and the predictions table its
+    inference_stats step creates are inside the GlueCatalog statement."""
     policy = load(IAM_DIR / "airflow-role-policy.json")
-    for name in pipeline_names():
-        workgroup = load_pipeline(name).training_set.workgroup
-        arn = f"arn:aws:athena:${{Region}}:${{AccountId}}:workgroup/{workgroup}"
-        assert allows(policy, "athena:StartQueryExecution", arn), f"{name}: workgroup {workgroup}"
+    database = spec.database
+    read, created = _catalog_tables(spec)
+    if not read and not created:
+        pytest.skip(f"{spec.name} uses no Athena")
+    for action in CATALOG_READ:
+        assert allows(policy, action, f"{GLUE}:catalog"), action
+        assert allows(policy, action, f"{GLUE}:database/{database}"), (action, database)
+        for table in read | created:
+            assert allows(policy, action, f"{GLUE}:table/{database}/{table}"), (action, table)
+    for table in created:  # CREATE EXTERNAL TABLE IF NOT EXISTS: catalog, database and table
+        for resource in ("catalog", f"database/{database}", f"table/{database}/{table}"):
+            assert allows(policy, "glue:CreateTable", f"{GLUE}:{resource}"), resource
+
+
+def test_the_catalog_grant_is_the_water_databases_only():
+    policy = load(IAM_DIR / "airflow-role-policy.json")
+    for other in ("default", "analytics", "water"):  # not another team's database, nor a bare `water`
+        assert not allows(policy, "glue:GetTable", f"{GLUE}:table/{other}/features"), other
+        assert not allows(policy, "glue:CreateTable", f"{GLUE}:database/{other}"), other
+    (statement,) = [s for s in statements(policy) if s["Sid"] == "GlueCatalog"]
+    assert sorted(as_list(statement["Resource"])) == sorted(
+        [f"{GLUE}:catalog", f"{GLUE}:database/water_*", f"{GLUE}:table/water_*/*"]
+    )
+
+
+def test_a_catalog_database_outside_water_is_a_spec_error(tmp_path):
+    """The one IAM wildcard covers water_*: a spec may not name another database."""
+    import yaml
+
+    from water import paths
+    from water.spec import SpecError, load_spec, pipeline_names
+
+    name = pipeline_names()[0]
+    raw = yaml.safe_load((paths.pipelines_dir() / f"{name}.yaml").read_text())
+    path = tmp_path / f"{name}.yaml"
+    for database, ok in (("analytics", False), ("water", False), ("water_", False), (f"water_{name}_v2", True)):
+        path.write_text(yaml.safe_dump({**raw, "catalog_database": database}))
+        if ok:
+            assert load_spec(path, include_dir=paths.include_dir()).database == database
+        else:
+            with pytest.raises(SpecError) as raised:
+                load_spec(path, include_dir=paths.include_dir())
+            assert raised.value.fields == ["catalog_database"], database
+
+
+def test_deploy_docs_list_every_specs_catalog_tables():
+    """docs/deploy.md section 6 names each pipeline's database and the tables its spec needs."""
+    text = (ROOT / "docs/deploy.md").read_text()
+    section = text[text.index("## 6. Glue Data Catalog tables") : text.index("## 7.")]
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9_]+)` \|.*$", section, re.M)}
+    for spec in _specs():
+        read, _ = _catalog_tables(spec)
+        if not read:
+            continue
+        assert spec.name in rows, f"docs/deploy.md section 6 has no row for {spec.name}"
+        row = rows[spec.name]
+        assert f"`{spec.database}`" in row, (spec.name, spec.database)
+        listed = set(re.findall(r"`([a-z0-9_]+)`", row.split("|")[3]))
+        assert listed == read, (spec.name, listed, read)
+
+
+def test_airflow_role_allows_every_pipelines_athena_workgroup():
+    """The workgroup of every athena_sql and inference_stats step of every spec."""
+    policy = load(IAM_DIR / "airflow-role-policy.json")
+    for spec in _specs():
+        workgroups = {s.workgroup for kind in ("athena_sql", "inference_stats") for s in spec.steps_of(kind).values()}
+        for workgroup in workgroups:
+            arn = f"arn:aws:athena:${{Region}}:${{AccountId}}:workgroup/{workgroup}"
+            for action in ("athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults"):
+                assert allows(policy, action, arn), f"{spec.name}: {action} in workgroup {workgroup}"
 
 
 def test_airflow_role_scopes_the_cloud_targets_sagemaker_names():
-    """The SageMaker statement is scoped to names starting water-: the target's names must."""
+    """The SageMaker statement is scoped to names starting water-: every spec's names must."""
     from water.targets.cloud import sagemaker_name
 
     policy = load(IAM_DIR / "airflow-role-policy.json")
     arn = "arn:aws:sagemaker:${Region}:${AccountId}"
+
+    def rendered(template: str) -> str:
+        return template.replace("{{ ds_nodash }}", "20261101").replace("{{ ti.try_number }}", "1")
+
+    for spec in _specs():
+        for name in spec.steps_of("sagemaker_training"):
+            job = rendered(sagemaker_name(spec.name, name))
+            assert allows(policy, "sagemaker:CreateTrainingJob", f"{arn}:training-job/{job}"), job
+        for name in spec.steps_of("sagemaker_transform"):
+            model = rendered(sagemaker_name(spec.name, f"{name}-model"))
+            job = rendered(sagemaker_name(spec.name, name))
+            assert allows(policy, "sagemaker:CreateModel", f"{arn}:model/{model}"), model
+            assert allows(policy, "sagemaker:CreateTransformJob", f"{arn}:transform-job/{job}"), job
+    # and any pipeline's, including one without SageMaker steps yet
     for kind, action, resource in (
         ("train", "sagemaker:CreateTrainingJob", "training-job"),
         ("model", "sagemaker:CreateModel", "model"),
         ("transform", "sagemaker:CreateTransformJob", "transform-job"),
     ):
-        name = sagemaker_name("recipe_engagement", kind)
-        name = name.replace("{{ ds_nodash }}", "20261101").replace("{{ ti.try_number }}", "1")
+        name = rendered(sagemaker_name("any_pipeline", kind))
         assert allows(policy, action, f"{arn}:{resource}/{name}"), f"{action} on {name}"
+
+
+@pytest.mark.parametrize("spec", _specs(), ids=lambda s: s.name)
+def test_job_roles_cover_every_specs_datasets(spec):
+    """The SageMaker and Glue roles reach what each spec's steps of their kinds read and write."""
+    lake = "arn:aws:s3:::${LakeBucket}/lake"
+
+    def obj(dataset: str, staged: bool = False) -> str:
+        return f"{lake}/{spec.name}/{dataset}/{'_staging/' if staged else ''}ds=2026-11-01/part-0"
+
+    sagemaker = load(IAM_DIR / "sagemaker-execution-role-policy.json")
+    for step in spec.steps_of("sagemaker_training").values():
+        for dataset in step.reads.values():
+            assert allows(sagemaker, "s3:GetObject", obj(dataset)), dataset
+        assert allows(sagemaker, "s3:PutObject", obj(step.writes)), step.writes
+    for step in spec.steps_of("sagemaker_transform").values():
+        for dataset in (step.model, step.input):
+            assert allows(sagemaker, "s3:GetObject", obj(dataset)), dataset
+        assert allows(sagemaker, "s3:PutObject", obj(step.writes, staged=True)), step.writes
+    glue = load(IAM_DIR / "glue-role-policy.json")
+    for step in spec.steps_of("glue_pyspark").values():
+        for dataset in step.reads.values():
+            assert allows(glue, "s3:GetObject", obj(dataset)), dataset
+        assert allows(glue, "s3:PutObject", obj(step.writes, staged=True)), step.writes

@@ -429,7 +429,7 @@ class CloudTarget(Target):
         """Where a SageMaker training step's script-mode code (and its inference handlers) go."""
         return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
 
-    def counter(self, spec: PipelineSpec, predictions: str, workgroup: str = "primary"):
+    def counter(self, spec: PipelineSpec, predictions: str, workgroup: str):
         from water.operators.cloud import AthenaCounter
 
         s = self.settings
@@ -790,7 +790,9 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
             **external(step.timeout),
         )
 
-    counter = target.counter(spec, step.reads)
+    # the same Athena workgroup as the inference_stats step that counts these predictions
+    stats = next(s for s in spec.steps_of("inference_stats").values() if s.reads == step.reads)
+    counter = target.counter(spec, step.reads, stats.workgroup)
     return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
 
 
