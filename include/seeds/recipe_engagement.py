@@ -181,10 +181,12 @@ def seed(
     result = SeedResult(users=users)
     for day in sorted(days):
         ds = day.isoformat()
-        mix = mixes.get(day, DEFAULT_MIX)
+        known = manifest["days"].get(ds)
+        # A day already seeded keeps its mix unless another is asked for (a re-run of a drift
+        # day must see the same data); a new day gets the default.
+        mix = mixes.get(day) or (tuple(known.get("exact_mix") or known["mix"]) if known else DEFAULT_MIX)
         events_path = warehouse / "app" / "recipe_events" / f"event_date={ds}" / "part-00000.parquet"
         labels_paths = [folder / LABELS / f"ds={ds}" / "part-00000.parquet" for folder in label_folders]
-        known = manifest["days"].get(ds)
         current = bool(known) and known["mix"] == [round(m, 6) for m in mix] and events_path.exists()
         missing = [path for path in labels_paths if not (current and path.exists())]
         if current and not missing:
@@ -197,7 +199,9 @@ def seed(
             _write_parquet(events, events_path)
         for path in missing:
             _write_parquet(labels, path)
-        known = {"events": events.num_rows, "labels": labels.num_rows, "mix": [round(m, 6) for m in mix]}
+        known = {
+            "events": events.num_rows, "labels": labels.num_rows, "mix": [round(m, 6) for m in mix], "exact_mix": list(mix),
+        }
         manifest["days"][ds] = known
         result.days[ds] = {**known, "written": True}
         manifest_path.parent.mkdir(parents=True, exist_ok=True)

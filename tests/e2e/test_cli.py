@@ -53,7 +53,7 @@ def test_version_and_help():
             panels[list(panels)[-1]].append(line[2:].split()[0])
     assert {"run", "seed", "validate", "new"} <= set(panels["Local"])
     assert panels["Cluster"] == ["pods", "logs", "edit"]
-    assert panels["Deploy"] == ["deploy"]
+    assert panels["Deploy"] == ["catalog", "deploy"]
     assert "Exit codes: 0 success" in help_text and "127" in help_text
 
 

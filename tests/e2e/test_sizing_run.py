@@ -76,7 +76,7 @@ def test_output_size_picks_the_tier(project, users, tier, shards):
     assert s["no_predictions"] == "skipped"
     figures = {t["task_id"]: t["figures"] for t in summary["tasks"]}
     spec = yaml.safe_load((project / "include" / "pipelines" / "recipe_engagement.yaml").read_text())
-    limit = next(t for t in spec["sizing"]["tiers"] if t["name"] == tier)["resources"]["limits"]["memory"]
+    limit = next(t for t in spec["steps"]["postprocess"]["sizing"]["tiers"] if t["name"] == tier)["resources"]["limits"]["memory"]
     limit = int(parse_quantity(limit) / 2**20)
     assert all(figures[t]["memory_limit_mb"] == limit for t in chosen)
     assert sum(figures[t]["rows_out"] for t in chosen) == users
