@@ -4,7 +4,7 @@
 
 1. Counting: prediction files (transform output lines `id,class,confidence`, 1M rows a file)
    at each size; rows per class counted by the DuckDB aggregate inference_stats runs
-   (water.local.stats.count_predictions) against loading them with pandas and counting.
+   (water.targets.local.engines.stats.count_predictions) against loading them with pandas and counting.
    Each in its own process, time and peak RSS measured by the local pod runner. The sizing
    decision itself reuses inference_stats' counts (an XCom pull), so it never counts again.
 2. Calibration: the real post-processing entrypoint at several row counts (rows picked with
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "plugins"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from water.local.process import run_limited  # noqa: E402
+from water.targets.local.engines.process import run_limited  # noqa: E402
 from water.sizing import CapacityError, decide  # noqa: E402
 from water.spec import load_pipeline, parse_quantity  # noqa: E402
 
@@ -78,7 +78,7 @@ def counting(sizes: list[int], scratch: Path) -> list[dict]:
         write_predictions(folder, rows)
         duck = (
             f"import sys; sys.path.insert(0, {str(ROOT / 'plugins')!r}); from pathlib import Path; "
-            f"from water.local.stats import count_predictions; print(count_predictions(Path({str(folder)!r})))"
+            f"from water.targets.local.engines.stats import count_predictions; print(count_predictions(Path({str(folder)!r})))"
         )
         pandas = (
             "import glob, pandas as pd; "

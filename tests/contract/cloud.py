@@ -19,7 +19,7 @@ import pytest
 DS = "2026-11-01"
 DS_NODASH = DS.replace("-", "")
 
-# The settings a deployment sets (names and shapes as water/targets/cloud.py documents them).
+# The settings a deployment sets (names and shapes as water/targets/cloud/__init__.py documents them).
 CLOUD_ENV = {
     "WATER_TARGET": "cloud",
     "WATER_LAKE": "s3://acme-ml-lake/water",

@@ -210,7 +210,7 @@ def test_placement_from_the_spec(cloud_target, pipeline, name):
     from airflow.sdk import DAG
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    from water.operators.cloud import SizedPodOperator
+    from water.targets.cloud.operators import SizedPodOperator
     from water.spec import Placement
 
     placement = Placement.model_validate(
@@ -256,7 +256,7 @@ def pod_with(reason: str | None, container: str = "base", last_reason: str | Non
 
 
 def test_oom_killed_reads_the_containers_termination_reason():
-    from water.operators.cloud import oom_killed
+    from water.targets.cloud.operators import oom_killed
 
     assert oom_killed(pod_with("OOMKilled"))
     assert oom_killed(pod_with(None, last_reason="OOMKilled"))

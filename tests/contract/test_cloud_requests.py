@@ -245,7 +245,7 @@ def test_glue_create_and_start_requests(rendered, pipeline, name):
 @pytest.mark.parametrize(("pipeline", "name"), steps("glue_pyspark"))
 def test_glue_arguments_are_what_the_local_target_passes(rendered, pipeline, name):
     """Glue gives the script --JOB_NAME then each argument: the same argv as local spark-submit."""
-    from water.local.glue import glue_arguments
+    from water.targets.local.engines.glue import glue_arguments
 
     args = rendered(f"{name}.glue_job").script_args
     local = glue_arguments("job", {k.removeprefix("--"): v for k, v in args.items()})

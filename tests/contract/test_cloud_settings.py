@@ -144,7 +144,7 @@ def test_sourcedir_tarball_is_reproducible(pipeline, name):
     from pathlib import Path
 
     from water import paths
-    from water.operators.cloud import sourcedir_tarball
+    from water.targets.cloud.operators import sourcedir_tarball
 
     entry_point = Path(spec_of(pipeline).steps[name].entry_point)
     folder = paths.include_dir() / entry_point.parent
@@ -155,14 +155,14 @@ def test_sourcedir_tarball_is_reproducible(pipeline, name):
 
 
 def test_sourcedir_tarball_of_an_empty_folder(tmp_path):
-    from water.operators.cloud import sourcedir_tarball
+    from water.targets.cloud.operators import sourcedir_tarball
 
     with pytest.raises(FileNotFoundError):
         sourcedir_tarball(tmp_path)
 
 
 def test_split_s3_uri():
-    from water.operators.cloud import split_s3_uri
+    from water.targets.cloud.operators import split_s3_uri
 
     assert split_s3_uri("s3://acme-ml-lake/water/p/raw/ds=2026-11-01/") == ("acme-ml-lake", "water/p/raw/ds=2026-11-01")
     assert split_s3_uri("s3://acme-ml-lake") == ("acme-ml-lake", "")

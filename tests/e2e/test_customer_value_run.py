@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.e2e.test_cli import edit, water
-from water.local.warehouse import table_rows
+from water.targets.local.engines.warehouse import table_rows
 from water.spec import load_pipeline
 
 pytestmark = pytest.mark.e2e

@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import ROOT, demo_seed
 from tests.listeners import SlackStandIn, StatsdListener
 from water import lake
-from water.local.partitions import data_files
+from water.targets.local.engines.partitions import data_files
 from water.spec import load_pipeline
 
 SPEC = load_pipeline("recipe_engagement")
@@ -149,7 +149,7 @@ def test_second_run_rewrites_identical_partitions(runs):
 
 
 def test_publish_never_duplicates(runs):
-    from water.local.warehouse import table_rows
+    from water.targets.local.engines.warehouse import table_rows
 
     warehouse = runs["state"] / "warehouse"
     assert table_rows(warehouse, "ml.engagement_segments", DS) == runs["second"]["rows_published"]
@@ -271,7 +271,7 @@ def test_a_person_accepts_the_quarantined_day_by_rerunning_it_with_accept_drift(
     assert states["quarantine"] == "skipped" and states["publish"] == "success"
     assert not (runs["lake"] / QUARANTINE / f"ds={DRIFT_DS}").exists()  # released: no longer held back
     assert summary["rows_published"] == sum(summary["predicted_class_counts"].values())
-    from water.local.warehouse import table_rows
+    from water.targets.local.engines.warehouse import table_rows
 
     warehouse = runs["state"] / "warehouse"
     assert table_rows(warehouse, "ml.engagement_segments", DRIFT_DS) == summary["rows_published"]

@@ -91,7 +91,7 @@ def test_run_succeeds_and_publishes_its_own_table(project):
     labels = root / ".water" / "lake" / "churn" / "engagement_labels" / f"ds={summary['ds']}"
     assert labels.is_dir()  # the label feed reached the new pipeline's lake folder
 
-    from water.local.warehouse import table_rows
+    from water.targets.local.engines.warehouse import table_rows
 
     assert table_rows(root / ".water" / "warehouse", "ml.churn") == summary["rows_published"]
 

@@ -22,7 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from water.local.sql import date_literal, folder_table, run_to_parquet, string_literal
+from water.targets.local.engines.sql import date_literal, folder_table, run_to_parquet, string_literal
 
 ROOT = Path(__file__).resolve().parents[2]
 INCLUDE = ROOT / "include"

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import demo_seed
-from water.local.partitions import data_files, file_uri
-from water.local.process import OutOfMemory
+from water.targets.local.engines.partitions import data_files, file_uri
+from water.targets.local.engines.process import OutOfMemory
 from water.spec import load_pipeline
 from water.targets.local import LocalTarget
 
@@ -279,7 +279,7 @@ def test_sharded_postprocess_covers_every_row_once(env, tmp_path):
 
 @pytest.mark.spark
 def test_publish_replaces_the_day_in_the_warehouse(env):
-    from water.local.warehouse import table_rows
+    from water.targets.local.engines.warehouse import table_rows
 
     figures = env.through("publish")
     step = env.spec.steps["publish"]

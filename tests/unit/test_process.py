@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from water.local.process import OutOfMemory, ProcessFailed, run_limited
+from water.targets.local.engines.process import OutOfMemory, ProcessFailed, run_limited
 
 HOG = "import time; chunks = [bytearray(8 * 2**20) for _ in range(64)]; time.sleep(0.5); print('survived')"
 CPU_REPORT = (

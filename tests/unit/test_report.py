@@ -10,6 +10,10 @@ from water import report
 RECORD = {
     "dag_id": "recipe_engagement", "ds": "2026-11-02", "run_id": "manual__<x>", "target": "local", "state": "success",
     "failed_tasks": [], "duration_seconds": 93.4, "conf": {},
+    # which task holds which figure: the demo spec's roles (water.spec.PipelineSpec.roles)
+    "roles": {"stats": "inference_stats", "stats_dataset": "stats", "training": "train",
+              "objective_metric": "validation:accuracy", "drift": "drift_guard", "quarantine": "quarantine",
+              "decision": "size_postprocess", "publish": "publish"},
     "decision": {"tier": "medium", "rows": 2_500_000, "shards": [], "reason": "2,500,000 rows <= medium.max_rows"},
     "drift": {"verdict": "warn", "psi": 0.1658, "js": 0.2011, "baseline": "previous run ds=2026-11-01",
               "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15},
@@ -45,3 +49,16 @@ def test_the_page_shows_and_embeds_the_runs_figures():
 def test_outcome_is_failed_when_any_task_failed_or_could_not_run():
     assert report.outcome([{"state": "success"}, {"state": "skipped"}]) == "success"
     assert report.outcome([{"state": "success"}, {"state": "upstream_failed"}]) == "failed"
+
+
+def test_the_headline_finds_figures_by_role_not_by_task_name():
+    """A pipeline whose steps have other names (and a pod that trains) shows the same headline."""
+    renamed = {"stats": "count_scores", "training": "fit_pod", "objective_metric": "val:acc", "publish": "load",
+               "decision": "size_post", "drift": None, "quarantine": None, "stats_dataset": "counts"}
+    tasks = [
+        {"task_id": "count_scores", "state": "success", "figures": {"rows": 10, "class_counts": {"a": 7, "b": 3}}},
+        {"task_id": "fit_pod", "state": "success", "figures": {"metrics": {"val:acc": 0.7}}},
+        {"task_id": "load", "state": "success", "figures": {"rows_out": 10}},
+    ]
+    head = report.headline({**RECORD, "roles": renamed, "drift": None, "tasks": tasks})
+    assert (head["rows"], head["validation_accuracy"], head["rows_published"]) == (10, 0.7, 10)

@@ -402,7 +402,7 @@ def minimal() -> dict:
 
 def test_a_pipeline_without_guard_sizing_or_publish_builds_its_dag(tmp_path):
     from water.factory import build_dag
-    from water.local.partitions import file_uri
+    from water.targets.local.engines.partitions import file_uri
     from water.targets.local import LocalTarget
 
     path = tmp_path / "minimal.yaml"
@@ -426,7 +426,7 @@ def test_a_pipeline_without_guard_sizing_or_publish_builds_its_dag(tmp_path):
 
 def test_demo_dag_offers_the_run_parameters_of_its_kinds(tmp_path):
     from water.factory import build_dag
-    from water.local.partitions import file_uri
+    from water.targets.local.engines.partitions import file_uri
     from water.targets.local import LocalTarget
 
     target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))

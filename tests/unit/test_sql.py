@@ -7,7 +7,7 @@ import sqlglot
 from sqlglot.errors import ErrorLevel
 
 from tests.conftest import ROOT
-from water.local.sql import date_literal, string_literal, translate
+from water.targets.local.engines.sql import date_literal, string_literal, translate
 from water.spec import load_spec
 
 SPECS = sorted((ROOT / "include" / "pipelines").glob("*.yaml"))
@@ -63,7 +63,7 @@ def test_a_table_is_its_committed_partitions_not_another_runs_staging(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from water.local.sql import folder_table, run_to_parquet
+    from water.targets.local.engines.sql import folder_table, run_to_parquet
 
     features = tmp_path / "features"
     for folder, user in (("ds=2026-11-01", 1), ("ds=2026-11-02", 2), (".staging-ds=2026-11-03-abc", 3), ("_tmp", 4)):

@@ -192,7 +192,7 @@ def report(
 ) -> None:
     """Print the path of a run's HTML report (written by every run under the lake's reports/)."""
     from water import lake
-    from water.local.partitions import local_path
+    from water.targets.local.engines.partitions import local_path
 
     reports = local_path(lake.Lake(paths.lake_uri(), pipeline).dataset_uri(lake.REPORTS))
     days = sorted(p.name.removeprefix("ds=") for p in reports.glob("ds=*") if (p / "report.html").is_file())

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from water import paths
-from water.local.partitions import local_path
+from water.targets.local.engines.partitions import local_path
 from water.spec import PipelineSpec, is_table
 
 

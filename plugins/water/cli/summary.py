@@ -213,7 +213,7 @@ def _notes(figures: dict[str, Any]) -> str:
 def _local(uri: str) -> str:
     """A file:// URI as a path relative to the project (other URIs as they are)."""
     from water import paths
-    from water.local.partitions import local_path
+    from water.targets.local.engines.partitions import local_path
 
     return str(paths.shown(local_path(uri))) if uri.startswith("file://") else uri
 

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 from water import paths
 from water.lake import Lake
-from water.local.partitions import local_path
-from water.operators.local import (
+from water.targets.local.engines.partitions import local_path
+from water.targets.local.operators import (
     LocalCommitShardsOperator,
     LocalGlueJobOperator,
     LocalInferenceStatsOperator,
@@ -76,7 +76,7 @@ class LocalTarget(Target):
         )
 
     def prediction_counter(self, spec: PipelineSpec, dataset: str) -> Callable[[str], dict[str, int]]:
-        from water.local.stats import count_predictions
+        from water.targets.local.engines.stats import count_predictions
 
         predictions = Lake(self.lake_root, spec.name)
         return lambda ds: count_predictions(local_path(predictions.uri(dataset, ds)))

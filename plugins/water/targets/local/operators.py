@@ -1,7 +1,7 @@
 """Operators of the local target: each runs a stage's production artifact on this machine.
 
 Every operator reads committed `ds` partitions, writes its own partitions aside and swaps
-them in only when it succeeds (water.local.partitions), and returns a small dict of figures
+them in only when it succeeds (water.targets.local.engines.partitions), and returns a small dict of figures
 (rows in and out, memory, metrics) as its XCom for the run summary.
 """
 
@@ -19,8 +19,8 @@ from airflow.sdk import BaseOperator
 
 from water import paths
 from water.lake import Lake
-from water.local.counting import parquet_rows, text_rows
-from water.local.partitions import data_files, file_uri, local_path, staged
+from water.targets.local.engines.counting import parquet_rows, text_rows
+from water.targets.local.engines.partitions import data_files, file_uri, local_path, staged
 from water.spec import Resources, SizingPolicy
 
 
@@ -86,7 +86,7 @@ class LocalQueryOperator(LocalStageOperator):
         self.label_checks, self.classes = dict(label_checks or {}), list(classes or [])
 
     def resolve_table(self, schema: str | None, name: str):
-        from water.local.sql import folder_table
+        from water.targets.local.engines.sql import folder_table
 
         if self.tables == "warehouse":
             if not schema:
@@ -100,7 +100,7 @@ class LocalQueryOperator(LocalStageOperator):
 
     def check_labels(self, ds: str) -> None:
         """A label outside the spec's classes fails here, at the first step that reads it."""
-        from water.local.sql import distinct_values
+        from water.targets.local.engines.sql import distinct_values
 
         for table, column in self.label_checks.items():
             schema, _, name = table.rpartition(".")
@@ -113,7 +113,7 @@ class LocalQueryOperator(LocalStageOperator):
                 )
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local.sql import date_literal, run_to_parquet, string_literal
+        from water.targets.local.engines.sql import date_literal, run_to_parquet, string_literal
 
         self.check_labels(ds)
         sql = (paths.include_dir() / self.sql).read_text()
@@ -138,7 +138,7 @@ class LocalGlueJobOperator(LocalStageOperator):
         self.sources, self.destination = dict(sources), destination
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local.glue import run_glue_script
+        from water.targets.local.engines.glue import run_glue_script
 
         inputs = {arg: self.require(dataset, ds) for arg, dataset in self.sources.items()}
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
@@ -198,7 +198,7 @@ class LocalPodOperator(LocalStageOperator):
         self.shard, self.shard_output, self.escalation = shard, shard_output, escalation
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local.process import OutOfMemory
+        from water.targets.local.engines.process import OutOfMemory
         from water.sizing import escalate
 
         resources = dict(self.container_resources)
@@ -223,7 +223,7 @@ class LocalPodOperator(LocalStageOperator):
         return f"{uri}/shard={(self.shard or {}).get('index', 0):04d}" if self.shard_output else uri
 
     def _run_pod(self, ds: str, container_resources: dict[str, dict[str, str]]) -> dict[str, Any]:
-        from water.local.process import python_executable, run_limited
+        from water.targets.local.engines.process import python_executable, run_limited
 
         resources = Resources.model_validate(container_resources)
         argv = [python_executable(), str(paths.include_dir() / self.entrypoint)]
@@ -334,7 +334,7 @@ class LocalTrainingOperator(LocalStageOperator):
         self.channels, self.destination = dict(channels), destination
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local import sagemaker
+        from water.targets.local.engines import sagemaker
 
         channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
         with staged({"model": self.lake.uri(self.destination, ds)}) as out:
@@ -377,7 +377,7 @@ class LocalTransformOperator(LocalStageOperator):
         self.instance_type, self.max_payload_mb = instance_type, max_payload_mb
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local import sagemaker
+        from water.targets.local.engines import sagemaker
 
         model_tar = self.require(self.model, ds) / "model.tar.gz"
         source = self.require(self.source_dataset, ds)
@@ -408,7 +408,7 @@ class LocalInferenceStatsOperator(LocalStageOperator):
         self.predictions, self.destination, self.classes = predictions, destination, list(classes)
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local.stats import count_predictions
+        from water.targets.local.engines.stats import count_predictions
 
         counts = count_predictions(self.require(self.predictions, ds))
         unknown = set(counts) - set(self.classes)
@@ -429,7 +429,7 @@ class LocalPublishOperator(LocalStageOperator):
         self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.local.warehouse import publish_partition
+        from water.targets.local.engines.warehouse import publish_partition
 
         source = self.require(self.source_dataset, ds)
         rows = publish_partition(Path(self.warehouse_dir), self.table, ds, source)

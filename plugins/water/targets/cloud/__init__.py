@@ -36,7 +36,7 @@ tables of the pipeline's own Glue database (`catalog_database` in its spec, by d
 `water_<pipeline>`): external tables over `<lake>/<pipeline>/<dataset>/`, partitioned by
 `ds` string with partition projection. The predictions table of an inference_stats step is
 created by that step itself (`CREATE EXTERNAL TABLE IF NOT EXISTS`, see
-water.operators.cloud.predictions_table_ddl).
+water.targets.cloud.operators.predictions_table_ddl).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class CloudSettings:
             raw = (env.get(name) or "").strip()
             if not raw:
                 if f.default is MISSING:
-                    problems.append(f"{name} is not set (the cloud target needs it; see water/targets/cloud.py)")
+                    problems.append(f"{name} is not set (the cloud target needs it; see water/targets/cloud/__init__.py)")
                 continue
             if f.name == "deferrable":
                 if raw.lower() not in ("true", "false"):
@@ -248,7 +248,7 @@ def sklearn_image(region: str, framework_version: str) -> str:
         raise SettingsError(
             f"WATER_AWS_REGION={region!r}: no SageMaker scikit-learn image account known for this region; "
             f"known regions: {', '.join(sorted(SKLEARN_IMAGE_ACCOUNTS))} (add it to SKLEARN_IMAGE_ACCOUNTS "
-            "in water/targets/cloud.py)"
+            "in water/targets/cloud/__init__.py)"
         )
     return f"{account}.dkr.ecr.{region}.{_ecr_domain(region)}/sagemaker-scikit-learn:{framework_version}-cpu-py3"
 
@@ -275,7 +275,7 @@ def script_mode_hyperparameters(
 
 
 def glue_job_arguments(args: Mapping[str, Any]) -> dict[str, str]:
-    """The Glue job's `--name value` arguments (water.local.glue.glue_arguments passes the same)."""
+    """The Glue job's `--name value` arguments (water.targets.local.engines.glue.glue_arguments passes the same)."""
     return {f"--{name}": str(value).lower() if isinstance(value, bool) else str(value) for name, value in args.items()}
 
 
@@ -368,7 +368,7 @@ class CloudTarget(Target):
 
     def _clear_s3(self, uri: str, **kwargs: Any) -> Any:
         from airflow.providers.amazon.aws.operators.s3 import S3DeleteObjectsOperator
-        from water.operators.cloud import split_s3_uri
+        from water.targets.cloud.operators import split_s3_uri
 
         bucket, key = split_s3_uri(uri)
         return S3DeleteObjectsOperator(
@@ -376,7 +376,7 @@ class CloudTarget(Target):
         )
 
     def _promote(self, spec: PipelineSpec, dataset: str, **kwargs: Any) -> Any:
-        from water.operators.cloud import S3PromotePartitionOperator
+        from water.targets.cloud.operators import S3PromotePartitionOperator
 
         return S3PromotePartitionOperator(
             task_id="promote",
@@ -405,7 +405,7 @@ class CloudTarget(Target):
         """KubernetesPodOperator arguments shared by every water pod."""
         from kubernetes.client import V1Toleration
 
-        from water.operators.cloud import pod_arguments
+        from water.targets.cloud.operators import pod_arguments
 
         s = self.settings
         return {
@@ -430,7 +430,7 @@ class CloudTarget(Target):
         return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
 
     def counter(self, spec: PipelineSpec, predictions: str, workgroup: str):
-        from water.operators.cloud import AthenaCounter
+        from water.targets.cloud.operators import AthenaCounter
 
         s = self.settings
         return AthenaCounter(
@@ -520,7 +520,7 @@ def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GlueP
     from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
     from airflow.providers.amazon.aws.transfers.local_to_s3 import LocalFilesystemToS3Operator
 
-    from water.operators.cloud import split_s3_uri
+    from water.targets.cloud.operators import split_s3_uri
 
     s = target.settings
     timeout = external(step.timeout)
@@ -596,7 +596,7 @@ def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaS
 
 @REGISTRY.builds("pod")
 def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Built:
-    from water.operators.cloud import SizedPodOperator
+    from water.targets.cloud.operators import SizedPodOperator
 
     flags = {
         **{flag: target._partition(spec, dataset) for flag, dataset in step.reads.items()},
@@ -615,7 +615,7 @@ def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step:
     """sourcedir.tar.gz packaged from the script's folder -> SageMaker script-mode training."""
     from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
-    from water.operators.cloud import PackageSourceDirOperator
+    from water.targets.cloud.operators import PackageSourceDirOperator
 
     s = target.settings
     entry = Path(step.entry_point)
@@ -743,7 +743,7 @@ def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step
 
 @REGISTRY.builds("inference_stats")
 def inference_stats(target: CloudTarget, spec: PipelineSpec, name: str, step: InferenceStatsStep) -> Built:
-    from water.operators.cloud import AthenaInferenceStatsOperator
+    from water.targets.cloud.operators import AthenaInferenceStatsOperator
 
     return Built.one(
         AthenaInferenceStatsOperator(
@@ -763,7 +763,7 @@ def drift_guard(target: CloudTarget, spec: PipelineSpec, name: str, step: DriftG
 
 @REGISTRY.builds("sized_postprocess")
 def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
-    from water.operators.cloud import S3CommitShardsOperator, SizedPodOperator
+    from water.targets.cloud.operators import S3CommitShardsOperator, SizedPodOperator
 
     flags = {"input": target._partition(spec, step.reads), "output": target._partition(spec, step.shards_dataset)}
 
@@ -803,7 +803,7 @@ def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishSte
     from airflow.providers.google.cloud.transfers.gcs_to_bigquery import GCSToBigQueryOperator
     from airflow.providers.google.cloud.transfers.s3_to_gcs import S3ToGCSOperator
 
-    from water.operators.cloud import split_s3_uri
+    from water.targets.cloud.operators import split_s3_uri
 
     s = target.settings
     timeout = external(step.timeout)

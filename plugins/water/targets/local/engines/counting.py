@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from water.local.partitions import data_files
+from water.targets.local.engines.partitions import data_files
 
 
 def parquet_rows(folder: Path) -> int:

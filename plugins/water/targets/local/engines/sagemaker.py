@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from water.local.process import ProcessResult, run_limited, python_executable
+from water.targets.local.engines.process import ProcessResult, run_limited, python_executable
 
 # GiB of memory per vCPU by instance family; vCPUs by size.
 FAMILY_GIB_PER_VCPU = {"m": 4, "c": 2, "r": 8, "t": 2, "g": 4, "p": 8, "inf": 2, "trn": 4}
@@ -160,7 +160,7 @@ def transform(
     with tarfile.open(model_tar) as tar:
         tar.extractall(model_dir, filter="data")
     argv = [
-        python_executable(), "-m", "water.local.transform_container",
+        python_executable(), "-m", "water.targets.local.engines.transform_container",
         "--model-dir", str(model_dir),
         "--code-dir", str(entry_point.parent),
         "--program", entry_point.name,
@@ -168,7 +168,7 @@ def transform(
         "--output", str(output_dir),
         "--max-payload-mb", str(max_payload_mb),
     ]
-    plugins = str(Path(__file__).resolve().parents[2])
+    plugins = str(Path(__file__).resolve().parents[4])
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))}
     return run_limited(
         argv, name=f"transform job {job_name}", memory_bytes=memory, cpu=cpu, env=env, log=log

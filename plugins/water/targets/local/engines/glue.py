@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-from water.local.process import ProcessResult, python_executable, run_limited
+from water.targets.local.engines.process import ProcessResult, python_executable, run_limited
 
 # Glue worker types: (vCPU, memory GiB) of one worker.
 WORKER_TYPES = {
