@@ -118,3 +118,31 @@ def test_the_demo_seed_entrypoint_gets_the_mix_in_its_classes(tmp_path, monkeypa
     lines.clear()
     seed_pipeline(spec, [day], users=2_000, mixes={day: parse_mix("80/15/5", spec.classes)}, progress=lines.append)
     assert any("already there" in line for line in lines), lines  # idempotent
+
+
+def test_a_label_outside_the_classes_stops_the_first_reader_of_any_kind(project):
+    """Locally, every step that reads a label source checks its values first: SQL or pod."""
+    from water.targets.local import LocalTarget
+
+    spec_data = {**SPEC, "steps": {
+        **SPEC["steps"],
+        "score": {"kind": "pod", "entrypoint": "sql/shop/daily.sql", "reads": {"labels": "labels"},
+                  "writes": {"out": "scored"}, "resources": {"requests": {"cpu": "1", "memory": "64Mi"},
+                                                             "limits": {"cpu": "1", "memory": "64Mi"}}},
+    }}
+    (project / "include/pipelines/shop.yaml").write_text(yaml.safe_dump(spec_data, sort_keys=False))
+    spec = load_spec(project / "include/pipelines/shop.yaml", include_dir=project / "include")
+    target = LocalTarget.from_environment()
+    load_fixtures(spec, target.source_folder(spec, "shop.orders").parents[1], target.source_folder(spec, "labels").parent)
+    daily = target.build(spec, "daily", spec.steps["daily"]).head
+    joined = target.build(spec, "joined", spec.steps["joined"]).head
+    assert daily.execute({"ds": "2026-11-02"})["rows_out"] == 1
+    assert joined.execute({"ds": "2026-11-02"})["rows_out"] == 1  # labels a, b, c: all classes
+
+    (project / "include/data/shop/labels.csv").write_text("ds,customer,klass\n2026-11-02,C-2,zz\n2026-11-02,C-1,a\n")
+    load_fixtures(spec, target.source_folder(spec, "shop.orders").parents[1], target.source_folder(spec, "labels").parent)
+    for name in ("joined", "score"):
+        with pytest.raises(ValueError, match=re.escape("source labels ds=2026-11-02: klass holds ['zz'], which are not among the spec's classes")):
+            target.build(spec, name, spec.steps[name]).head.execute({"ds": "2026-11-02"})
+    daily.execute({"ds": "2026-11-01"})
+    assert joined.execute({"ds": "2026-11-01"})["rows_out"] >= 1  # another day's labels are fine

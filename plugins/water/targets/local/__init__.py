@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from water import paths
@@ -37,6 +38,7 @@ from water.spec import (
     SageMakerTransformStep,
     SizedPostprocessStep,
     Tier,
+    is_table,
 )
 from water.targets import common
 from water.targets.base import Built, Registry, Target, external, per_shard
@@ -56,11 +58,27 @@ class LocalTarget(Target):
     def from_environment(cls) -> LocalTarget:
         return cls(lake_root=paths.lake_uri(), warehouse_dir=str(paths.warehouse_dir()))
 
-    def common(self, spec: PipelineSpec) -> dict[str, Any]:
-        return {"pipeline": spec.name, "lake_root": self.lake_root}
+    def common(self, spec: PipelineSpec, step: Any = None) -> dict[str, Any]:
+        """What every local operator takes; with the step, the label sources it reads to check."""
+        labels = spec.label_sources()
+        checks = {
+            source: (str(self.source_folder(spec, source)), labels[source])
+            for source in (step.inputs() if step is not None else [])
+            if source in labels
+        }
+        return {
+            "pipeline": spec.name,
+            "lake_root": self.lake_root,
+            **({"label_checks": checks, "label_classes": spec.classes} if checks else {}),
+        }
+
+    def source_folder(self, spec: PipelineSpec, source: str) -> Path:
+        """Where the local target keeps a source: the warehouse folder of a table, else the lake's."""
+        if is_table(source):
+            return Path(self.warehouse_dir, *source.split("."))
+        return local_path(Lake(self.lake_root, spec.name).dataset_uri(source))
 
     def sql(self, spec: PipelineSpec, name: str, step: BigQuerySqlStep | AthenaSqlStep, dialect: str, tables: str) -> Any:
-        labels = spec.label_sources()
         return LocalQueryOperator(
             task_id=name,
             sql=step.sql,
@@ -69,9 +87,7 @@ class LocalTarget(Target):
             warehouse_dir=self.warehouse_dir,
             database=spec.database,
             destination=step.writes,
-            label_checks={t: labels[t] for t in step.reads if t in labels},
-            classes=spec.classes,
-            **self.common(spec),
+            **self.common(spec, step),
             **external(step.timeout),
         )
 
@@ -102,7 +118,7 @@ def glue_pyspark(target: LocalTarget, spec: PipelineSpec, name: str, step: GlueP
             worker_type=step.worker_type,
             sources=step.reads,
             destination=step.writes,
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         )
     )
@@ -119,7 +135,7 @@ def pod(target: LocalTarget, spec: PipelineSpec, name: str, step: PodStep) -> Bu
             outputs={flag: (out.dataset, out.format) for flag, out in step.writes.items()},
             container_resources=step.resources.as_k8s_dict(),
             metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         )
     )
@@ -136,7 +152,7 @@ def sagemaker_training(target: LocalTarget, spec: PipelineSpec, name: str, step:
             metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
             channels=step.reads,
             destination=step.writes,
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.max_runtime),
         )
     )
@@ -153,7 +169,7 @@ def sagemaker_transform(target: LocalTarget, spec: PipelineSpec, name: str, step
             destination=step.writes,
             instance_type=step.instance_type,
             max_payload_mb=step.max_payload_mb,
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         )
     )
@@ -167,7 +183,7 @@ def inference_stats(target: LocalTarget, spec: PipelineSpec, name: str, step: In
             predictions=step.reads,
             destination=step.writes,
             classes=spec.classes,
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         )
     )
@@ -190,7 +206,7 @@ def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: 
             "container_resources": tier.resources.as_k8s_dict(),
             "shard_output": True,
             "escalation": step.sizing,
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         }
         return per_shard(LocalPodOperator, arguments, shards)
@@ -202,7 +218,7 @@ def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: 
             destination=step.writes,
             decision_task_id=step.size_task_id(name),
             trigger_rule="none_failed_min_one_success",
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         )
 
@@ -218,7 +234,7 @@ def publish(target: LocalTarget, spec: PipelineSpec, name: str, step: PublishSte
             source=step.reads,
             table=step.table,
             warehouse_dir=target.warehouse_dir,
-            **target.common(spec),
+            **target.common(spec, step),
             **external(step.timeout),
         )
     )

@@ -29,10 +29,20 @@ class LocalStageOperator(BaseOperator):
 
     ui_color = "#e8f4fa"
 
-    def __init__(self, *, pipeline: str, lake_root: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        lake_root: str,
+        label_checks: dict[str, tuple[str, str]] | None = None,
+        label_classes: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.lake_root = lake_root
+        # source -> (its local folder, its label column): checked against label_classes first
+        self.label_checks, self.label_classes = dict(label_checks or {}), list(label_classes or [])
 
     @property
     def lake(self) -> Lake:
@@ -51,8 +61,23 @@ class LocalStageOperator(BaseOperator):
         ti = context["ti"]
         return f"{self.pipeline}-{self.task_id}-{context['ds']}-{ti.try_number}".replace("_", "-")
 
+    def check_labels(self, ds: str) -> None:
+        """A label outside the spec's classes fails the first step that reads it, before any work."""
+        from water.targets.local.engines.sql import distinct_values, folder_table
+
+        for source, (folder, column) in self.label_checks.items():
+            files, hive_types = folder_table(Path(folder), source, {"ds": "VARCHAR"} if "." not in source else None)
+            values = distinct_values(files, hive_types, column, ds)
+            unknown = sorted(str(v) for v in values if v is not None and v not in self.label_classes)
+            if unknown:
+                raise ValueError(
+                    f"source {source} ds={ds}: {column} holds {unknown}, which are not among the spec's classes "
+                    f"{self.label_classes} (sources.{source}.label_column)"
+                )
+
     def execute(self, context: Any) -> dict[str, Any]:
         started = time.monotonic()
+        self.check_labels(context["ds"])
         figures = self.run(context["ds"], context)
         figures["work_seconds"] = round(time.monotonic() - started, 3)  # the stage's own work
         self.log.info("%s figures: %s", self.task_id, json.dumps(figures, sort_keys=True))
@@ -74,8 +99,6 @@ class LocalQueryOperator(LocalStageOperator):
         tables: str,
         warehouse_dir: str,
         database: str | None = None,
-        label_checks: dict[str, str] | None = None,
-        classes: list[str] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -83,7 +106,6 @@ class LocalQueryOperator(LocalStageOperator):
             raise ValueError(f"unsupported dialect/tables {dialect}/{tables}")
         self.sql, self.dialect, self.destination = sql, dialect, destination
         self.tables, self.warehouse_dir, self.database = tables, warehouse_dir, database
-        self.label_checks, self.classes = dict(label_checks or {}), list(classes or [])
 
     def resolve_table(self, schema: str | None, name: str):
         from water.targets.local.engines.sql import folder_table
@@ -98,24 +120,9 @@ class LocalQueryOperator(LocalStageOperator):
             raise LookupError(f"table {schema}.{name}: only this pipeline's database {self.database} is in its lake")
         return folder_table(local_path(self.lake.dataset_uri(name)), name, {"ds": "VARCHAR"})
 
-    def check_labels(self, ds: str) -> None:
-        """A label outside the spec's classes fails here, at the first step that reads it."""
-        from water.targets.local.engines.sql import distinct_values
-
-        for table, column in self.label_checks.items():
-            schema, _, name = table.rpartition(".")
-            files, hive_types = self.resolve_table(schema or None, name)
-            unknown = sorted(str(v) for v in distinct_values(files, hive_types, column, ds) if v is not None and v not in self.classes)
-            if unknown:
-                raise ValueError(
-                    f"source {table} ds={ds}: {column} holds {unknown}, which are not among the spec's classes "
-                    f"{self.classes} (sources.{table}.label_column)"
-                )
-
     def run(self, ds: str, context: Any) -> dict[str, Any]:
         from water.targets.local.engines.sql import date_literal, run_to_parquet, string_literal
 
-        self.check_labels(ds)
         sql = (paths.include_dir() / self.sql).read_text()
         named = {"ds": date_literal(ds)} if self.dialect == "bigquery" else {}
         positional = [string_literal(ds)] if self.dialect == "trino" else []
