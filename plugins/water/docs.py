@@ -46,20 +46,33 @@ Sources (read here, written elsewhere):
     sized = spec.step_of("sized_postprocess")
     if sized:
         name, step = sized
-        tiers = "\n".join(
-            f"| {t.name} | ≤ {t.max_rows:,} | {t.resources.requests.cpu} / {t.resources.limits.cpu} "
-            f"| {t.resources.requests.memory} / {t.resources.limits.memory} |"
-            for t in step.sizing.tiers
+        routes = step.all_routes(spec.classes, name)
+        tables = []
+        for route_name, route in routes.items():
+            tiers = "\n".join(
+                f"| {t.name} | ≤ {t.max_rows:,} | {t.resources.requests.cpu} / {t.resources.limits.cpu} "
+                f"| {t.resources.requests.memory} / {t.resources.limits.memory} |"
+                for t in route.sizing.tiers
+            )
+            scale = route.sizing.scale_out
+            title = f"### Route {route_name}: {', '.join(route.classes)} → `include/{route.entrypoint}`\n\n" if step.routes else ""
+            tables.append(
+                f"{title}| tier | rows | cpu request / limit | memory request / limit |\n|---|---|---|---|\n{tiers}\n\n"
+                f"Beyond the last tier: {scale.rows_per_shard:,} rows per shard, at most {scale.max_shards} shards."
+            )
+        dropped = f"\n\nDropped on purpose: {', '.join(step.drop)}." if step.drop else ""
+        first = next(iter(routes.values())).sizing.tiers[0].name
+        per_route = f"""; per route or class: `{{"force_tier": {{"{next(iter(routes))}": "{first}"}}}}`""" if step.routes else ""
+        how = "Each route is sized from its own classes' rows, and the routes run in parallel." if step.routes else (
+            "The tier is chosen from the rows inference_stats counted."
         )
-        scale = step.sizing.scale_out
         sections.append(f"""## Sizing of {name}
 
-| tier | rows | cpu request / limit | memory request / limit |
-|---|---|---|---|
-{tiers}
+{how}
 
-Beyond the last tier: {scale.rows_per_shard:,} rows per shard, at most {scale.max_shards} shards.
-Override for one run with `force_tier` (trigger form or `--conf '{{"force_tier": "{step.sizing.tiers[0].name}"}}'`).""")
+{chr(10).join(tables)}{dropped}
+
+Override for one run with `force_tier` (trigger form or `--conf '{{"force_tier": "{first}"}}'`{per_route}).""")
     guard = spec.step_of("drift_guard")
     if guard:
         name, g = guard

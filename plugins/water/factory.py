@@ -28,14 +28,37 @@ def _params(spec: PipelineSpec) -> dict[str, Param]:
     params: dict[str, Param] = {}
     sized = spec.step_of("sized_postprocess")
     if sized:
-        tier_names = [t.name for t in sized[1].sizing.tiers]
-        params["force_tier"] = Param(
-            None,
-            type=["null", "string"],
-            enum=[None, *tier_names],
-            title="Force post-processing tier",
-            description=f"Override the sizing decision for this run: one of {', '.join(tier_names)}.",
-        )
+        name, step = sized
+        routes = step.all_routes(spec.classes, name)
+        if not step.routes:
+            tier_names = [t.name for t in step.sizing.tiers]
+            params["force_tier"] = Param(
+                None,
+                type=["null", "string"],
+                enum=[None, *tier_names],
+                title="Force post-processing tier",
+                description=f"Override the sizing decision for this run: one of {', '.join(tier_names)}.",
+            )
+        else:
+            tiers = {r: [t.name for t in route.sizing.tiers] for r, route in routes.items()}
+            common = [t for t in next(iter(tiers.values())) if all(t in names for names in tiers.values())]
+            per_key = {r: {"type": "string", "enum": names} for r, names in tiers.items()}
+            per_key |= {c: {"type": "string", "enum": tiers[r]} for r, route in routes.items() for c in route.classes}
+            params["force_tier"] = Param(
+                None,
+                anyOf=[
+                    {"type": "null"},
+                    {"type": "string", "enum": common},
+                    {"type": "object", "properties": per_key, "additionalProperties": False},
+                ],
+                title="Force post-processing tiers",
+                description=(
+                    "Override the sizing decision for this run: a tier for every route "
+                    f"({', '.join(common) or 'none shared'}), or per route or class, e.g. "
+                    f'{{"{next(iter(routes))}": "{tiers[next(iter(routes))][-1]}"}}. Routes: '
+                    + "; ".join(f"{r} ({', '.join(route.classes)}): {', '.join(tiers[r])}" for r, route in routes.items())
+                ),
+            )
     guard = spec.step_of("drift_guard")
     if guard:
         g = guard[1]

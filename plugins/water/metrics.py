@@ -73,14 +73,15 @@ def emit_figures(task_id: str, figures: dict[str, Any], *, pipeline: str, ds: st
     for name, value in (figures.get("metrics") or {}).items():
         gauge("model." + name.replace(":", "_"), value, **base)
     counts = figures.get("class_counts")
-    if isinstance(counts, dict) and "tier" not in figures:
+    if isinstance(counts, dict) and "routes" not in figures:
         total = sum(counts.values())
         gauge("predictions.rows", total, **base)
         for cls, n in counts.items():
             gauge("predictions.class_share", n / total if total else 0.0, **base, **{"class": cls})
-    if figures.get("tier") and "shards" in figures:
-        gauge("sizing.rows", figures.get("rows") or 0, **base, tier=figures["tier"])
-        gauge("sizing.shards", max(1, len(figures.get("shards") or [])), **base, tier=figures["tier"])
+    for route, decision in (figures.get("routes") or {}).items():  # the sizing decision, per route
+        tags = {**base, "route": route, "tier": decision["tier"]}
+        gauge("sizing.rows", decision.get("rows") or 0, **tags)
+        gauge("sizing.shards", len(decision.get("shards") or []), **tags)
     if figures.get("verdict") and "psi" in figures:
         for score in ("psi", "js"):
             if figures.get(score) is not None:

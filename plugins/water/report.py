@@ -20,6 +20,28 @@ def outcome(tasks: list[dict[str, Any]]) -> str:
     return "failed" if any(t["state"] in FAILED_STATES for t in tasks) else "success"
 
 
+def route_figures(decision: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """route -> its classes, rows, tier and shard count, from a sizing decision."""
+    return {
+        name: {"classes": d.get("classes"), "rows": d["rows"], "tier": d["tier"], "shards": len(d["shards"])}
+        for name, d in ((decision or {}).get("routes") or {}).items()
+    }
+
+
+def route_lines(routes: dict[str, dict[str, Any]], previous: dict[str, dict[str, Any]]) -> list[str]:
+    """'weekly_menu (cook): 15,932 rows → large × 2 (before: 6,800 rows, medium)' per route."""
+
+    def tier(d: dict[str, Any]) -> str:
+        return "skipped, no rows" if d["tier"] == "no_predictions" else d["tier"] + (f" × {d['shards']}" if d["shards"] > 1 else "")
+
+    lines = []
+    for name, d in routes.items():
+        before = previous.get(name)
+        was = f" (before: {before['rows']:,} rows, {tier(before)})" if before else ""
+        lines.append(f"{name} ({', '.join(d.get('classes') or [])}): {d['rows']:,} rows → {tier(d)}{was}")
+    return lines
+
+
 def headline(record: dict[str, Any]) -> dict[str, Any]:
     """rows, tier, drift verdict, accuracy, rows published: what messages and summaries show."""
     by_id = {t["task_id"]: t.get("figures") or {} for t in record["tasks"]}
@@ -34,8 +56,9 @@ def headline(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "rows": stats.get("rows"),
         "class_counts": stats.get("class_counts"),
-        "tier": decision.get("tier"),
-        "shards": max(1, len(decision.get("shards") or [])) if decision else None,
+        "tier": decision.get("tier"),  # a summary of every route's tier and shards
+        "shards": decision.get("shards") if decision else None,
+        "routes": route_figures(decision),
         "drift_verdict": drift.get("verdict"),
         "psi": drift.get("psi"),
         "js": drift.get("js"),
@@ -112,6 +135,29 @@ def mix_chart(history: list[dict[str, Any]], classes: list[str], width: int = 64
     return "".join(parts)
 
 
+def routes_table(routes: dict[str, dict[str, Any]], previous: dict[str, dict[str, Any]]) -> str:
+    """Each route's rows, tier and shards today, next to the previous run's."""
+    if not routes:
+        return ""
+
+    def tier(d: dict[str, Any] | None) -> str:
+        if not d:
+            return "-"
+        return "no rows" if d["tier"] == "no_predictions" else d["tier"] + (f" × {d['shards']}" if d["shards"] > 1 else "")
+
+    rows = "".join(
+        f"<tr><td>{_e(name)}</td><td>{_e(', '.join(d.get('classes') or []))}</td>"
+        f"<td class='n'>{_num((previous.get(name) or {}).get('rows'))}</td><td class='n'>{_num(d['rows'])}</td>"
+        f"<td>{_e(tier(previous.get(name)))}</td><td>{_e(tier(d))}</td></tr>"
+        for name, d in routes.items()
+    )
+    return (
+        "<h2>Post-processing per route: sized from its own classes' rows</h2><table id='routes'>"
+        "<tr><th>route</th><th>classes</th><th class='n'>rows before</th><th class='n'>rows</th>"
+        f"<th>tier before</th><th>tier</th></tr>{rows}</table>"
+    )
+
+
 def render(record: dict[str, Any], history: list[dict[str, Any]], classes: list[str]) -> str:
     head = headline(record)
     rows = []
@@ -134,7 +180,7 @@ def render(record: dict[str, Any], history: list[dict[str, Any]], classes: list[
         ("outcome", record["state"]),
         ("rows predicted", _num(head["rows"])),
         ("class counts", ", ".join(f"{k} {v:,}" for k, v in counts.items())),
-        ("sizing", f"{decision.get('tier')} × {head['shards']} — {decision.get('reason', '')}" if decision else "-"),
+        ("sizing", decision.get("tier") or "-"),
         ("drift", _drift_text(drift)),
         ("validation accuracy", _num(head["validation_accuracy"])),
         ("rows published", _num(head["rows_published"])),
@@ -155,6 +201,7 @@ tr.failed td,tr.upstream_failed td{{color:#b5452f;font-weight:600}} tr.skipped t
 <h1>{_e(record['dag_id'])} · ds={_e(record['ds'])} <span class="badge">{_e(record['state'])}</span></h1>
 <p>run <code>{_e(record['run_id'])}</code> · target {_e(record.get('target'))}</p>
 <table id="facts">{''.join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)}</table>
+{routes_table(head["routes"], record.get("previous_routes") or {})}
 <h2>Predicted class mix, last {len(history)} day(s)</h2>
 {mix_chart(history, classes)}
 {f"<h2>Drift: class shares side by side</h2><table id='drift'><tr><th>class</th><th class='n'>baseline</th><th class='n'>today</th></tr>{drift_rows}</table>" if drift_rows else ""}

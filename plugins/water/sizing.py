@@ -3,6 +3,7 @@
 Pure functions, shared by the branching operator, the targets and the cost simulation:
 - `decide`: the smallest tier whose max_rows holds the rows; past the last tier, shards of the
   largest tier's size; past max_shards x rows_per_shard, an error saying what to change.
+- `decide_routes`: `decide` per route of a sized step, each from its own classes' rows.
 - `escalate`: the resources to retry with after an out-of-memory kill.
 - `k8s_resources`: an XCom dict -> V1ResourceRequirements (mapped fields are not templated).
 """
@@ -57,6 +58,7 @@ def decide(
     class_counts: dict[str, int] | None = None,
     force_tier: str | None = None,
     spec_file: str = "the pipeline spec",
+    field: str = "sizing",
 ) -> Decision:
     class_counts = dict(class_counts or {})
     if rows < 0:
@@ -88,7 +90,7 @@ def decide(
         raise CapacityError(
             f"{rows:,} predictions exceed what the sizing policy can post-process "
             f"({scale.max_shards} shards x {scale.rows_per_shard:,} rows = {capacity:,}). In {spec_file}, raise "
-            f"sizing.scale_out.max_shards to at least {needed_shards} or sizing.scale_out.rows_per_shard to at "
+            f"{field}.scale_out.max_shards to at least {needed_shards} or {field}.scale_out.rows_per_shard to at "
             f"least {needed_rows:,} (and the largest tier's memory with it)."
         )
     shards = _shard_count(policy, rows)
@@ -96,6 +98,78 @@ def decide(
         largest.name, rows, class_counts, _row_ranges(rows, shards), largest.resources.as_k8s_dict(),
         reason=f"{rows:,} rows > {largest.name}.max_rows {largest.max_rows:,}: {shards} shards of <= {scale.rows_per_shard:,}",
     )
+
+
+def route_force(force_tier: str | dict[str, str] | None, route: str, classes: list[str]) -> str | None:
+    """The tier forced on a route: one tier for every route, or {route or class: tier}."""
+    if not force_tier:
+        return None
+    if isinstance(force_tier, str):
+        return force_tier
+    named = [force_tier[k] for k in (route, *classes) if k in force_tier]
+    if len(set(named)) > 1:
+        raise ValueError(f"force_tier names two tiers for route {route}: {named}")
+    return named[0] if named else None
+
+
+def decide_routes(
+    routes: dict[str, Any],
+    class_counts: dict[str, int],
+    force_tier: str | dict[str, str] | None = None,
+    spec_file: str = "the pipeline spec",
+    field: str = "steps.postprocess",
+    single: bool = False,
+) -> dict[str, Any]:
+    """Each route's decision from its own rows (the sum of its classes' counts).
+
+    Returns {rows, class_counts, routes: {route: Decision dict + classes}, tier, shards,
+    forced}: `tier` and `shards` sum the routes up for messages (a single route's own).
+    """
+    if isinstance(force_tier, dict):
+        known = set(routes) | {c for r in routes.values() for c in r.classes}
+        unknown = sorted(set(force_tier) - known)
+        if unknown:
+            raise ValueError(f"force_tier names {unknown}: neither a route ({', '.join(routes)}) nor one of its classes")
+    decisions = {}
+    for name, route in routes.items():
+        counts = {c: int(class_counts.get(c, 0)) for c in route.classes}
+        where = f"{field}.sizing" if single else f"{field}.routes.{name}.sizing"
+        decision = decide(
+            route.sizing, sum(counts.values()), counts, route_force(force_tier, name, route.classes), spec_file, where
+        )
+        decisions[name] = {**decision.as_dict(), "classes": list(route.classes)}
+    return {
+        "rows": sum(int(v) for v in class_counts.values()),
+        "class_counts": dict(class_counts),
+        "routes": decisions,
+        "tier": describe(decisions),
+        "shards": sum(len(d["shards"]) for d in decisions.values()),
+        "forced": any(d["forced"] for d in decisions.values()),
+    }
+
+
+def describe(routes: dict[str, dict[str, Any]]) -> str:
+    """'medium' or 'large × 3' for one route; 'weekly_menu large × 2 · win_back small · …' for several."""
+
+    def one(d: dict[str, Any]) -> str:
+        if d["tier"] == NO_PREDICTIONS:
+            return "no rows"
+        count = len(d["shards"])
+        return d["tier"] + (f" × {count}" if count > 1 else "")
+
+    if len(routes) == 1:
+        return one(next(iter(routes.values())))
+    return " · ".join(f"{name} {one(d)}" for name, d in routes.items())
+
+
+def shard_folders(decision: dict[str, Any]) -> list[str]:
+    """The shard folders (relative to the shards partition) the decision's routes write."""
+    return [
+        f"route={name}/shard={i:04d}"
+        for name, d in (decision.get("routes") or {}).items()
+        if d["tier"] != NO_PREDICTIONS
+        for i in range(max(1, len(d["shards"])))
+    ]
 
 
 def escalate(policy: SizingPolicy, resources: dict[str, dict[str, str]]) -> tuple[str, dict[str, dict[str, str]]]:

@@ -543,45 +543,101 @@ class SizingPolicy(Strict):
         return self
 
 
+class Route(Strict):
+    """One route of a sized step: the classes it takes, its own job and its own sizing.
+
+    Its pod reads only its classes' rows of the predictions (`--classes a,b`, a filter pushed
+    into the read) and, when sharded, only its slice of them (`--row-start/--row-end` count
+    the route's rows in file order). `reads` adds inputs (flag -> dataset) the job needs.
+    """
+
+    classes: list[Annotated[str, Field(pattern=IDENTIFIER)]] = Field(min_length=1)
+    entrypoint: IncludeFile
+    args: dict[str, ArgValue] = Field(default_factory=dict)
+    reads: dict[Flag, Dataset] = Field(default_factory=dict)
+    sizing: SizingPolicy
+    placement: Placement = Placement()
+
+    @model_validator(mode="after")
+    def _own_flags(self) -> Route:
+        taken = {"input", "output", "classes", "row-start", "row-end"}
+        clash = sorted(taken & (set(self.reads) | {a.replace("_", "-") for a in self.args}))
+        if clash:
+            raise ValueError(f"flags {clash} are set by water; rename them")
+        return self
+
+
 class SizedPostprocessStep(Step):
-    """A pod sized per run from the predictions' row count (the sizing branch).
+    """Post-processing sized per run, route by route, from the predictions' class counts.
 
     Reads the predictions (`--input`), writes shards that a commit swaps into `writes`
     (`--output`); the counts come from the inference_stats step over the same predictions.
+    Either one job for every class (`entrypoint`, `args`, `sizing` here), or `routes`: per
+    route the classes it takes, its job and its sizing; every class is in exactly one route
+    or in `drop`.
     """
 
     kind: Literal["sized_postprocess"]
-    entrypoint: IncludeFile
     reads: Dataset
     writes: Dataset
-    image: str = "water-jobs"
+    entrypoint: IncludeFile | None = None
     args: dict[str, ArgValue] = Field(default_factory=dict)
-    sizing: SizingPolicy
+    sizing: SizingPolicy | None = None
     placement: Placement = Placement()
+    routes: dict[Annotated[str, Field(pattern=IDENTIFIER)], Route] = Field(default_factory=dict)
+    drop: list[str] = Field(default_factory=list)  # classes no route takes, on purpose
+    image: str = "water-jobs"
     timeout: Duration = timedelta(hours=1)
 
+    @model_validator(mode="after")
+    def _one_form(self) -> SizedPostprocessStep:
+        single = self.entrypoint is not None or self.sizing is not None
+        if single and self.routes:
+            raise ValueError("give either entrypoint and sizing (one job for every class) or routes, not both")
+        if not single and not self.routes:
+            raise ValueError("needs routes, or entrypoint and sizing (one job for every class)")
+        if single and (self.entrypoint is None or self.sizing is None):
+            raise ValueError("entrypoint and sizing go together (or use routes)")
+        if single and self.drop:
+            raise ValueError("drop needs routes: one job takes every class")
+        return self
+
+    def all_routes(self, classes: list[str], name: str) -> dict[str, Route]:
+        """The routes, the single form as one route (named after the step) taking every class."""
+        if self.routes:
+            return dict(self.routes)
+        return {
+            name: Route(
+                classes=list(classes), entrypoint=self.entrypoint, args=self.args, sizing=self.sizing,
+                placement=self.placement,
+            )
+        }
+
     def inputs(self) -> list[str]:
-        return [self.reads]
+        extra = [d for route in self.routes.values() for d in route.reads.values()]
+        return list(dict.fromkeys([self.reads, *extra]))
 
     def outputs(self) -> list[str]:
         return [self.writes]
 
     @property
     def shards_dataset(self) -> str:
-        """Where the tier tasks write, shard by shard, before the commit."""
+        """Where the tier tasks write, route by route and shard by shard, before the commit."""
         return f"{self.writes}_shards"
 
-    # The tasks of this kind (one sized step per pipeline, so plan/no-input ids are fixed).
-    plan_task_id: ClassVar[str] = "plan_shards"
+    # The tasks of this kind (one sized step per pipeline, so the no-input id is fixed).
     no_predictions_task_id: ClassVar[str] = "no_predictions"
 
     @staticmethod
     def size_task_id(name: str) -> str:
         return f"size_{name}"
 
-    @staticmethod
-    def tier_task_id(name: str, tier: str) -> str:
-        return f"{name}_{tier}"
+    def tier_task_id(self, name: str, route: str, tier: str) -> str:
+        return f"{route}_{tier}" if self.routes else f"{name}_{tier}"
+
+    def plan_task_id(self, route: str) -> str:
+        """The task returning the shards the route's largest tier maps over."""
+        return f"plan_{route}_shards" if self.routes else "plan_shards"
 
     def commit_task_id(self) -> str:
         return f"commit_{self.writes}"
@@ -805,6 +861,34 @@ class PipelineSpec(Strict):
                 )
             if step.shards_dataset in {o for s in self.steps.values() for o in s.outputs()} | set(self.sources):
                 raise ValueError(f"steps.{name}.writes: {step.shards_dataset!r} is reserved for its shards")
+            self._routes_cover_classes(name, step)
+
+    def _routes_cover_classes(self, name: str, step: SizedPostprocessStep) -> None:
+        """Every class in exactly one route, or dropped on purpose; route names free as task ids."""
+        if not step.routes:
+            return
+        taken: dict[str, str] = {}
+        for route_name, route in step.routes.items():
+            if route_name in self.steps:
+                raise ValueError(f"steps.{name}.routes.{route_name}: a step has that name; name the route otherwise")
+            for cls in route.classes:
+                if cls not in self.classes:
+                    raise ValueError(f"steps.{name}.routes.{route_name}.classes: {cls!r} is not among the classes {self.classes}")
+                if cls in taken:
+                    raise ValueError(
+                        f"steps.{name}.routes.{route_name}.classes: {cls!r} is in route {taken[cls]!r} too; a class takes one route"
+                    )
+                taken[cls] = route_name
+        for cls in step.drop:
+            if cls not in self.classes:
+                raise ValueError(f"steps.{name}.drop: {cls!r} is not among the classes {self.classes}")
+            if cls in taken:
+                raise ValueError(f"steps.{name}.drop: {cls!r} is in route {taken[cls]!r}; drop it or route it, not both")
+        missing = [c for c in self.classes if c not in taken and c not in step.drop]
+        if missing:
+            raise ValueError(
+                f"steps.{name}.routes: no route takes {missing}; add them to a route's classes, or to drop to discard them"
+            )
 
     def roles(self) -> dict[str, Any]:
         """Which task holds which figure, found by kind (never by a step's name): what the run

@@ -73,16 +73,20 @@ def test_sized_postprocess_branches_per_tier(dagbag, dag_id):
     if not sized:
         pytest.skip(f"{dag_id} has no sized_postprocess step")
     name, step = sized
-    *fixed, largest = [step.tier_task_id(name, t.name) for t in step.sizing.tiers]
     size = dag.get_task(step.size_task_id(name))
-    assert size.downstream_task_ids == {step.no_predictions_task_id, *fixed, step.plan_task_id}
-    assert dag.get_task(step.plan_task_id).downstream_task_ids == {largest}
-    for tier in (*fixed, largest):
-        assert dag.get_task(tier).downstream_task_ids == {step.commit_task_id()}
     commit = dag.get_task(step.commit_task_id())
+    expected_branches = {step.no_predictions_task_id}
+    for route_name, route in step.all_routes(spec.classes, name).items():
+        *fixed, largest = [step.tier_task_id(name, route_name, t.name) for t in route.sizing.tiers]
+        plan = step.plan_task_id(route_name)
+        expected_branches |= {*fixed, plan}
+        assert dag.get_task(plan).downstream_task_ids == {largest}
+        for tier in (*fixed, largest):
+            assert dag.get_task(tier).downstream_task_ids == {commit.task_id}
+        assert isinstance(dag.get_task(largest), MappedOperator)  # fans out over the route's shards
+        assert not any(isinstance(dag.get_task(t), MappedOperator) for t in fixed)
+    assert size.downstream_task_ids == expected_branches  # every route's tiers, in parallel
     assert commit.trigger_rule == "none_failed_min_one_success"
-    assert isinstance(dag.get_task(largest), MappedOperator)  # fans out over the shards
-    assert not any(isinstance(dag.get_task(t), MappedOperator) for t in fixed)
 
 
 @pytest.mark.parametrize("dag_id", DAG_FILES)

@@ -507,10 +507,7 @@ def recent_runs(api, pipeline: str, limit: int) -> list[dict]:
         # Where the run keeps its sizing decision and drift assessment: found by kind.
         decision = (api.xcom(pipeline, run_id, roles["decision"], "decision") if roles.get("decision") else None) or {}
         drift = (api.xcom(pipeline, run_id, roles["drift"], "drift") if roles.get("drift") else None) or {}
-        tier = decision.get("tier")
-        shards = len(decision.get("shards") or [])
-        if tier and shards > 1:
-            tier = f"{tier} x{shards}"
+        tier = decision.get("tier")  # every route's tier and shards, summed up
         if tier and decision.get("forced"):
             tier += " (forced)"
         rows.append(

@@ -168,7 +168,14 @@ def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, A
     return {
         "validation_accuracy": metrics.get(roles.get("objective_metric") or ""),
         "predicted_class_counts": stats.get("class_counts"),
-        "sizing": {k: decision.get(k) for k in ("tier", "rows", "forced", "reason")} | {"shards": len(decision.get("shards") or [])} if decision else None,
+        "sizing": {
+            "tier": decision.get("tier"), "rows": decision.get("rows"), "forced": decision.get("forced"),
+            "shards": decision.get("shards"),
+            "routes": {
+                name: {k: d.get(k) for k in ("classes", "tier", "rows", "forced", "reason")} | {"shards": len(d.get("shards") or [])}
+                for name, d in (decision.get("routes") or {}).items()
+            },
+        } if decision else None,
         "escalations": escalations,
         "rows_published": figures("publish").get("rows_out"),
         "drift": {k: drift.get(k) for k in ("verdict", "psi", "js", "baseline", "shares", "baseline_shares")} if drift else None,
@@ -189,13 +196,13 @@ def _notes(figures: dict[str, Any]) -> str:
     for name, value in (figures.get("metrics") or {}).items():
         notes.append(f"{name.replace('validation:', 'val ').replace(':', ' ')} {value:.3f}")
     counts = figures.get("class_counts")
-    if counts and "tier" not in figures:
+    if counts and "routes" not in figures:
         total = sum(counts.values()) or 1
         notes.append(" ".join(f"{k} {v / total:.0%}" for k, v in counts.items()))
     if figures.get("outputs") and len(figures["outputs"]) > 1:
         notes.append(" ".join(f"{k.removesuffix('-output')} {v:,}" for k, v in figures["outputs"].items()))
-    if figures.get("tier") and "shards" in figures and isinstance(figures["shards"], list):
-        notes.append(f"tier {figures['tier']} x{max(1, len(figures['shards']))}" + (" (forced)" if figures.get("forced") else ""))
+    if figures.get("routes"):  # the sizing decision
+        notes.append(f"{figures['tier']}" + (" (forced)" if figures.get("forced") else ""))
     if figures.get("escalated"):
         e = figures["escalated"]
         notes.append(f"OOM at {e['from_memory_limit']}, retried as {e['to']} ({e['to_memory_limit']})")
@@ -249,7 +256,10 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         lines.append("predicted " + ", ".join(f"{k} {v:,} ({v / total:.0%})" for k, v in counts.items()))
     sizing = summary.get("sizing")
     if sizing:
-        lines.append(f"sizing: {sizing['tier']} x{max(1, sizing['shards'])} — {sizing['reason']}")
+        for name, route in sizing["routes"].items():
+            where = f"{name} ({', '.join(route['classes'] or [])})" if len(sizing["routes"]) > 1 else "sizing"
+            shards = f" x{route['shards']}" if route["shards"] > 1 else ""
+            lines.append(f"{where}: {route['tier']}{shards} — {route['reason']}")
     for task_id, e in (summary.get("escalations") or {}).items():
         lines.append(f"{task_id}: OOMKilled at {e['from_memory_limit']}, retried once as {e['to']} ({e['to_memory_limit']})")
     drift = summary.get("drift")

@@ -22,6 +22,7 @@ from water.store import LakeStore
 RUN_REPORT = "run_report"
 REPORT_FILE = "report.html"
 RUN_FILE = "run.json"
+LOOK_BACK_DAYS = 60  # how far back the previous run's sizing is looked for
 
 
 class RunReportOperator(BaseOperator):
@@ -49,6 +50,7 @@ class RunReportOperator(BaseOperator):
         ds = context["ds"]
         store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
         record = self.run_record(context)
+        record["previous_routes"] = self.previous_routes(store, ds)
         history = self.history(store, ds)
         page = report.render(record, history, self.classes)
         where = store.write_text(lake.REPORTS, ds, REPORT_FILE, page)
@@ -103,6 +105,14 @@ class RunReportOperator(BaseOperator):
             "tasks": tasks,
         }
 
+    def previous_routes(self, store: LakeStore, ds: str) -> dict[str, dict[str, Any]]:
+        """The newest earlier run's sizing per route (its run.json), to show beside today's."""
+        for day in reversed([d for d in store.days(lake.REPORTS) if d < ds][-LOOK_BACK_DAYS:]):
+            earlier = store.read_json(lake.REPORTS, day, RUN_FILE) or {}
+            if earlier.get("decision"):
+                return report.route_figures(earlier["decision"])
+        return {}
+
     def history(self, store: LakeStore, ds: str) -> list[dict[str, Any]]:
         """Class shares and drift per day for the last `history_days` days up to ds."""
         stats_dataset = self.roles.get("stats_dataset")
@@ -129,7 +139,7 @@ class RunReportOperator(BaseOperator):
         facts = {
             "duration": f"{record['duration_seconds']:.0f} s" if record.get("duration_seconds") is not None else "-",
             "rows": f"{head['rows']:,}" if head.get("rows") is not None else "-",
-            "tier": f"{head['tier']} × {head['shards']}" if head.get("tier") else "-",
+            "tier": head.get("tier") or "-",
             "drift": head.get("drift_verdict") or "-",
         }
         if head.get("rows_published") is not None:
@@ -137,7 +147,7 @@ class RunReportOperator(BaseOperator):
         if head.get("quarantined"):
             facts["quarantined"] = head["quarantined"]
         links = {}
-        lines = []
+        lines = [] if failed else report.route_lines(head.get("routes") or {}, record.get("previous_routes") or {})
         for t in record["tasks"]:
             if t["state"] == "failed":
                 lines.append(f"failed: {t['task_id']}")

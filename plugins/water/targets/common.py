@@ -2,8 +2,8 @@
 the data lives (the lake is reached through water.store on either target).
 
 - drift_guard: the guard (a branch) and its quarantine task.
-- sized_postprocess: the sizing branch, the shard plan and the no-predictions task around
-  the target's own tier tasks and commit (`tier_task`, `commit_task`).
+- sized_postprocess: the sizing branch, each route's shard plan and the no-predictions task
+  around the target's own tier tasks and commit (`tier_task`, `commit_task`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 from airflow.sdk import XComArg
 
 from water import paths
-from water.spec import DriftGuardStep, PipelineSpec, SizedPostprocessStep, Tier, spec_path
+from water.spec import DriftGuardStep, PipelineSpec, Route, SizedPostprocessStep, Tier, spec_path
 from water.targets.base import Built, Target
 
-TierTask = Callable[[Tier, Any | None], Any]  # (tier, shards XComArg or None) -> task
+# (route name, route, tier, shards XComArg or None) -> the route's task for that tier
+RouteTierTask = Callable[[str, Route, Tier, Any | None], Any]
 
 
 def drift_guard(target: Target, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
@@ -52,36 +53,44 @@ def sized_postprocess(
     name: str,
     step: SizedPostprocessStep,
     counter: Callable[[str], dict[str, int]],
-    tier_task: TierTask,
+    tier_task: RouteTierTask,
     commit_task: Callable[[], Any],
 ) -> Built:
+    """The sizing branch, then per route: its tier tasks (the largest mapped over the route's
+    shards, planned by its own plan task), all routes in parallel, one commit after them."""
     from water.operators.sizing import NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
 
     stats = next(n for n, s in spec.steps_of("inference_stats").items() if s.reads == step.reads)
-    *fixed, largest = step.sizing.tiers
+    routes = step.all_routes(spec.classes, name)
     size = SizePostprocessOperator(
         task_id=step.size_task_id(name),
-        policy=step.sizing,
+        routes=routes,
         stats_task_id=stats,
         count_predictions=counter,
         spec_file=str(paths.shown(spec_path(spec.name))),
-        tier_task_ids={t.name: step.tier_task_id(name, t.name) for t in fixed},
-        plan_task_id=step.plan_task_id,
+        field=f"steps.{name}",
+        single=not step.routes,
+        tier_task_ids={r: {t.name: step.tier_task_id(name, r, t.name) for t in route.sizing.tiers} for r, route in routes.items()},
+        plan_task_ids={r: step.plan_task_id(r) for r in routes},
         no_predictions_task_id=step.no_predictions_task_id,
         execution_timeout=step.timeout,
     )
-    plan = PlanShardsOperator(
-        task_id=step.plan_task_id, decision_task_id=size.task_id, execution_timeout=timedelta(minutes=5)
-    )
-    tiers = [tier_task(t, None) for t in fixed]
-    fan_out = tier_task(largest, XComArg(plan))  # mapped over the shards
     no_predictions = NoPredictionsOperator(
         task_id=step.no_predictions_task_id,
         slack_conn_id=spec.notifications.slack_conn_id,
         execution_timeout=timedelta(minutes=5),
     )
     commit = commit_task()
-    size >> [no_predictions, *tiers, plan]
-    plan >> fan_out
-    [*tiers, fan_out] >> commit
+    size >> no_predictions
+    for route_name, route in routes.items():
+        *fixed, largest = route.sizing.tiers
+        plan = PlanShardsOperator(
+            task_id=step.plan_task_id(route_name), decision_task_id=size.task_id, route=route_name,
+            execution_timeout=timedelta(minutes=5),
+        )
+        tiers = [tier_task(route_name, route, t, None) for t in fixed]
+        fan_out = tier_task(route_name, route, largest, XComArg(plan))  # mapped over the route's shards
+        size >> [*tiers, plan]
+        plan >> fan_out
+        [*tiers, fan_out] >> commit
     return Built(head=size, tail=commit)

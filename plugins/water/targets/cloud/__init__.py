@@ -63,6 +63,7 @@ from water.spec import (
     PipelineSpec,
     PodStep,
     PublishStep,
+    Route,
     SageMakerTrainingStep,
     SageMakerTransformStep,
     SizedPostprocessStep,
@@ -765,17 +766,23 @@ def drift_guard(target: CloudTarget, spec: PipelineSpec, name: str, step: DriftG
 def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
     from water.targets.cloud.operators import S3CommitShardsOperator, SizedPodOperator
 
-    flags = {"input": target._partition(spec, step.reads), "output": target._partition(spec, step.shards_dataset)}
-
-    def tier_task(tier: Tier, shards: Any | None) -> Any:
+    def tier_task(route_name: str, route: Route, tier: Tier, shards: Any | None) -> Any:
+        flags = {
+            "input": target._partition(spec, step.reads),
+            **{flag: target._partition(spec, dataset) for flag, dataset in route.reads.items()},
+            "output": f"{target._partition(spec, step.shards_dataset)}/route={route_name}",
+        }
+        args = {**route.args, **({"classes": ",".join(route.classes)} if step.routes else {})}
+        # route and tier in the pod's labels: a cluster's cost tools split the work by them
+        labels = {"stage": name, "route": route_name.replace("_", "-"), "tier": tier.name.replace("_", "-")}
         arguments = {
             **target._pod(
-                spec, step.tier_task_id(name, tier.name), step.entrypoint, step.args, flags, step.placement,
-                {"stage": name, "tier": tier.name}, step.timeout,
+                spec, step.tier_task_id(name, route_name, tier.name), route.entrypoint, args, flags, route.placement,
+                labels, step.timeout,
             ),
             "container_resources": tier.resources.as_k8s_dict(),
             "shard_flag": "output",
-            "escalation": step.sizing,
+            "escalation": route.sizing,
         }
         return per_shard(SizedPodOperator, arguments, shards)
 

@@ -117,7 +117,7 @@ class S3PromotePartitionOperator(BaseOperator):
 
 
 class S3CommitShardsOperator(S3PromotePartitionOperator):
-    """Promotes `<shards_root>/shard=NNNN` for as many shards as the sizing decision planned."""
+    """Promotes `<shards_root>/route=R/shard=NNNN`: every shard of every route the sizing decision ran."""
 
     template_fields: Sequence[str] = ("shards_root", "destination")
 
@@ -126,9 +126,10 @@ class S3CommitShardsOperator(S3PromotePartitionOperator):
         self.shards_root, self.decision_task_id = shards_root, decision_task_id
 
     def source_uris(self, context: Any) -> list[str]:
+        from water.sizing import shard_folders
+
         decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
-        count = max(1, len(decision.get("shards") or []))
-        return [f"{self.shards_root.rstrip('/')}/shard={i:04d}" for i in range(count)]
+        return [f"{self.shards_root.rstrip('/')}/{relative}" for relative in shard_folders(decision)]
 
     def execute(self, context: Any) -> dict[str, Any]:
         hook = S3Hook(aws_conn_id=self.aws_conn_id)

@@ -34,6 +34,7 @@ from water.spec import (
     PipelineSpec,
     PodStep,
     PublishStep,
+    Route,
     SageMakerTrainingStep,
     SageMakerTransformStep,
     SizedPostprocessStep,
@@ -196,16 +197,17 @@ def drift_guard(target: LocalTarget, spec: PipelineSpec, name: str, step: DriftG
 
 @REGISTRY.builds("sized_postprocess")
 def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
-    def tier_task(tier: Tier, shards: Any | None) -> Any:
+    def tier_task(route_name: str, route: Route, tier: Tier, shards: Any | None) -> Any:
         arguments = {
-            "task_id": step.tier_task_id(name, tier.name),
-            "entrypoint": step.entrypoint,
-            "arguments": step.args,
-            "inputs": {"input": step.reads},
+            "task_id": step.tier_task_id(name, route_name, tier.name),
+            "entrypoint": route.entrypoint,
+            "arguments": route.args,
+            "inputs": {"input": step.reads, **route.reads},
             "outputs": {"output": (step.shards_dataset, "parquet")},
             "container_resources": tier.resources.as_k8s_dict(),
-            "shard_output": True,
-            "escalation": step.sizing,
+            "shard_output": route_name,
+            "classes": route.classes if step.routes else None,  # one job for all: no filter
+            "escalation": route.sizing,
             **target.common(spec, step),
             **external(step.timeout),
         }

@@ -175,9 +175,10 @@ class LocalPodOperator(LocalStageOperator):
     """A pod's entrypoint as a local process under the pod's CPU and memory limits.
 
     `inputs` and `outputs` map a command-line flag to a lake dataset; outputs also name how
-    to count their rows: "parquet", "csv" or "csv_header". With `shard_output`, each output
-    goes to `<partition>/shard=NNNN` and a `shard` ({index, row_start, row_end}) adds
-    --row-start/--row-end. With an `escalation` policy, a pod killed for memory is run once
+    to count their rows: "parquet", "csv" or "csv_header". With `shard_output` (a route's
+    name), each output goes to `<partition>/route=NAME/shard=NNNN` and a `shard` ({index,
+    row_start, row_end}) adds --row-start/--row-end. With `classes` (a route's), the pod gets
+    --classes a,b and reads only those classes' predictions. With an `escalation` policy, a pod killed for memory is run once
     more with the next tier's resources (twice the memory at the top tier).
     """
 
@@ -192,12 +193,14 @@ class LocalPodOperator(LocalStageOperator):
         outputs: dict[str, tuple[str, str]],
         container_resources: dict[str, dict[str, str]],
         shard: dict[str, int] | None = None,
-        shard_output: bool = False,
+        shard_output: str | None = None,
+        classes: list[str] | None = None,
         escalation: SizingPolicy | None = None,
         metric_definitions: list[tuple[str, str]] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        self.classes = list(classes or [])
         self.metric_definitions = list(metric_definitions or [])
         self.entrypoint, self.arguments = entrypoint, dict(arguments)
         self.inputs, self.outputs = dict(inputs), dict(outputs)
@@ -227,7 +230,9 @@ class LocalPodOperator(LocalStageOperator):
 
     def _output_uri(self, dataset: str, ds: str) -> str:
         uri = self.lake.uri(dataset, ds)
-        return f"{uri}/shard={(self.shard or {}).get('index', 0):04d}" if self.shard_output else uri
+        if not self.shard_output:
+            return uri
+        return f"{uri}/route={self.shard_output}/shard={(self.shard or {}).get('index', 0):04d}"
 
     def _run_pod(self, ds: str, container_resources: dict[str, dict[str, str]]) -> dict[str, Any]:
         from water.targets.local.engines.process import python_executable, run_limited
@@ -236,6 +241,8 @@ class LocalPodOperator(LocalStageOperator):
         argv = [python_executable(), str(paths.include_dir() / self.entrypoint)]
         for name, value in self.arguments.items():
             argv += [f"--{name.replace('_', '-')}", str(value)]
+        if self.classes:
+            argv += ["--classes", ",".join(self.classes)]
         if self.shard:
             argv += ["--row-start", str(self.shard["row_start"]), "--row-end", str(self.shard["row_end"])]
         sources = {flag: self.require(dataset, ds) for flag, dataset in self.inputs.items()}
@@ -243,6 +250,11 @@ class LocalPodOperator(LocalStageOperator):
             argv += [f"--{flag}", file_uri(folder)]
         if self.shard:  # a shard knows its rows; counting the whole input per shard is waste
             rows_in = self.shard["row_end"] - self.shard["row_start"]
+        elif self.classes:  # a route reads its classes' predictions: count those (an aggregate)
+            from water.targets.local.engines.stats import count_predictions
+
+            counts = count_predictions(sources["input"])
+            rows_in = sum(counts.get(c, 0) for c in self.classes)
         else:  # rows of the tabular inputs (Parquet, CSV); a model's files are no rows
             rows_in = sum(self._count(folder, self._format_of(folder)) for folder in sources.values())
         with staged({flag: self._output_uri(dataset, ds) for flag, (dataset, _) in self.outputs.items()}) as out:
@@ -301,11 +313,12 @@ class LocalCommitShardsOperator(LocalStageOperator):
         self.source_dataset, self.destination, self.decision_task_id = source, destination, decision_task_id
 
     def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.sizing import shard_folders
+
         decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
-        count = max(1, len(decision.get("shards") or []))
         shards_dir = self.require(self.source_dataset, ds)
-        folders = [shards_dir / f"shard={i:04d}" for i in range(count)]
-        missing = [f.name for f in folders if not f.is_dir()]
+        folders = [shards_dir / relative for relative in shard_folders(decision)]
+        missing = [str(f.relative_to(shards_dir)) for f in folders if not f.is_dir()]
         if missing:
             raise FileNotFoundError(f"post-processing shards missing for ds={ds}: {', '.join(missing)}")
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
@@ -318,7 +331,7 @@ class LocalCommitShardsOperator(LocalStageOperator):
                     os.link(path, target)  # shards stay intact until the swap succeeded
         shutil.rmtree(shards_dir, ignore_errors=True)
         rows = parquet_rows(self.partition(self.destination, ds))
-        return {"rows_in": rows, "rows_out": rows, "shards": count, "tier": decision.get("tier")}
+        return {"rows_in": rows, "rows_out": rows, "shards": len(folders), "tier": decision.get("tier")}
 
 
 class LocalTrainingOperator(LocalStageOperator):

@@ -1,0 +1,107 @@
+"""End to end: the seed's swing, 34/33/33 one day and 80/15/5 the next, at the same user count.
+
+The total is the same both days; what moves is each class's rows, and each route is sized
+from its own: the cook route's tier or shard count grows, the others shrink, every pod stays
+under its limit, and the outputs hold every row exactly once. The tiers are scaled down so
+that 20,000 users cross them; the drift guard only warns here (the swing is the point).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark]
+
+WATER = str(Path(sys.executable).parent / "water")
+USERS = 20_000
+DAYS = {"2026-11-01": "34/33/33", "2026-11-02": "80/15/5"}
+# per route: small up to 4,000 rows, medium up to 10,000, large up to 16,000 (8,000 a shard)
+SCALED = (4_000, 10_000, 16_000)
+
+
+@pytest.fixture(scope="module")
+def swing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("routes-project")
+    for folder in ("include", "dags"):
+        shutil.copytree(ROOT / folder, root / folder)
+    spec_path = root / "include/pipelines/recipe_engagement.yaml"
+    spec = yaml.safe_load(spec_path.read_text())
+    sized = next(s for s in spec["steps"].values() if s["kind"] == "sized_postprocess")
+    assert sized.get("routes"), "the demo's post-processing is routed by class"
+    for route in sized["routes"].values():
+        for tier, max_rows in zip(route["sizing"]["tiers"], SCALED):
+            tier["max_rows"] = max_rows
+        route["sizing"]["scale_out"] = {"rows_per_shard": 8_000, "max_shards": 4}
+    guard = next(s for s in spec["steps"].values() if s["kind"] == "drift_guard")
+    guard.update({"warn": 0.1, "block": 50})  # warn only: the swing must reach the routes
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = {**os.environ, "WATER_PROJECT_ROOT": str(root), "WATER_STATE_DIR": str(root / ".water")}
+    summaries = {}
+    for ds, mix in DAYS.items():
+        proc = subprocess.run(
+            [WATER, "run", "recipe_engagement", "--date", ds, "--users", str(USERS), "--mix", f"{ds}={mix}", "--json"],
+            cwd=root, capture_output=True, text=True, timeout=1500, env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-5000:]
+        summaries[ds] = json.loads(proc.stdout)
+    return root, sized, summaries
+
+
+def route_of(sized: dict, cls: str) -> str:
+    return next(name for name, route in sized["routes"].items() if cls in route["classes"])
+
+
+def size(route: dict) -> tuple[int, int]:
+    """A route's size as (tier index, shards): comparable across days."""
+    tiers = ["small", "medium", "large"]
+    return tiers.index(route["tier"]), route["shards"]
+
+
+def test_same_total_both_days(swing):
+    _, _, summaries = swing
+    one, two = summaries.values()
+    assert one["state"] == two["state"] == "success"
+    assert one["sizing"]["rows"] == two["sizing"]["rows"] == USERS
+    assert two["drift"]["verdict"] == "warn"  # judged, not blocked
+
+
+def test_the_heavy_class_route_grows_and_the_light_ones_shrink(swing):
+    _, sized, summaries = swing
+    one, two = (s["sizing"]["routes"] for s in summaries.values())
+    cook, browse, dormant = (route_of(sized, c) for c in ("cook", "browse", "dormant"))
+    assert two[cook]["rows"] > one[cook]["rows"] and size(two[cook]) > size(one[cook])
+    for light in (browse, dormant):
+        assert two[light]["rows"] < one[light]["rows"] and size(two[light]) < size(one[light])
+    for routes in (one, two):  # each route sized from its own classes' rows
+        assert sum(r["rows"] for r in routes.values()) == USERS
+
+
+def test_every_pod_stays_under_its_limit(swing):
+    _, _, summaries = swing
+    for summary in summaries.values():
+        routes = summary["sizing"]["routes"]
+        pods = [t for t in summary["tasks"] if t["state"] == "success" and "memory_limit_mb" in t["figures"]
+                and any(t["task_id"].startswith(f"{r}_") for r in routes)]
+        assert len(pods) == sum(r["shards"] for r in routes.values())  # one pod per planned shard, all ran
+        for pod in pods:
+            f = pod["figures"]
+            assert "escalated" not in f and f["peak_rss_mb"] < f["memory_limit_mb"], pod
+
+
+def test_outputs_hold_every_row_exactly_once(swing):
+    root, _, summaries = swing
+    for ds, summary in summaries.items():
+        outputs = pq.read_table(root / ".water/lake/recipe_engagement/outputs" / f"ds={ds}")
+        users = outputs.column("user_id").to_pylist()
+        assert len(users) == len(set(users)) == USERS == summary["rows_published"]
