@@ -134,10 +134,17 @@ def decide_routes(
     for name, route in routes.items():
         counts = {c: int(class_counts.get(c, 0)) for c in route.classes}
         where = f"{field}.sizing" if single else f"{field}.routes.{name}.sizing"
-        decision = decide(
-            route.sizing, sum(counts.values()), counts, route_force(force_tier, name, route.classes), spec_file, where
-        )
-        decisions[name] = {**decision.as_dict(), "classes": list(route.classes)}
+        forced = route_force(force_tier, name, route.classes)
+        tiers = [t.name for t in route.sizing.tiers]
+        if forced is not None and forced not in tiers and not single:  # say which route lacks it
+            raise ValueError(
+                f"force_tier {forced!r} is not a tier of route {name} ({', '.join(route.classes)}); "
+                f"choose one of {', '.join(tiers)}"
+            )
+        decision = decide(route.sizing, sum(counts.values()), counts, forced, spec_file, where).as_dict()
+        if decision["tier"] == NO_PREDICTIONS and not single:  # other routes may well have rows
+            decision["reason"] = f"no rows of its classes ({', '.join(route.classes)}): skipped"
+        decisions[name] = {**decision, "classes": list(route.classes)}
     return {
         "rows": sum(int(v) for v in class_counts.values()),
         "class_counts": dict(class_counts),

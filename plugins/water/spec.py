@@ -606,8 +606,10 @@ class SizedPostprocessStep(Step):
         """The routes, the single form as one route (named after the step) taking every class."""
         if self.routes:
             return dict(self.routes)
+        # Built from fields validated with the step: validating again would look the entrypoint
+        # up in this process's include/, not the one the spec was loaded with.
         return {
-            name: Route(
+            name: Route.model_construct(
                 classes=list(classes), entrypoint=self.entrypoint, args=self.args, sizing=self.sizing,
                 placement=self.placement,
             )

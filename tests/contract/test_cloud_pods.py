@@ -1,19 +1,23 @@
 """The cloud target's pods, built as the KubernetesPodOperator builds them (no cluster), for
-every pod of every shipped spec.
+every pod of every shipped spec, and of a routed spec of the tests' own (tests/routes.py).
 
 Each pod comes from `build_pod_request_obj()` with the hook patched: image, the entrypoint's
 arguments (parsed by the entrypoint's own argparse), resources, labels, namespace, service
 account, node selector and tolerations. A `pod` step gets a `--FLAG <partition URI>` per
-dataset it reads and writes; each tier of a `sized_postprocess` step gets that tier's
-resources, and a mapped shard of the largest tier gets its row range and its own output
-folder. OOMKilled detection and the one escalation are checked with real kubernetes V1Pod
+dataset it reads and writes; each tier of each route of a `sized_postprocess` step gets
+that tier's resources, labels naming its route and tier, `--classes` (when the step has
+routes) and its output folder `<shards>/route=R/shard=NNNN`; a mapped shard of a route's
+largest tier gets its row range and its own shard folder. OOMKilled detection and the one escalation are checked with real kubernetes V1Pod
 objects. Every expectation comes from the spec.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
+import re
+from datetime import datetime, timezone
 from decimal import Decimal
 from unittest import mock
 
@@ -28,15 +32,22 @@ from kubernetes.client import (
     V1ResourceRequirements,
 )
 
+from tests import routes
 from tests.contract.cloud import (  # noqa: F401 - fixtures
     DS,
     IMAGE,
+    LAKE_BUCKET,
     PIPELINES,
+    UPSTREAM_XCOM,
+    AwsRecorder,
+    FakeTI,
     cloud_dag,
     cloud_dags,
     cloud_settings,
     cloud_target,
+    key,
     make_context,
+    offline_aws,
     partition,
     pipeline,
     pipelines_with,
@@ -99,25 +110,10 @@ def assert_common_pod(pod, task, pipeline: str, labels: dict[str, str]) -> None:
     assert pod.metadata.namespace == "water-jobs" and pod.spec.service_account_name == "water-jobs"
     assert pod.spec.restart_policy == "Never"
     assert pod.metadata.labels["pipeline"] == pipeline and pod.metadata.labels["ds"] == DS
-    for key, value in labels.items():
-        assert pod.metadata.labels[key] == value, key
+    for label, value in labels.items():
+        assert pod.metadata.labels[label] == value, label
     assert {e.name: e.value for e in container.env}["AWS_REGION"] == "eu-west-1"
     assert task.on_finish_action.value == "delete_succeeded_pod" and task.get_logs
-
-
-def sized(pipeline: str):
-    """(name, step) of the pipeline's sized_postprocess step."""
-    return spec_of(pipeline).step_of("sized_postprocess")
-
-
-def tier_params(*, largest: bool) -> list:
-    """pytest params (pipeline, tier) of every unmapped tier, or of each largest (mapped) tier."""
-    params = []
-    for pipeline in pipelines_with("sized_postprocess"):
-        tiers = sized(pipeline)[1].sizing.tiers
-        chosen = tiers[-1:] if largest else tiers[:-1]
-        params += [pytest.param(pipeline, t.name, id=f"{pipeline}.{t.name}") for t in chosen]
-    return params
 
 
 # --- pod steps -----------------------------------------------------------------------------
@@ -143,70 +139,225 @@ def test_pod_step_pod(rendered, pipeline, name):
     assert task.execution_timeout == step.timeout
 
 
-# --- sized post-processing -----------------------------------------------------------------
+# --- sized post-processing: every route and tier -------------------------------------------
+# Over each shipped spec's sized step (one job for every class is one route, named after the
+# step) and ROUTED: tests/routes.py's pipeline with three routes, written to a temporary
+# project and built on the cloud target, so that routes are covered whatever the shipped
+# specs declare.
+
+ROUTED = routes.NAME
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # Kubernetes' label value syntax
 
 
-@pytest.mark.parametrize(("pipeline", "tier"), tier_params(largest=False))
-def test_sized_postprocess_tier_pods(rendered, pipeline, tier):
-    name, step = sized(pipeline)
-    task = rendered(step.tier_task_id(name, tier))
-    pod = build_pod(task, pipeline)
-    assert_common_pod(pod, task, pipeline, {"stage": name, "tier": tier})
+def routed_data() -> dict:
+    """The routed spec of this module: weekly_menu also reads the stats (an extra read, --menus)."""
+    data = routes.spec_data()
+    data["steps"]["postprocess"]["routes"]["weekly_menu"]["reads"] = {"menus": "stats"}
+    return data
+
+
+def sized_pipelines() -> list[str]:
+    return [*pipelines_with("sized_postprocess"), ROUTED]
+
+
+def route_tiers(pipeline: str) -> dict[str, list[str]]:
+    """route -> its tier names, read at collection (the routed spec's from its data)."""
+    if pipeline == ROUTED:
+        return {r: [t["name"] for t in d["sizing"]["tiers"]] for r, d in routed_data()["steps"]["postprocess"]["routes"].items()}
+    spec = spec_of(pipeline)
+    name, step = spec.step_of("sized_postprocess")
+    return {r: [t.name for t in route.sizing.tiers] for r, route in step.all_routes(spec.classes, name).items()}
+
+
+def tier_params(*, largest: bool) -> list:
+    """pytest params (pipeline, route, tier): every unmapped tier, or each route's largest (mapped) tier."""
+    return [
+        pytest.param(pipeline, route, tier, id=f"{pipeline}.{route}.{tier}")
+        for pipeline in sized_pipelines()
+        for route, tiers in route_tiers(pipeline).items()
+        for tier in (tiers[-1:] if largest else tiers[:-1])
+    ]
+
+
+@pytest.fixture(scope="session")
+def routed_project(tmp_path_factory, cloud_target):
+    """(project root, spec, cloud DAG) of ROUTED."""
+    from water.factory import build_dag
+
+    root = tmp_path_factory.mktemp("routed_cloud")
+    spec = routes.load_project(root, routed_data())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WATER_PROJECT_ROOT", str(root))
+        dag = build_dag(spec, cloud_target)
+    return root, spec, dag
+
+
+class Sized:
+    """A pipeline's sized step on the cloud target: its routes, tasks and a render context."""
+
+    def __init__(self, pipeline: str, spec, dag, xcom) -> None:
+        self.pipeline, self.spec, self.dag, self.xcom = pipeline, spec, dag, xcom
+        self.name, self.step = spec.step_of("sized_postprocess")
+        self.routes = self.step.all_routes(spec.classes, self.name)
+
+    def context(self, ti=None):
+        return make_context(self.pipeline, ti or FakeTI(self.xcom, dag_id=self.pipeline))
+
+    def task_id(self, route: str, tier: str) -> str:
+        return self.step.tier_task_id(self.name, route, tier)
+
+    def task(self, route: str, tier: str, shard: dict | None = None):
+        """A fresh copy of the route's tier task (a mapped one unmapped for `shard`)."""
+        task = self.dag.get_task(self.task_id(route, tier))
+        return task.unmap({"shard": shard}) if shard is not None else copy.deepcopy(task)
+
+    def tier(self, route: str, tier: str):
+        return next(t for t in self.routes[route].sizing.tiers if t.name == tier)
+
+    def pod(self, task):
+        return build_pod(task, self.pipeline, self.context())
+
+
+@pytest.fixture
+def sized(pipeline, cloud_dags, routed_project, monkeypatch) -> Sized:
+    if pipeline == ROUTED:
+        root, spec, dag = routed_project
+        monkeypatch.setenv("WATER_PROJECT_ROOT", str(root))  # the pods' entrypoints are the project's
+        return Sized(pipeline, spec, dag, {})
+    return Sized(pipeline, spec_of(pipeline), cloud_dags(pipeline), UPSTREAM_XCOM[pipeline])
+
+
+def assert_route_pod(sized: Sized, task, route: str, tier: str, shard: str = "0000") -> argparse.Namespace:
+    """Build the pod of a route's tier task and check what every such pod has; returns the
+    entrypoint's parsed args."""
+    pod = sized.pod(task)
+    labels = pod.metadata.labels
+    assert_common_pod(pod, task, sized.pipeline, {"stage": sized.name})
+    assert labels.get("shard") == (shard if task.shard else None)
+    for label, value in (("route", route), ("tier", tier)):
+        assert LABEL_VALUE.match(labels[label]) and len(labels[label]) <= 63, (label, labels[label])
+        assert labels[label].replace("-", "_") == value, (label, labels[label])
     (container,) = pod.spec.containers
-    resources = next(t for t in step.sizing.tiers if t.name == tier).resources
+    assert isinstance(container.resources, V1ResourceRequirements)
+    resources = sized.tier(route, tier).resources
     assert container.resources.requests == resources.requests.model_dump()
     assert container.resources.limits == resources.limits.model_dump()
+    the_route = sized.routes[route]
+    assert container.args[0] == the_route.entrypoint
+    if sized.step.routes:  # each route's pod reads only its classes
+        at = container.args.index("--classes")
+        assert container.args[at + 1] == ",".join(the_route.classes)
+    else:  # one job for every class: no filter
+        assert "--classes" not in container.args
     args = entrypoint_args(container.args)
-    assert container.args[0] == step.entrypoint
-    assert args.input == partition(pipeline, step.reads)
-    # an unmapped tier writes shard 0000, which the commit takes
-    assert args.output == f"{partition(pipeline, step.shards_dataset)}/shard=0000"
+    assert args.input == partition(sized.pipeline, sized.step.reads)
+    for name_, dataset in the_route.reads.items():
+        assert flag(args, name_) == partition(sized.pipeline, dataset), name_
+    assert args.output == f"{partition(sized.pipeline, sized.step.shards_dataset)}/route={route}/shard={shard}"
+    assert_spec_args(args, the_route.args)
+    return args
+
+
+@pytest.mark.parametrize(("pipeline", "route", "tier"), tier_params(largest=False))
+def test_sized_postprocess_tier_pods(sized, pipeline, route, tier):
+    task = sized.task(route, tier)
+    args = assert_route_pod(sized, task, route, tier)  # an unmapped tier writes shard 0000, which the commit takes
     assert args.row_start is None and args.row_end is None
-    assert_spec_args(args, step.args)
-    assert task.startup_timeout_seconds == int(step.placement.startup_timeout.total_seconds())
+    assert task.startup_timeout_seconds == int(sized.routes[route].placement.startup_timeout.total_seconds())
+    assert task.execution_timeout == sized.step.timeout
 
 
-@pytest.mark.parametrize(("pipeline", "tier"), tier_params(largest=True))
-def test_mapped_largest_tier_shard_gets_its_rows_and_folder(cloud_dags, pipeline, tier):
+@pytest.mark.parametrize(("pipeline", "route", "tier"), tier_params(largest=True))
+def test_mapped_largest_tier_shard_gets_its_rows_and_folder(sized, pipeline, route, tier):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    name, step = sized(pipeline)
-    mapped = cloud_dags(pipeline).get_task(step.tier_task_id(name, tier))
-    assert isinstance(mapped, MappedOperator)
-    rows = step.sizing.scale_out.rows_per_shard
+    assert isinstance(sized.dag.get_task(sized.task_id(route, tier)), MappedOperator)
+    rows = sized.routes[route].sizing.scale_out.rows_per_shard
     shard = {"index": 2, "row_start": 2 * rows, "row_end": 3 * rows}
-    task = mapped.unmap({"shard": shard})
-    pod = build_pod(task, pipeline)
-    assert_common_pod(pod, task, pipeline, {"stage": name, "tier": tier, "shard": "0002"})
-    (container,) = pod.spec.containers
-    args = entrypoint_args(container.args)
-    assert (args.row_start, args.row_end) == (2 * rows, 3 * rows)
-    assert args.input == partition(pipeline, step.reads)
-    assert args.output == f"{partition(pipeline, step.shards_dataset)}/shard=0002"
-    assert_spec_args(args, step.args)
-    largest = step.sizing.tiers[-1].resources
-    assert isinstance(container.resources, V1ResourceRequirements)
-    assert container.resources.limits == largest.limits.model_dump()
-    assert container.resources.requests == largest.requests.model_dump()
+    args = assert_route_pod(sized, sized.task(route, tier, shard), route, tier, shard="0002")
+    assert (args.row_start, args.row_end) == (2 * rows, 3 * rows)  # rows of the route's classes
 
 
-def test_every_tier_has_its_task(cloud_dag, spec):
-    """One task per tier of the sized step, the largest mapped over the shard plan."""
-    if not spec.step_of("sized_postprocess"):
-        pytest.skip(f"{spec.name} has no sized_postprocess step")
-    name, step = spec.step_of("sized_postprocess")
-    ids = {t.task_id for t in cloud_dag.tasks}
-    assert {step.tier_task_id(name, t.name) for t in step.sizing.tiers} <= ids
-    largest = cloud_dag.get_task(step.tier_task_id(name, step.sizing.tiers[-1].name))
-    assert step.plan_task_id in largest.upstream_task_ids
+@pytest.mark.parametrize("pipeline", sized_pipelines())
+def test_every_route_and_tier_has_its_task(sized, pipeline):
+    """One task per tier of each route, each route's largest mapped over its own shard plan."""
+    ids = {t.task_id for t in sized.dag.tasks}
+    size = sized.dag.get_task(sized.step.size_task_id(sized.name))
+    branches = {sized.step.no_predictions_task_id}
+    for route, tiers in route_tiers(pipeline).items():
+        assert {sized.task_id(route, t) for t in tiers} <= ids
+        plan = sized.step.plan_task_id(route)
+        largest = sized.dag.get_task(sized.task_id(route, tiers[-1]))
+        assert largest.upstream_task_ids == {plan}
+        branches |= {plan, *(sized.task_id(route, t) for t in tiers[:-1])}
+    assert size.downstream_task_ids == branches
+    if pipeline == ROUTED:
+        assert set(route_tiers(pipeline)) == {"weekly_menu", "first_cook_nudge", "win_back"}
+
+
+@pytest.mark.parametrize("pipeline", sized_pipelines())
+def test_commit_takes_every_running_routes_shards(sized, pipeline):
+    """S3CommitShardsOperator: the shard folders of the routes the decision ran, and only those."""
+    from water.sizing import decide_routes
+
+    routes_ = list(sized.routes)
+    first, *others = routes_
+    largest = sized.routes[first].sizing.tiers[-1]
+    counts = {c: 0 for c in sized.spec.classes}
+    counts[sized.routes[first].classes[0]] = largest.max_rows + 1  # two shards of its largest tier
+    if others:
+        counts[sized.routes[others[-1]].classes[0]] = 1  # the last route runs; any in between has no rows
+    decision = decide_routes(sized.routes, counts, single=not sized.step.routes)
+    ti = FakeTI({**sized.xcom, (sized.step.size_task_id(sized.name), "decision"): decision}, dag_id=pipeline)
+    task = copy.deepcopy(sized.dag.get_task(sized.step.commit_task_id()))
+    context = sized.context(ti)
+    task.render_template_fields(context)
+    root = partition(pipeline, sized.step.shards_dataset)
+    expected = [f"{root}/route={first}/shard=0000", f"{root}/route={first}/shard=0001"]
+    if others:
+        expected.append(f"{root}/route={others[-1]}/shard=0000")
+    assert task.source_uris(context) == expected
+
+    shards_key = key(pipeline, sized.step.shards_dataset) + "/"
+
+    def answer(params):  # each shard folder holds one file per class of its route
+        prefix = params["Prefix"]
+        folder = prefix[len(shards_key):].rstrip("/")
+        if not prefix.startswith(shards_key) or "/shard=" not in folder:
+            return {"Contents": [], "KeyCount": 0, "IsTruncated": False}
+        route, shard = folder.removeprefix("route=").split("/shard=")
+        keys = [f"{prefix}class={c}/part-{route}-{shard}.parquet" for c in sized.routes[route].classes]
+        contents = [{"Key": k, "Size": 1, "LastModified": datetime(2026, 11, 1, 7, tzinfo=timezone.utc)} for k in keys]
+        return {"Contents": contents, "KeyCount": len(keys), "IsTruncated": False}
+
+    recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): answer, ("s3", "DeleteObjects"): {"Deleted": []}})
+    with offline_aws(recorder):
+        figures = task.execute(context)
+    listed = {r["Prefix"] for r in recorder.requests("s3", "ListObjectsV2") if r["Prefix"].startswith(shards_key)}
+    assert listed == {uri.removeprefix(f"s3://{LAKE_BUCKET}/") + "/" for uri in expected}  # no other route's folder
+    copied = sorted(r["Key"] for r in recorder.requests("s3", "CopyObject"))
+    ran = [r for r, d in decision["routes"].items() if d["tier"] != "no_predictions"]
+    assert copied == sorted(
+        key(pipeline, sized.step.writes, f"class={c}", f"part-{r}-{i:04d}.parquet")
+        for r in ran
+        for i in range(len(decision["routes"][r]["shards"]))
+        for c in sized.routes[r].classes
+    )
+    assert figures["objects"] == len(copied)
+    assert not any("route=" in k for k in copied)  # the outputs partition has no route folders
 
 
 # --- placement -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("pipeline", "name"), steps("pod", "sized_postprocess"))
-def test_placement_from_the_spec(cloud_target, pipeline, name):
-    """A step's placement (node selector, tolerations, startup timeout) reaches each of its pods."""
+def placement_params() -> list:
+    return [*steps("pod", "sized_postprocess"), pytest.param(ROUTED, "postprocess", id=f"{ROUTED}.postprocess")]
+
+
+@pytest.mark.parametrize(("pipeline", "name"), placement_params())
+def test_placement_from_the_spec(cloud_target, routed_project, monkeypatch, pipeline, name):
+    """A step's placement (a route's, with routes: node selector, tolerations, startup
+    timeout) reaches each of its pods."""
     from airflow.sdk import DAG
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
@@ -220,8 +371,18 @@ def test_placement_from_the_spec(cloud_target, pipeline, name):
             "startup_timeout": "15m",
         }
     )
-    spec = spec_of(pipeline)
-    placed = spec.steps[name].model_copy(update={"placement": placement})
+    if pipeline == ROUTED:
+        root, spec, _ = routed_project
+        monkeypatch.setenv("WATER_PROJECT_ROOT", str(root))
+    else:
+        spec = spec_of(pipeline)
+    step = spec.steps[name]
+    if getattr(step, "routes", None):
+        placed = step.model_copy(
+            update={"routes": {r: route.model_copy(update={"placement": placement}) for r, route in step.routes.items()}}
+        )
+    else:
+        placed = step.model_copy(update={"placement": placement})
     spec = spec.model_copy(update={"steps": {**spec.steps, name: placed}})
     with DAG(f"placement_{pipeline}_{name}", schedule=None) as dag:
         cloud_target.build(spec, name, placed)
@@ -231,10 +392,15 @@ def test_placement_from_the_spec(cloud_target, pipeline, name):
             pods.append(task.unmap({"shard": {"index": 0, "row_start": 0, "row_end": 10}}))
         elif isinstance(task, SizedPodOperator):
             pods.append(task)
-    expected = [name] if placed.kind == "pod" else [placed.tier_task_id(name, t.name) for t in placed.sizing.tiers]
+    if placed.kind == "pod":
+        expected = [name]
+    else:
+        expected = [
+            placed.tier_task_id(name, r, t.name) for r, route in placed.all_routes(spec.classes, name).items() for t in route.sizing.tiers
+        ]
     assert sorted(t.task_id for t in pods) == sorted(expected)
     for task in pods:
-        pod = build_pod(task, pipeline)
+        pod = build_pod(task, pipeline, make_context(pipeline, FakeTI(dag_id=pipeline)))
         assert pod.spec.node_selector == {"workload": "ml-batch"}
         (toleration,) = pod.spec.tolerations
         assert (toleration.key, toleration.operator, toleration.value, toleration.effect) == ("dedicated", "Equal", "ml", "NoSchedule")
@@ -286,59 +452,57 @@ def _memory(quantity: str) -> Decimal:
 
     return parse_quantity(quantity)
 
-
-@pytest.mark.parametrize(("pipeline", "tier"), tier_params(largest=False))
-def test_an_oomkilled_tier_pod_reruns_once_on_the_next_bigger_tier(rendered, pipeline, tier):
-    name, step = sized(pipeline)
-    task = rendered(step.tier_task_id(name, tier))
+@pytest.mark.parametrize(("pipeline", "route", "tier"), tier_params(largest=False))
+def test_an_oomkilled_tier_pod_reruns_once_on_the_next_bigger_tier(sized, pipeline, route, tier):
+    task = sized.task(route, tier)
+    task.render_template_fields(sized.context())
     first, manager, second = _failing_then(task, pod_with("OOMKilled"))
     with first, manager, second as rerun:
-        assert task.execute(make_context(pipeline)) == "second pod ok"
+        assert task.execute(sized.context()) == "second pod ok"
     rerun.assert_called_once()
-    own = next(t for t in step.sizing.tiers if t.name == tier).resources
-    bigger = next((t for t in step.sizing.tiers if _memory(t.resources.limits.memory) > _memory(own.limits.memory)), None)
-    if bigger is None:  # no tier has more memory: twice its own
-        assert task.escalated == f"{step.sizing.tiers[-1].name} x2 memory"
+    tiers = sized.routes[route].sizing.tiers
+    own = sized.tier(route, tier).resources
+    bigger = next((t for t in tiers if _memory(t.resources.limits.memory) > _memory(own.limits.memory)), None)
+    if bigger is None:  # no tier of the route has more memory: twice its own
+        assert task.escalated == f"{tiers[-1].name} x2 memory"
         assert _memory(task.container_resources.limits["memory"]) == 2 * _memory(own.limits.memory)
-    else:
+    else:  # the route's own next tier, not another route's
         assert task.escalated == bigger.name
         assert task.container_resources.limits == bigger.resources.limits.model_dump()
         assert task.container_resources.requests == bigger.resources.requests.model_dump()
     assert task.pod is None and task.pod_request_obj is None  # a new pod, not the failed one
 
 
-@pytest.mark.parametrize(("pipeline", "tier"), tier_params(largest=False))
-def test_other_failures_and_a_second_oom_are_not_retried(rendered, pipeline, tier):
+@pytest.mark.parametrize(("pipeline", "route", "tier"), tier_params(largest=False))
+def test_other_failures_and_a_second_oom_are_not_retried(sized, pipeline, route, tier):
     from airflow.sdk.exceptions import AirflowException
 
-    name, step = sized(pipeline)
-    task_id = step.tier_task_id(name, tier)
-    task = rendered(task_id)
+    task = sized.task(route, tier)
+    task.render_template_fields(sized.context())
     first, manager, second = _failing_then(task, pod_with("Error"))
     with first, manager, second as rerun, pytest.raises(AirflowException):
-        task.execute(make_context(pipeline))
+        task.execute(sized.context())
     rerun.assert_not_called()
 
-    task = rendered(task_id)
+    task = sized.task(route, tier)
+    task.render_template_fields(sized.context())
 
     def oom_again(context):
         raise AirflowException("Pod second returned a failure.")
 
     first, manager, second = _failing_then(task, pod_with("OOMKilled"), oom_again)
     with first, manager, second as rerun, pytest.raises(AirflowException, match="second"):
-        task.execute(make_context(pipeline))
+        task.execute(sized.context())
     rerun.assert_called_once()
 
 
-@pytest.mark.parametrize(("pipeline", "tier"), tier_params(largest=True))
-def test_the_top_tier_escalates_to_twice_the_memory(cloud_dags, pipeline, tier):
-    name, step = sized(pipeline)
-    mapped = cloud_dags(pipeline).get_task(step.tier_task_id(name, tier))
-    task = mapped.unmap({"shard": {"index": 0, "row_start": 0, "row_end": 5}})
+@pytest.mark.parametrize(("pipeline", "route", "tier"), tier_params(largest=True))
+def test_the_top_tier_escalates_to_twice_the_memory(sized, pipeline, route, tier):
+    task = sized.task(route, tier, {"index": 0, "row_start": 0, "row_end": 5})
     first, manager, second = _failing_then(task, pod_with("OOMKilled"))
     with first, manager, second:
-        task.execute(make_context(pipeline))
-    top = step.sizing.tiers[-1].resources
+        task.execute(sized.context())
+    top = sized.routes[route].sizing.tiers[-1].resources
     assert task.escalated == f"{tier} x2 memory"
     assert _memory(task.container_resources.limits["memory"]) == 2 * _memory(top.limits.memory)
     assert _memory(task.container_resources.requests["memory"]) == 2 * _memory(top.requests.memory)
@@ -353,3 +517,5 @@ def test_every_shipped_spec_is_covered():
     covered = {p.values[0] for p in steps("pod", "sized_postprocess")}
     with_pods = {p for p in PIPELINES if spec_of(p).steps_of("pod") or spec_of(p).steps_of("sized_postprocess")}
     assert covered == with_pods
+    assert {p.values[0] for p in tier_params(largest=True)} == set(pipelines_with("sized_postprocess")) | {ROUTED}
+    assert ROUTED not in PIPELINES  # the tests' own routed spec is never mistaken for a shipped one

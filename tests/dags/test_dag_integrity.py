@@ -113,9 +113,20 @@ def test_run_options_are_typed_params(dagbag, dag_id):
     dag, spec = dagbag.dags[dag_id], _spec(dag_id)
     sized = spec.step_of("sized_postprocess")
     if sized:
+        _, step = sized
         force_tier = dag.params.get_param("force_tier")
-        assert force_tier.schema["enum"] == [None, *(t.name for t in sized[1].sizing.tiers)]
-        assert force_tier.description
+        assert force_tier.description and force_tier.value is None
+        if not step.routes:  # one job: one of its tiers
+            assert force_tier.schema["enum"] == [None, *(t.name for t in step.sizing.tiers)]
+        else:  # a tier for every route, or {route or class: one of its route's tiers}
+            for route_name, route in step.routes.items():
+                for key in (route_name, *route.classes):
+                    for tier in route.sizing.tiers:
+                        assert force_tier.resolve({key: tier.name}) == {key: tier.name}
+            with pytest.raises(ParamValidationError):
+                force_tier.resolve({"no_such_route": step.routes[next(iter(step.routes))].sizing.tiers[0].name})
+        with pytest.raises(ParamValidationError):
+            force_tier.resolve("no_such_tier")
     else:
         assert "force_tier" not in dag.params
     if spec.step_of("drift_guard"):

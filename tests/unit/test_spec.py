@@ -44,13 +44,29 @@ def add_steps(data: dict, **steps) -> dict:
     return data
 
 
+def sizing_path(data: dict) -> str:
+    """Where the demo's sized step keeps a sizing policy: its own (one job for every class) or
+    its first route's. A case's field may say `{sizing}` for it."""
+    step = data["steps"]["postprocess"]
+    if step.get("routes"):
+        return f"steps.postprocess.routes.{next(iter(step['routes']))}.sizing"
+    return "steps.postprocess.sizing"
+
+
+def get_path(data: dict, dotted: str):
+    node = data
+    for key in dotted.split("."):
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    return node
+
+
 def reorder_tiers(data: dict) -> dict:
-    data["steps"]["postprocess"]["sizing"]["tiers"].reverse()
+    get_path(data, sizing_path(data))["tiers"].reverse()
     return data
 
 
 def duplicate_tier_name(data: dict) -> dict:
-    data["steps"]["postprocess"]["sizing"]["tiers"][1]["name"] = "small"
+    get_path(data, sizing_path(data))["tiers"][1]["name"] = "small"
     return data
 
 
@@ -78,8 +94,8 @@ CASES = {
     "bad memory quantity": (lambda d: set_path(d, "steps.preprocess.resources.limits.memory", "2 gigs"), "steps.preprocess.resources.limits.memory", "Kubernetes quantity"),
     "zero cpu": (lambda d: set_path(d, "steps.preprocess.resources.requests.cpu", "0"), "steps.preprocess.resources.requests.cpu", "greater than zero"),
     "request above limit": (lambda d: set_path(d, "steps.preprocess.resources.requests.memory", "4Gi"), "steps.preprocess.resources", "above limits.memory"),
-    "tiers out of order": (reorder_tiers, "steps.postprocess.sizing", "increasing max_rows"),
-    "tier with bad quantity": (lambda d: set_path(d, "steps.postprocess.sizing.tiers.0.resources.limits.cpu", "lots"), "steps.postprocess.sizing.tiers.0.resources.limits.cpu", "Kubernetes quantity"),
+    "tiers out of order": (reorder_tiers, "{sizing}", "increasing max_rows"),
+    "tier with bad quantity": (lambda d: set_path(d, f"{sizing_path(d)}.tiers.0.resources.limits.cpu", "lots"), "{sizing}.tiers.0.resources.limits.cpu", "Kubernetes quantity"),
     "drift warn above block": (lambda d: set_path(d, "steps.drift_guard.warn", 0.5), "steps.drift_guard", "must be below block"),
     "bad duration": (lambda d: set_path(d, "steps.features.timeout", "forever"), "steps.features.timeout", "duration"),
     "bad glue worker type": (lambda d: set_path(d, "steps.features.worker_type", "G.3X"), "steps.features.worker_type", "G.1X"),
@@ -165,7 +181,7 @@ GRAPH_CASES = {
         "'features' is not written by a sagemaker_training step",
     ),
     "transform entry point in another folder": (
-        lambda d: set_path(d, "steps.batch_inference.entry_point", "jobs/recipe_engagement/postprocess.py"),
+        lambda d: set_path(d, "steps.batch_inference.entry_point", "jobs/recipe_engagement/preprocess.py"),
         "steps.batch_inference.entry_point",
         "must sit beside train's entry_point (training/recipe_engagement/)",
     ),
@@ -214,9 +230,9 @@ KIND_CASES = {
     "bad dataset name": (lambda d: set_path(d, "steps.extract.writes", "Raw"), "steps.extract.writes", "pattern"),
     "publish to a lake dataset": (lambda d: set_path(d, "steps.publish.table", "segments"), "steps.publish.table", "pattern"),
     "bad instance type": (lambda d: set_path(d, "steps.batch_inference.instance_type", "m5.xlarge"), "steps.batch_inference.instance_type", "pattern"),
-    "sizing tiers in reverse": (reorder_tiers, "steps.postprocess.sizing", "strictly increasing max_rows"),
-    "sizing tier names repeat": (duplicate_tier_name, "steps.postprocess.sizing", "tier names must be unique"),
-    "sizing one shard at most": (lambda d: set_path(d, "steps.postprocess.sizing.scale_out.max_shards", 1), "steps.postprocess.sizing.scale_out.max_shards", "greater than or equal to 2"),
+    "sizing tiers in reverse": (reorder_tiers, "{sizing}", "strictly increasing max_rows"),
+    "sizing tier names repeat": (duplicate_tier_name, "{sizing}", "tier names must be unique"),
+    "sizing one shard at most": (lambda d: set_path(d, f"{sizing_path(d)}.scale_out.max_shards", 1), "{sizing}.scale_out.max_shards", "greater than or equal to 2"),
     "drift warn equals block": (
         lambda d: set_path(set_path(d, "steps.drift_guard.warn", 0.25), "steps.drift_guard.block", 0.25),
         "steps.drift_guard",
@@ -267,6 +283,7 @@ KIND_CASES = {
 
 
 def assert_spec_error(tmp_path: Path, data: dict, field: str, words: str | tuple[str, ...]) -> SpecError:
+    field = field.format(sizing=sizing_path(demo()))
     path = tmp_path / "recipe_engagement.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(SpecError) as caught:
@@ -316,7 +333,9 @@ def test_demo_spec_is_valid():
     assert spec.classes == ["cook", "browse", "dormant"]
     name, sized = spec.step_of("sized_postprocess")
     assert name == "postprocess"
-    assert [t.name for t in sized.sizing.tiers] == ["small", "medium", "large"]
+    routes = sized.all_routes(spec.classes, name)  # one job for every class, or routes
+    assert all(route.sizing.tiers[0].name == "small" for route in routes.values())
+    assert sorted([c for route in routes.values() for c in route.classes] + sized.drop) == sorted(spec.classes)
     assert spec.steps["preprocess"].resources.memory_limit_bytes == 2**30
     assert {s: k.kind for s, k in spec.steps.items()} == {
         "extract": "bigquery_sql", "features": "glue_pyspark", "training_set": "athena_sql", "preprocess": "pod",
@@ -346,8 +365,12 @@ def test_demo_graph_follows_the_datasets():
         "batch_inference": ["preprocess", "train"],  # the inference channel and the model
         "inference_stats": ["batch_inference"],  # reads the guarded predictions, but the guard needs its stats
         "drift_guard": ["inference_stats"],
-        # reads the guarded predictions, sized by inference_stats' counts of them
-        "postprocess": ["batch_inference", "inference_stats", "drift_guard"],
+        # reads the guarded predictions, sized by inference_stats' counts of them (and the
+        # day's events, when a route reads them too)
+        "postprocess": [
+            *(["extract"] if "raw" in spec.steps["postprocess"].inputs() else []),
+            "batch_inference", "inference_stats", "drift_guard",
+        ],
         "publish": ["postprocess"],
     }
     # The DAG draws no edge another path implies: a chain, one step after the other.
@@ -492,3 +515,240 @@ def test_quantity_parser_rejects_what_the_kubernetes_client_rejects(text):
         k8s_parse_quantity(text)
     with pytest.raises(ValueError):
         parse_quantity(text)
+
+
+# --- class routes of a sized_postprocess step ----------------------------------------------
+# On the routed pipeline of tests/routes.py (classes cook, browse, dormant, spam; routes
+# weekly_menu: cook, first_cook_nudge: browse, win_back: dormant; drop: spam), in a temporary
+# project: none of these depends on the shipped specs.
+
+
+def routed_step(data: dict) -> dict:
+    return data["steps"]["postprocess"]
+
+
+def mutate_routed(change):
+    """A mutation of tests/routes.py's routed spec: `change(step)` edits the sized step in place."""
+
+    def mutate() -> dict:
+        from tests import routes
+
+        data = routes.spec_data()
+        change(routed_step(data))
+        return data
+
+    return mutate
+
+
+def rename_route(step: dict, old: str, new: str) -> None:
+    step["routes"] = {(new if name == old else name): route for name, route in step["routes"].items()}
+
+
+ROUTE_CASES = {
+    "a class in two routes": (
+        mutate_routed(lambda s: s["routes"]["first_cook_nudge"]["classes"].append("cook")),
+        "steps.postprocess.routes.first_cook_nudge.classes",
+        "'cook' is in route 'weekly_menu' too; a class takes one route",
+    ),
+    "a class in no route and not dropped": (
+        mutate_routed(lambda s: s.update(drop=[])),
+        "steps.postprocess.routes",
+        ("no route takes ['spam']", "add them to a route's classes, or to drop"),
+    ),
+    "two classes in no route": (
+        mutate_routed(lambda s: (s.update(drop=[]), s["routes"].pop("win_back"))),
+        "steps.postprocess.routes",
+        "no route takes ['dormant', 'spam']",
+    ),
+    "drop of an unknown class": (
+        mutate_routed(lambda s: s["drop"].append("ghost")),
+        "steps.postprocess.drop",
+        "'ghost' is not among the classes ['cook', 'browse', 'dormant', 'spam']",
+    ),
+    "a class both routed and dropped": (
+        mutate_routed(lambda s: s["drop"].append("cook")),
+        "steps.postprocess.drop",
+        "'cook' is in route 'weekly_menu'; drop it or route it, not both",
+    ),
+    "a route takes an unknown class": (
+        mutate_routed(lambda s: s["routes"]["win_back"]["classes"].append("lapsed")),
+        "steps.postprocess.routes.win_back.classes",
+        "'lapsed' is not among the classes",
+    ),
+    "routes and an entrypoint": (
+        mutate_routed(lambda s: s.update(entrypoint=s["routes"]["weekly_menu"]["entrypoint"])),
+        "steps.postprocess",
+        "give either entrypoint and sizing (one job for every class) or routes, not both",
+    ),
+    "routes and entrypoint and sizing": (
+        mutate_routed(lambda s: s.update(entrypoint=s["routes"]["weekly_menu"]["entrypoint"], sizing=s["routes"]["weekly_menu"]["sizing"])),
+        "steps.postprocess",
+        "or routes, not both",
+    ),
+    "neither routes nor an entrypoint": (
+        mutate_routed(lambda s: (s.pop("routes"), s.pop("drop"))),
+        "steps.postprocess",
+        "needs routes, or entrypoint and sizing",
+    ),
+    "an entrypoint without sizing": (
+        mutate_routed(lambda s: (s.update(entrypoint=s["routes"]["weekly_menu"]["entrypoint"]), s.pop("routes"), s.pop("drop"))),
+        "steps.postprocess",
+        "entrypoint and sizing go together",
+    ),
+    "drop without routes": (
+        mutate_routed(
+            lambda s: (
+                s.update(entrypoint=s["routes"]["weekly_menu"]["entrypoint"], sizing=s["routes"]["weekly_menu"]["sizing"]),
+                s.pop("routes"),
+            )
+        ),
+        "steps.postprocess",
+        "drop needs routes",
+    ),
+    "a route named like a step": (
+        mutate_routed(lambda s: rename_route(s, "win_back", "publish")),
+        "steps.postprocess.routes.publish",
+        "a step has that name; name the route otherwise",
+    ),
+    "a route named like its own step": (
+        mutate_routed(lambda s: rename_route(s, "win_back", "postprocess")),
+        "steps.postprocess.routes.postprocess",
+        "a step has that name",
+    ),
+    "a route name not snake_case": (
+        mutate_routed(lambda s: rename_route(s, "win_back", "Win-Back")),
+        "steps.postprocess.routes.Win-Back",
+        "pattern",
+    ),
+    "a route without classes": (
+        mutate_routed(lambda s: s["routes"]["win_back"].update(classes=[])),
+        "steps.postprocess.routes.win_back.classes",
+        "at least 1 item",
+    ),
+    "a route's entrypoint missing": (
+        mutate_routed(lambda s: s["routes"]["win_back"].update(entrypoint="jobs/routed/nope.py")),
+        "steps.postprocess.routes.win_back.entrypoint",
+        "file include/jobs/routed/nope.py does not exist",
+    ),
+    "a route without sizing": (
+        mutate_routed(lambda s: s["routes"]["win_back"].pop("sizing")),
+        "steps.postprocess.routes.win_back.sizing",
+        "required",
+    ),
+    "a route's tiers out of order": (
+        mutate_routed(lambda s: s["routes"]["weekly_menu"]["sizing"]["tiers"].reverse()),
+        "steps.postprocess.routes.weekly_menu.sizing",
+        "strictly increasing max_rows",
+    ),
+    "a route's unknown field": (
+        mutate_routed(lambda s: s["routes"]["weekly_menu"].update(resources={})),
+        "steps.postprocess.routes.weekly_menu.resources",
+        "unknown field",
+    ),
+    "a route reads what nobody writes": (
+        mutate_routed(lambda s: s["routes"]["weekly_menu"].update(reads={"menus": "weekly_menus"})),
+        "steps.postprocess",
+        "reads 'weekly_menus', which no step writes and sources does not declare",
+    ),
+    **{
+        f"a route arg named {flag}": (
+            mutate_routed(lambda s, flag=flag: s["routes"]["win_back"]["args"].update({flag: "x"})),
+            "steps.postprocess.routes.win_back",
+            f"flags ['{flag.replace('_', '-')}'] are set by water; rename them",
+        )
+        for flag in ("classes", "input", "output", "row_start", "row_end")
+    },
+    "a route read named input": (
+        mutate_routed(lambda s: s["routes"]["win_back"].update(reads={"input": "stats"})),
+        "steps.postprocess.routes.win_back",
+        "flags ['input'] are set by water",
+    ),
+    "a route read named row-end": (
+        mutate_routed(lambda s: s["routes"]["win_back"].update(reads={"row-end": "stats"})),
+        "steps.postprocess.routes.win_back",
+        "flags ['row-end'] are set by water",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROUTE_CASES))
+def test_route_spec_error_names_file_and_field(tmp_path, case):
+    from tests import routes
+
+    mutate, field, words = ROUTE_CASES[case]
+    path = routes.write_project(tmp_path, mutate())
+    with pytest.raises(SpecError) as caught:
+        load_spec(path, include_dir=tmp_path / "include")
+    message = str(caught.value)
+    assert str(path) in message, message
+    assert field in caught.value.fields, (caught.value.fields, message)
+    for said in (words,) if isinstance(words, str) else words:
+        assert said in message, message
+
+
+def test_routed_spec_is_valid_and_names_its_tasks(tmp_path):
+    from tests import routes
+
+    data = routes.spec_data()
+    routed_step(data)["routes"]["weekly_menu"]["reads"] = {"menus": "stats"}  # an extra read, as a flag
+    spec = routes.load_project(tmp_path, data)
+    name, step = spec.step_of("sized_postprocess")
+    assert list(step.routes) == ["weekly_menu", "first_cook_nudge", "win_back"] and step.drop == ["spam"]
+    assert step.all_routes(spec.classes, name) == step.routes
+    assert step.inputs() == ["predictions", "stats"]  # its extra read puts it after inference_stats
+    assert spec.upstream()["postprocess"] == ["inference_stats"]
+    assert step.tier_task_id(name, "win_back", "small") == "win_back_small"
+    assert step.plan_task_id("win_back") == "plan_win_back_shards"
+    assert step.artifact() is None  # each route has its own entrypoint
+
+
+def test_single_form_is_one_route_named_after_the_step(tmp_path):
+    """Its route is built from the validated step, wherever the spec's include/ is (not this process's)."""
+    from tests import routes
+
+    spec = routes.load_project(tmp_path, routes.single_form(routes.spec_data()))
+    name, step = spec.step_of("sized_postprocess")
+    (route_name, route), = step.all_routes(spec.classes, name).items()
+    assert route_name == name == "postprocess"
+    assert route.classes == spec.classes and route.entrypoint == step.entrypoint and route.sizing == step.sizing
+    assert step.tier_task_id(name, name, "small") == "postprocess_small" and step.plan_task_id(name) == "plan_shards"
+
+
+def test_routed_dag_offers_force_tier_per_route_or_class(tmp_path):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    from tests import routes
+    from water.factory import build_dag
+    from water.targets.local import LocalTarget
+    from water.targets.local.engines.partitions import file_uri
+
+    spec = routes.load_project(tmp_path, routes.spec_data())
+    target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))
+    param = build_dag(spec, target).params.get_param("force_tier")
+    assert "weekly_menu (cook): small, medium, large" in param.description
+    for good in (None, "small", {"weekly_menu": "large"}, {"dormant": "medium"}, {"cook": "small", "first_cook_nudge": "large"}):
+        assert param.resolve(good) == good
+    for bad in ("medium", "huge", {"nope": "small"}, {"win_back": "large"}, {"spam": "small"}, ["small"]):
+        with pytest.raises(ParamValidationError):
+            param.resolve(bad)
+
+
+def test_scaffolding_from_a_routed_pipeline_copies_each_routes_job(tmp_path):
+    """`water new` from a routed example: every route's entrypoint is copied and the new spec
+    points at the copies (a routed step has no entrypoint of its own)."""
+    from datetime import date
+
+    from tests import routes
+    from water.cli import scaffold
+
+    data = routes.spec_data()
+    routed_step(data)["routes"]["win_back"]["entrypoint"] = "jobs/routed/win_back.py"
+    routes.write_project(tmp_path, data)
+    (tmp_path / "include" / "jobs" / "routed" / "win_back.py").write_text(routes.JOB)
+    assert scaffold.artifacts(load_spec(tmp_path / "include" / "pipelines" / "routed.yaml", include_dir=tmp_path / "include")) == [
+        "jobs/routed/route_job.py", "jobs/routed/win_back.py",
+    ]
+    planned = scaffold.plan("churn", "routed", tmp_path, date(2026, 11, 20))
+    assert {str(p.relative_to(tmp_path)) for p in planned} >= {"include/jobs/churn/route_job.py", "include/jobs/churn/win_back.py"}
+    new = yaml.safe_load(planned[tmp_path / "include" / "pipelines" / "churn.yaml"])
+    assert {r["entrypoint"] for r in routed_step(new)["routes"].values()} == {"jobs/churn/route_job.py", "jobs/churn/win_back.py"}

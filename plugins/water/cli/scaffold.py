@@ -65,8 +65,13 @@ def renamed(path: str, example: str, name: str) -> str:
 
 
 def artifacts(spec: PipelineSpec) -> list[str]:
-    """The include/ files the example's steps run, each once, in step order."""
-    return list(dict.fromkeys(a for step in spec.steps.values() if (a := step.artifact())))
+    """The include/ files the example's steps run (a routed step's: each route's), each once, in step order."""
+    found = []
+    for step in spec.steps.values():
+        if step.artifact():
+            found.append(step.artifact())
+        found += [route.entrypoint for route in (getattr(step, "routes", None) or {}).values()]
+    return list(dict.fromkeys(found))
 
 
 def render(text: str, values: dict[str, str]) -> str:
