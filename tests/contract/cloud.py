@@ -19,7 +19,7 @@ import pytest
 DS = "2026-11-01"
 DS_NODASH = DS.replace("-", "")
 
-# The settings a deployment sets (names and shapes as water/targets/cloud/__init__.py documents them).
+# The settings a deployment sets (names and shapes as water/targets/cloud/target.py documents them).
 CLOUD_ENV = {
     "WATER_TARGET": "cloud",
     "WATER_LAKE": "s3://acme-ml-lake/water",
@@ -131,7 +131,7 @@ def model_artifact(pipeline: str, training: str) -> str:
 
 def model_name(pipeline: str, transform: str) -> str:
     """The SageMaker model the transform step's `<name>.model` task created."""
-    from water.targets.cloud import sagemaker_name
+    from water.targets.cloud.target import sagemaker_name
 
     return rendered_name(sagemaker_name(pipeline, f"{transform}-model"))
 
@@ -166,14 +166,14 @@ def make_context(pipeline: str, ti: FakeTI | None = None) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def cloud_settings():
-    from water.targets.cloud import CloudSettings
+    from water.targets.cloud.target import CloudSettings
 
     return CloudSettings.from_environment(CLOUD_ENV)
 
 
 @pytest.fixture(scope="session")
 def cloud_target(cloud_settings):
-    from water.targets.cloud import CloudTarget
+    from water.targets.cloud.target import CloudTarget
 
     return CloudTarget(settings=cloud_settings)
 

@@ -80,7 +80,7 @@ def _preprocessed(task):
 
 @pytest.mark.parametrize(("pipeline", "name"), steps("sagemaker_training"))
 def test_training_job_request(rendered, pipeline, name):
-    from water.targets.cloud import sagemaker_name
+    from water.targets.cloud.target import sagemaker_name
 
     step = spec_of(pipeline).steps[name]
     config = _preprocessed(rendered(f"{name}.fit"))
@@ -118,7 +118,7 @@ def test_training_job_name_changes_with_the_try(rendered, pipeline, name):
 
 @pytest.mark.parametrize(("pipeline", "name"), steps("sagemaker_transform"))
 def test_model_and_transform_requests(rendered, pipeline, name):
-    from water.targets.cloud import sagemaker_name
+    from water.targets.cloud.target import sagemaker_name
 
     spec = spec_of(pipeline)
     step = spec.steps[name]
@@ -218,7 +218,7 @@ def run_glue(task) -> AwsRecorder:
 
 @pytest.mark.parametrize(("pipeline", "name"), steps("glue_pyspark"))
 def test_glue_create_and_start_requests(rendered, pipeline, name):
-    from water.targets.cloud import glue_job_arguments
+    from water.targets.cloud.target import glue_job_arguments
 
     step = spec_of(pipeline).steps[name]
     recorder = run_glue(rendered(f"{name}.glue_job"))
@@ -486,8 +486,12 @@ def test_commit_takes_the_shards_the_decision_planned(rendered, pipeline, name):
         shard = prefix[len(root) :].rstrip("/") if prefix.startswith(root) else None
         return listing([f"{prefix}{folder}/part-{shard}.parquet"] if shard else [])
 
-    largest = step.sizing.tiers[-1].name
-    decision = {"tier": largest, "shards": [{"index": 0}, {"index": 1}]}
+    routes = step.all_routes(spec.classes, name)
+    first = next(iter(routes))
+    decision = {"routes": {
+        r: {"tier": route.sizing.tiers[-1].name, "shards": [{"index": 0}, {"index": 1}] if r == first else [{"index": 0}]}
+        for r, route in routes.items()
+    }}
     ti = FakeTI({(step.size_task_id(name), "decision"): decision}, dag_id=pipeline)
     recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): answer, ("s3", "DeleteObjects"): {"Deleted": []}})
     with offline_aws(recorder):
@@ -495,31 +499,34 @@ def test_commit_takes_the_shards_the_decision_planned(rendered, pipeline, name):
     copies = recorder.requests("s3", "CopyObject")
     for request in copies:
         validate("s3", "CopyObject", request)
-    assert sorted(r["Key"] for r in copies) == [
-        key(pipeline, step.writes, folder, f"part-shard={i:04d}.parquet") for i in (0, 1)
-    ]
-    assert figures["objects"] == 2
+    planned = [(r, i) for r, d in decision["routes"].items() for i in range(len(d["shards"]))]
+    assert sorted(r["Key"] for r in copies) == sorted(
+        key(pipeline, step.writes, folder, f"part-route={r}/shard={i:04d}.parquet") for r, i in planned
+    )
+    assert figures["objects"] == len(planned)
     assert task.trigger_rule == "none_failed_min_one_success"
 
 
 @pytest.mark.parametrize(("pipeline", "name"), steps("sized_postprocess"))
 def test_commit_refuses_a_missing_shard(rendered, pipeline, name):
-    step = spec_of(pipeline).steps[name]
+    spec = spec_of(pipeline)
+    step = spec.steps[name]
     task = rendered(step.commit_task_id())
-    decision = {"tier": step.sizing.tiers[-1].name, "shards": [{"index": 0}, {"index": 1}]}
+    route_name, route = next(iter(step.all_routes(spec.classes, name).items()))
+    decision = {"routes": {route_name: {"tier": route.sizing.tiers[-1].name, "shards": [{"index": 0}, {"index": 1}]}}}
     ti = FakeTI({(step.size_task_id(name), "decision"): decision}, dag_id=pipeline)
-    first = key(pipeline, step.shards_dataset, "shard=0000") + "/"
+    first = key(pipeline, step.shards_dataset, f"route={route_name}", "shard=0000") + "/"
     recorder = AwsRecorder(
         responses={("s3", "ListObjectsV2"): lambda p: listing([first + "part-0.parquet"] if p["Prefix"] == first else [])}
     )
-    with offline_aws(recorder), pytest.raises(FileNotFoundError, match="shard=0001"):
+    with offline_aws(recorder), pytest.raises(FileNotFoundError, match=f"route={route_name}/shard=0001"):
         task.execute(make_context(pipeline, ti))
     assert recorder.requests("s3", "CopyObject") == []
 
 
 def test_every_aws_call_seen_is_in_aws_actions(rendered, spec, cloud_dag):
     """What the recorded requests of this pipeline needed, in IAM actions, is what AWS_ACTIONS lists."""
-    from water.targets.cloud import AWS_ACTIONS
+    from water.targets.cloud.target import AWS_ACTIONS
 
     pipeline = spec.name
     s3_actions = {

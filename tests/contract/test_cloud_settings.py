@@ -28,7 +28,7 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
 
 
 def test_settings_name_every_missing_variable():
-    from water.targets.cloud import CloudSettings, SettingsError
+    from water.targets.cloud.target import CloudSettings, SettingsError
 
     with pytest.raises(SettingsError) as raised:
         CloudSettings.from_environment({"WATER_LAKE": "s3://acme-ml-lake/water"})
@@ -52,14 +52,14 @@ def test_settings_name_every_missing_variable():
     ],
 )
 def test_settings_name_a_malformed_variable(variable, value, says):
-    from water.targets.cloud import CloudSettings, SettingsError
+    from water.targets.cloud.target import CloudSettings, SettingsError
 
     with pytest.raises(SettingsError, match=re.escape(f"{variable}={value!r}") + ".*" + re.escape(says)):
         CloudSettings.from_environment({**CLOUD_ENV, variable: value})
 
 
 def test_settings_defaults_and_parsing():
-    from water.targets.cloud import CloudSettings
+    from water.targets.cloud.target import CloudSettings
 
     env = {k: v for k, v in CLOUD_ENV.items() if k not in ("WATER_AWS_CONN_ID", "WATER_GCP_CONN_ID", "WATER_DEFERRABLE")}
     settings = CloudSettings.from_environment({**env, "WATER_LAKE": "s3://acme-ml-lake/water/"})
@@ -72,7 +72,7 @@ def test_settings_defaults_and_parsing():
 
 def test_the_docstring_table_lists_exactly_the_settings():
     """The table deploy docs copy stays the list the code reads."""
-    from water.targets import cloud
+    from water.targets.cloud import target as cloud
 
     documented = re.findall(r"^\| `(WATER_[A-Z0-9_]+)` \|", cloud.__doc__, re.M)
     read = [cloud.CloudSettings.variable(f.name) for f in dataclasses.fields(cloud.CloudSettings)]
@@ -83,7 +83,7 @@ def test_the_docstring_table_lists_exactly_the_settings():
 
 
 def test_sklearn_image_per_region_and_unknown_regions():
-    from water.targets.cloud import SettingsError, sklearn_image
+    from water.targets.cloud.target import SettingsError, sklearn_image
 
     assert sklearn_image("us-east-1", "1.4-2") == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
     with pytest.raises(SettingsError, match="WATER_AWS_REGION='mars-north-1'.*known regions"):
@@ -103,7 +103,7 @@ def _sagemaker_kinds(pipeline: str) -> list[str]:
 
 @pytest.mark.parametrize("pipeline", [*PIPELINES, "a" * 80, "x"])
 def test_sagemaker_names_fit_the_api_even_with_a_timestamp(pipeline):
-    from water.targets.cloud import sagemaker_name
+    from water.targets.cloud.target import sagemaker_name
 
     for kind in _sagemaker_kinds(pipeline):
         name = rendered_name(sagemaker_name(pipeline, kind), try_number=12)
@@ -113,7 +113,7 @@ def test_sagemaker_names_fit_the_api_even_with_a_timestamp(pipeline):
 
 
 def test_bind_ds_binds_only_real_placeholders():
-    from water.targets.cloud import bind_ds
+    from water.targets.cloud.target import bind_ds
 
     sql = (
         "-- the parameter (?) is ds\n"
@@ -131,7 +131,7 @@ def test_bind_ds_binds_only_real_placeholders():
 def test_script_mode_hyperparameters_are_json_strings():
     import json
 
-    from water.targets.cloud import script_mode_hyperparameters
+    from water.targets.cloud.target import script_mode_hyperparameters
 
     hp = script_mode_hyperparameters({"max_iter": 150, "rate": 0.1, "flag": True, "name": "x"}, "train.py", "s3://b/k.tar.gz", "eu-west-1")
     assert hp["max_iter"] == "150" and hp["rate"] == "0.1" and hp["flag"] == "true" and hp["name"] == '"x"'
@@ -172,7 +172,7 @@ def test_split_s3_uri():
 
 def test_get_target_cloud(monkeypatch):
     from water.targets import TARGETS, get_target
-    from water.targets.cloud import CloudTarget, SettingsError
+    from water.targets.cloud.target import CloudTarget, SettingsError
 
     assert "cloud" in TARGETS
     for name, value in CLOUD_ENV.items():
@@ -204,15 +204,17 @@ def test_a_bad_placement_names_the_spec_field(tmp_path, pipeline, name):
 def test_every_step_is_built_under_its_name(cloud_dag, spec):
     """A step's task (or task group) id is its name, but the sized step's tasks, which are named
     after it (size_<name>, <name>_<tier>, commit_<dataset>); the cloud target builds every kind."""
-    from water.targets.cloud import REGISTRY
+    from water.targets.cloud.target import REGISTRY
 
     assert {step.kind for step in spec.steps.values()} <= set(REGISTRY.builders)
     ids = {t.task_id for t in cloud_dag.tasks} | set(cloud_dag.task_group.get_task_group_dict())
     expected = set()
     for name, step in spec.steps.items():
         if step.kind == "sized_postprocess":
-            expected |= {step.size_task_id(name), step.plan_task_id, step.no_predictions_task_id, step.commit_task_id()}
-            expected |= {step.tier_task_id(name, t.name) for t in step.sizing.tiers}
+            expected |= {step.size_task_id(name), step.no_predictions_task_id, step.commit_task_id()}
+            for route_name, route in step.all_routes(spec.classes, name).items():
+                expected |= {step.plan_task_id(route_name)}
+                expected |= {step.tier_task_id(name, route_name, t.name) for t in route.sizing.tiers}
         elif step.kind == "drift_guard":
             expected |= {name, step.quarantine_task_id}
         else:
@@ -224,8 +226,9 @@ def _deferrable_waits(spec) -> set[str]:
     """The tasks of the spec that wait on a cloud service, by kind: the ones that must defer."""
     waits = set()
     for name, step in spec.steps.items():
-        if step.kind == "sized_postprocess":  # the largest tier is mapped: see partial_kwargs
-            waits |= {step.tier_task_id(name, t.name) for t in step.sizing.tiers[:-1]}
+        if step.kind == "sized_postprocess":  # each route's largest tier is mapped: see partial_kwargs
+            for route_name, route in step.all_routes(spec.classes, name).items():
+                waits |= {step.tier_task_id(name, route_name, t.name) for t in route.sizing.tiers[:-1]}
             continue
         waits |= {
             "bigquery_sql": {f"{name}.query", f"{name}.export"},
@@ -241,7 +244,7 @@ def _deferrable_waits(spec) -> set[str]:
 
 def test_deferrable_reaches_every_operator_that_has_it(spec):
     from water.factory import build_dag
-    from water.targets.cloud import CloudSettings, CloudTarget
+    from water.targets.cloud.target import CloudSettings, CloudTarget
 
     settings = CloudSettings.from_environment({**CLOUD_ENV, "WATER_DEFERRABLE": "true"})
     dag = build_dag(spec, CloudTarget(settings=settings))
@@ -253,8 +256,9 @@ def test_deferrable_reaches_every_operator_that_has_it(spec):
     sized = spec.step_of("sized_postprocess")
     if sized:
         name, step = sized
-        mapped = dag.get_task(step.tier_task_id(name, step.sizing.tiers[-1].name))
-        assert mapped.partial_kwargs["deferrable"] is True
+        for route_name, route in step.all_routes(spec.classes, name).items():
+            mapped = dag.get_task(step.tier_task_id(name, route_name, route.sizing.tiers[-1].name))
+            assert mapped.partial_kwargs["deferrable"] is True
     # and with WATER_DEFERRABLE=false, none defers
     dag = build_dag(spec, CloudTarget(settings=CloudSettings.from_environment(CLOUD_ENV)))
     assert not any(getattr(t, "deferrable", None) is True for t in dag.tasks)

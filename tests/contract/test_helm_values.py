@@ -39,7 +39,7 @@ ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 def water_settings() -> set[str]:
     """WATER_TARGET and every variable the cloud target's settings read."""
-    from water.targets.cloud import CloudSettings
+    from water.targets.cloud.target import CloudSettings
 
     return {"WATER_TARGET"} | {CloudSettings.variable(f.name) for f in dataclasses.fields(CloudSettings)}
 
@@ -308,7 +308,7 @@ def test_irsa_role_on_the_service_accounts_that_call_aws(env):
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_filled_in_settings_are_accepted_by_the_cloud_target(env):
-    from water.targets.cloud import CloudSettings
+    from water.targets.cloud.target import CloudSettings
 
     environ = filled_in(user_values(env), release_namespace="water")
     assert not any("${" in v or "{{" in v for v in environ.values()), environ

@@ -227,7 +227,7 @@ def test_job_roles_cover_the_settings(env):
 
 def test_airflow_role_allows_every_action_the_cloud_target_calls():
     """water.targets.cloud.AWS_ACTIONS lists the "service:Action"s its operators call."""
-    from water.targets.cloud import AWS_ACTIONS
+    from water.targets.cloud.target import AWS_ACTIONS
 
     granted = actions_of(IAM_DIR / "airflow-role-policy.json")
     assert AWS_ACTIONS, "AWS_ACTIONS is empty"
@@ -239,7 +239,7 @@ def test_airflow_role_allows_every_action_the_cloud_target_calls():
 
 def test_airflow_role_grants_nothing_the_cloud_target_does_not_call():
     """Least privilege: every granted action is in AWS_ACTIONS or a documented extra."""
-    from water.targets.cloud import AWS_ACTIONS
+    from water.targets.cloud.target import AWS_ACTIONS
 
     unused = actions_of(IAM_DIR / "airflow-role-policy.json") - set(AWS_ACTIONS) - set(AIRFLOW_ROLE_EXTRAS)
     assert unused == set(), f"granted but never called: {sorted(unused)}"
@@ -359,7 +359,7 @@ def test_airflow_role_allows_every_pipelines_athena_workgroup():
 
 def test_airflow_role_scopes_the_cloud_targets_sagemaker_names():
     """The SageMaker statement is scoped to names starting water-: every spec's names must."""
-    from water.targets.cloud import sagemaker_name
+    from water.targets.cloud.target import sagemaker_name
 
     policy = load(IAM_DIR / "airflow-role-policy.json")
     arn = "arn:aws:sagemaker:${Region}:${AccountId}"

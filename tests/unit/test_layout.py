@@ -56,3 +56,17 @@ def test_a_broken_contract_fails(tmp_path):
     assert "The CLI never imports water.paths BROKEN" in result.stdout
     assert "water.cli is not allowed to import water.paths" in result.stdout
     assert "1 kept, 1 broken" in result.stdout
+
+
+def test_the_command_line_imports_no_airflow_before_it_points_airflow_at_its_home():
+    """Airflow reads its config when first imported: `water run` must set AIRFLOW_HOME (and
+    the database) before that, so what it imports up front must not import Airflow."""
+    code = (
+        "import sys\n"
+        "import water.cli, water.cli.runner, water.cli.seeding, water.cli.summary, water.cli.scaffold\n"
+        "import water.targets.local.engines.partitions, water.targets.local.engines.sql, water.spec\n"
+        "leaked = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
+        "assert not leaked, leaked[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]

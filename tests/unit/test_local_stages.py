@@ -29,7 +29,7 @@ from tests.conftest import demo_seed
 from water.targets.local.engines.partitions import data_files, file_uri
 from water.targets.local.engines.process import OutOfMemory
 from water.spec import load_pipeline
-from water.targets.local import LocalTarget
+from water.targets.local.target import LocalTarget
 
 DS = "2026-11-01"
 USERS = 2_000
@@ -42,8 +42,18 @@ def run(op, decision=None) -> dict[str, Any]:
     return op.run(DS, {"ds": DS, "ti": ti})
 
 
-def one_shard(rows):
-    return {"tier": "small", "shards": [{"index": 0, "row_start": 0, "row_end": rows}]}
+def small_day(spec, name: str, class_counts: dict[str, int]) -> dict[str, Any]:
+    """The decision of a small day: every route on its smallest tier, one shard of its rows."""
+    from water.sizing import decide_routes
+
+    step = spec.steps[name]
+    routes = step.all_routes(spec.classes, name)
+    force = {r: route.sizing.tiers[0].name for r, route in routes.items()}
+    return decide_routes(routes, class_counts, force, field=f"steps.{name}", single=not step.routes)
+
+
+def routes(spec, name: str) -> dict[str, Any]:
+    return spec.steps[name].all_routes(spec.classes, name)
 
 
 def build(env, name: str, task_id: str | None = None):
@@ -84,12 +94,13 @@ class Pipeline:
 
     def _run(self, name: str) -> None:
         step = self.spec.steps[name]
-        if step.kind == "sized_postprocess":  # what the branch does on a small day: the small tier, one shard
-            tier = build(self, name, step.tier_task_id(name, step.sizing.tiers[0].name))
-            self.figures[tier.task_id] = run(tier)
-            rows = self.figures[self.spec.roles()["stats"]]["rows"]
+        if step.kind == "sized_postprocess":  # what the branch does on a small day: small tiers, one shard each
+            for route_name, route in routes(self.spec, name).items():
+                tier = build(self, name, step.tier_task_id(name, route_name, route.sizing.tiers[0].name))
+                self.figures[tier.task_id] = run(tier)
+            counts = self.figures[self.spec.roles()["stats"]]["class_counts"]
             commit = build(self, name, step.commit_task_id())
-            self.figures[commit.task_id] = run(commit, decision=one_shard(rows))
+            self.figures[commit.task_id] = run(commit, decision=small_day(self.spec, name, counts))
             return
         op = build(self, name)
         if step.kind == "pod" and "inference_shard_rows" in op.arguments:
@@ -238,43 +249,47 @@ def test_inference_stats_counts_classes_without_loading(env):
 
 
 @pytest.mark.spark
-def test_postprocess_pod_writes_per_segment_lists(env):
+def test_postprocess_routes_write_per_segment_lists_from_their_own_classes(env):
     figures = env.through("postprocess")
     step = env.spec.steps["postprocess"]
-    small = step.sizing.tiers[0]
-    tier = figures[step.tier_task_id("postprocess", small.name)]
-    assert tier["memory_limit_mb"] == small.resources.memory_limit_bytes / 2**20
+    counts = figures["inference_stats"]["class_counts"]
+    for route_name, route in routes(env.spec, "postprocess").items():
+        small = route.sizing.tiers[0]
+        pod = figures[step.tier_task_id("postprocess", route_name, small.name)]
+        assert pod["memory_limit_mb"] == small.resources.memory_limit_bytes / 2**20
+        assert pod["rows_in"] == pod["rows_out"] == sum(counts[c] for c in route.classes)  # only its classes
+        assert pod["peak_rss_mb"] < pod["memory_limit_mb"]
     outputs = partition(env, step.writes)
     assert sorted(p.name for p in outputs.iterdir()) == [f"segment={c}" for c in sorted(env.spec.classes)]
-    counts = figures["inference_stats"]["class_counts"]
     for segment, n in counts.items():
         table = pq.read_table(outputs / f"segment={segment}")
         assert table.num_rows == n
-        confidence = table.column("confidence").to_pylist()
-        assert confidence == sorted(confidence, reverse=True)
-    assert tier["rows_out"] == figures[step.commit_task_id()]["rows_out"] == sum(counts.values())
+        assert len(set(table.column("campaign").to_pylist())) == 1  # one route's list per segment
+    assert figures[step.commit_task_id()]["rows_out"] == sum(counts.values())
     assert not partition(env, step.shards_dataset).exists()  # shards are gone once committed
 
 
 @pytest.mark.spark
-def test_sharded_postprocess_covers_every_row_once(env, tmp_path):
+def test_sharded_route_covers_its_rows_once(env, tmp_path):
     from water.sizing import _row_ranges
 
-    rows = env.through("inference_stats")["inference_stats"]["rows"]
+    counts = env.through("inference_stats")["inference_stats"]["class_counts"]
     own = private_copy(env, tmp_path)
     step = env.spec.steps["postprocess"]
-    shards = _row_ranges(rows, 3)
-    largest = step.sizing.tiers[-1]
-    mapped = build(own, "postprocess", step.tier_task_id("postprocess", largest.name))
+    route_name, route = next(iter(routes(env.spec, "postprocess").items()))
+    route_rows = sum(counts[c] for c in route.classes)
+    shards = _row_ranges(route_rows, 3)
+    largest = route.sizing.tiers[-1]
+    mapped = build(own, "postprocess", step.tier_task_id("postprocess", route_name, largest.name))
     assert mapped.partial_kwargs["container_resources"] == largest.resources.as_k8s_dict()
-    for shard in shards:  # what the mapped postprocess_large task instances do
+    for shard in shards:  # what the mapped task instances of the route's largest tier do
         figures = run(mapped.unmap({"shard": shard}))
         assert figures["rows_in"] == figures["rows_out"] == shard["row_end"] - shard["row_start"]
-    commit = build(own, "postprocess", step.commit_task_id())
-    committed = run(commit, decision={"tier": largest.name, "shards": shards})
-    assert committed["shards"] == 3 and committed["rows_out"] == rows
+    decision = {"routes": {route_name: {"tier": largest.name, "shards": shards}}}
+    committed = run(build(own, "postprocess", step.commit_task_id()), decision=decision)
+    assert committed["shards"] == 3 and committed["rows_out"] == route_rows
     users = pq.read_table(partition(own, step.writes)).column("user_id").to_pylist()
-    assert len(users) == len(set(users)) == rows
+    assert len(users) == len(set(users)) == route_rows
 
 
 @pytest.mark.spark
@@ -316,17 +331,18 @@ def test_pod_out_of_memory_is_reported_and_keeps_the_previous_partition(env, enf
 
 @pytest.mark.spark
 def test_postprocess_killed_for_memory_is_retried_once_a_tier_up(env, tmp_path):
-    rows = env.through("inference_stats")["inference_stats"]["rows"]
+    counts = env.through("inference_stats")["inference_stats"]["class_counts"]
     own = private_copy(env, tmp_path)
     step = env.spec.steps["postprocess"]
-    op = build(own, "postprocess", step.tier_task_id("postprocess", step.sizing.tiers[0].name))
+    route_name, route = next(iter(routes(env.spec, "postprocess").items()))
+    op = build(own, "postprocess", step.tier_task_id("postprocess", route_name, route.sizing.tiers[0].name))
     op.container_resources = TINY  # an undersized pod: the real entrypoint cannot even import pyarrow
     figures = run(op)
     assert figures["escalated"]["from_memory_limit"] == "40Mi"
-    small = step.sizing.tiers[0].resources
-    assert figures["escalated"]["to"] == "small" and figures["escalated"]["to_memory_limit"] == small.limits.memory
-    assert figures["memory_limit_mb"] == small.memory_limit_bytes / 2**20
-    assert figures["rows_out"] == rows
+    small = route.sizing.tiers[0]
+    assert figures["escalated"]["to"] == small.name and figures["escalated"]["to_memory_limit"] == small.resources.limits.memory
+    assert figures["memory_limit_mb"] == small.resources.memory_limit_bytes / 2**20
+    assert figures["rows_out"] == sum(counts[c] for c in route.classes)
 
 
 @pytest.mark.spark
@@ -336,7 +352,8 @@ def test_escalation_happens_once_only(env, tmp_path):
     env.through("inference_stats")
     own = private_copy(env, tmp_path)
     step = env.spec.steps["postprocess"]
-    op = build(own, "postprocess", step.tier_task_id("postprocess", step.sizing.tiers[0].name))
+    route_name, route = next(iter(routes(env.spec, "postprocess").items()))
+    op = build(own, "postprocess", step.tier_task_id("postprocess", route_name, route.sizing.tiers[0].name))
     smaller = {"requests": {"cpu": "500m", "memory": "20Mi"}, "limits": {"cpu": "1", "memory": "20Mi"}}
     op.container_resources = smaller
     op.escalation = SizingPolicy.model_validate(

@@ -38,13 +38,22 @@ def test_stage_figures_become_tagged_gauges(listener):
 
 def test_class_shares_drift_and_sizing(listener):
     metrics.emit_figures("inference_stats", {"rows": 10, "class_counts": {"a": 8, "b": 2}}, pipeline="p", ds="d")
-    metrics.emit_figures("size_postprocess", {"tier": "large", "rows": 10, "shards": [{}, {}, {}]}, pipeline="p", ds="d")
+    decision = {
+        "tier": "heavy large × 3 · light small", "rows": 10, "shards": 4,
+        "routes": {
+            "heavy": {"tier": "large", "rows": 8, "shards": [{}, {}, {}], "classes": ["a"]},
+            "light": {"tier": "small", "rows": 2, "shards": [{}], "classes": ["b"]},
+        },
+    }
+    metrics.emit_figures("size_postprocess", decision, pipeline="p", ds="d")
     metrics.emit_figures("drift_guard", {"verdict": "block", "psi": 1.09, "js": 0.45}, pipeline="p", ds="d")
-    got = received(listener, 8)
+    got = received(listener, 10)
     shares = {m["tags"]["class"]: m["value"] for m in got if m["name"] == "water.predictions.class_share"}
     assert shares == {"a": 0.8, "b": 0.2}
-    shards = next(m for m in got if m["name"] == "water.sizing.shards")
-    assert shards["value"] == 3 and shards["tags"]["tier"] == "large"
+    shards = {m["tags"]["route"]: (m["value"], m["tags"]["tier"]) for m in got if m["name"] == "water.sizing.shards"}
+    assert shards == {"heavy": (3, "large"), "light": (1, "small")}  # per route, tagged by route
+    rows = {m["tags"]["route"]: m["value"] for m in got if m["name"] == "water.sizing.rows"}
+    assert rows == {"heavy": 8, "light": 2}
     psi = next(m for m in got if m["name"] == "water.drift.psi")
     assert psi["value"] == 1.09 and psi["tags"]["verdict"] == "block"
     assert any(m["name"] == "water.drift.verdict" and m["type"] == "c" for m in got)

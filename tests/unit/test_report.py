@@ -14,7 +14,15 @@ RECORD = {
     "roles": {"stats": "inference_stats", "stats_dataset": "stats", "training": "train",
               "objective_metric": "validation:accuracy", "drift": "drift_guard", "quarantine": "quarantine",
               "decision": "size_postprocess", "publish": "publish"},
-    "decision": {"tier": "medium", "rows": 2_500_000, "shards": [], "reason": "2,500,000 rows <= medium.max_rows"},
+    "decision": {
+        "tier": "weekly_menu medium · first_cook_nudge small · win_back small", "rows": 2_500_000, "shards": 3,
+        "routes": {
+            "weekly_menu": {"classes": ["cook"], "tier": "medium", "rows": 1_500_000, "shards": [{}], "reason": "…"},
+            "first_cook_nudge": {"classes": ["browse"], "tier": "small", "rows": 625_000, "shards": [{}], "reason": "…"},
+            "win_back": {"classes": ["dormant"], "tier": "small", "rows": 375_000, "shards": [{}], "reason": "…"},
+        },
+    },
+    "previous_routes": {"weekly_menu": {"classes": ["cook"], "tier": "small", "rows": 1_000_000, "shards": 1}},
     "drift": {"verdict": "warn", "psi": 0.1658, "js": 0.2011, "baseline": "previous run ds=2026-11-01",
               "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15},
               "baseline_shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25}},
@@ -36,11 +44,21 @@ def test_the_page_shows_and_embeds_the_runs_figures():
     data = json.loads(re.search(r'id="water-run">(.*?)</script>', page, re.S).group(1))
     assert data["headline"] == {
         "rows": 2_500_000, "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000},
-        "tier": "medium", "shards": 1, "drift_verdict": "warn", "psi": 0.1658, "js": 0.2011,
+        "tier": "weekly_menu medium · first_cook_nudge small · win_back small", "shards": 3,
+        "routes": {
+            "weekly_menu": {"classes": ["cook"], "tier": "medium", "rows": 1_500_000, "shards": 1},
+            "first_cook_nudge": {"classes": ["browse"], "tier": "small", "rows": 625_000, "shards": 1},
+            "win_back": {"classes": ["dormant"], "tier": "small", "rows": 375_000, "shards": 1},
+        },
+        "drift_verdict": "warn", "psi": 0.1658, "js": 0.2011,
         "validation_accuracy": 0.8412, "rows_published": 2_500_000, "quarantined": None,
     }
-    for shown in ("2,500,000", "0.841", "medium × 1", "PSI 0.166", "60.0%", "40.0%", "93.4 s"):
+    for shown in ("2,500,000", "0.841", "weekly_menu medium", "PSI 0.166", "60.0%", "40.0%", "93.4 s"):
         assert shown in page, shown
+    # each route beside the previous run's: rows and tier before and now
+    routes = re.search(r"<table id='routes'>(.*?)</table>", page, re.S).group(1)
+    assert "<td>weekly_menu</td><td>cook</td><td class='n'>1,000,000</td><td class='n'>1,500,000</td><td>small</td><td>medium</td>" in routes
+    assert "<td>win_back</td><td>dormant</td><td class='n'></td><td class='n'>375,000</td><td>-</td><td>small</td>" in routes
     assert page.count("<rect") >= 2 * 3  # two days, three classes stacked
     assert "manual__&lt;x&gt;" in page and "manual__<x>" not in page.split('id="water-run">')[0]  # escaped
     assert not re.search(r'(src|href)="(?!#)', page)  # self-contained: no external assets
@@ -62,3 +80,13 @@ def test_the_headline_finds_figures_by_role_not_by_task_name():
     ]
     head = report.headline({**RECORD, "roles": renamed, "drift": None, "tasks": tasks})
     assert (head["rows"], head["validation_accuracy"], head["rows_published"]) == (10, 0.7, 10)
+
+
+def test_route_lines_for_slack_say_rows_and_tier_beside_the_previous_run():
+    routes = {"weekly_menu": {"classes": ["cook"], "tier": "large", "rows": 16_000, "shards": 2},
+              "win_back": {"classes": ["dormant"], "tier": "no_predictions", "rows": 0, "shards": 0}}
+    previous = {"weekly_menu": {"classes": ["cook"], "tier": "medium", "rows": 6_800, "shards": 1}}
+    assert report.route_lines(routes, previous) == [
+        "weekly_menu (cook): 16,000 rows → large × 2 (before: 6,800 rows, medium)",
+        "win_back (dormant): 0 rows → skipped, no rows",
+    ]

@@ -80,7 +80,7 @@ def write_predictions(folder: Path) -> dict[str, list[str]]:
 def day(tmp_path, monkeypatch):
     from water.factory import build_dag
     from water.spec import load_spec
-    from water.targets.local import LocalTarget
+    from water.targets.local.target import LocalTarget
 
     path = routes.write_project(tmp_path, routes.spec_data(LOCAL_ROUTES))
     monkeypatch.setenv("WATER_PROJECT_ROOT", str(tmp_path))  # the pods run include/ of this project

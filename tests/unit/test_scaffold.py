@@ -38,7 +38,7 @@ def test_scaffold_writes_a_valid_pipeline_in_the_project_layout(project):
         "include/jobs/churn/preprocess.py",
         "include/training/churn/train.py",
         "include/training/churn/inference.py",
-        "include/jobs/churn/postprocess.py",
+        *(f"include/jobs/churn/{route}.py" for route in ("weekly_menu", "first_cook_nudge", "win_back")),
         "dags/churn.py",
     ]
     for path in created:

@@ -122,7 +122,7 @@ def test_the_demo_seed_entrypoint_gets_the_mix_in_its_classes(tmp_path, monkeypa
 
 def test_a_label_outside_the_classes_stops_the_first_reader_of_any_kind(project):
     """Locally, every step that reads a label source checks its values first: SQL or pod."""
-    from water.targets.local import LocalTarget
+    from water.targets.local.target import LocalTarget
 
     spec_data = {**SPEC, "steps": {
         **SPEC["steps"],

@@ -142,7 +142,7 @@ def built_sizing(spec, counter=None):
     """(the size operator, its step) as the local target's builder makes them (water.targets.common)."""
     from airflow.sdk import DAG
 
-    from water.targets.local import LocalTarget
+    from water.targets.local.target import LocalTarget
 
     name, step = spec.step_of("sized_postprocess")
     with DAG(f"sizing_{id(spec)}", schedule=None) as dag:

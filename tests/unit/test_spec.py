@@ -426,7 +426,7 @@ def minimal() -> dict:
 def test_a_pipeline_without_guard_sizing_or_publish_builds_its_dag(tmp_path):
     from water.factory import build_dag
     from water.targets.local.engines.partitions import file_uri
-    from water.targets.local import LocalTarget
+    from water.targets.local.target import LocalTarget
 
     path = tmp_path / "minimal.yaml"
     path.write_text(yaml.safe_dump(minimal()))
@@ -450,7 +450,7 @@ def test_a_pipeline_without_guard_sizing_or_publish_builds_its_dag(tmp_path):
 def test_demo_dag_offers_the_run_parameters_of_its_kinds(tmp_path):
     from water.factory import build_dag
     from water.targets.local.engines.partitions import file_uri
-    from water.targets.local import LocalTarget
+    from water.targets.local.target import LocalTarget
 
     target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))
     dag = build_dag(load_spec(DEMO), target)
@@ -458,7 +458,8 @@ def test_demo_dag_offers_the_run_parameters_of_its_kinds(tmp_path):
 
 
 def test_every_kind_has_a_builder_on_every_target():
-    from water.targets import cloud, local
+    from water.targets.cloud import target as cloud
+    from water.targets.local import target as local
 
     for registry in (local.REGISTRY, cloud.REGISTRY):
         missing = [kind for kind in STEP_KINDS if kind not in registry]
@@ -719,7 +720,7 @@ def test_routed_dag_offers_force_tier_per_route_or_class(tmp_path):
 
     from tests import routes
     from water.factory import build_dag
-    from water.targets.local import LocalTarget
+    from water.targets.local.target import LocalTarget
     from water.targets.local.engines.partitions import file_uri
 
     spec = routes.load_project(tmp_path, routes.spec_data())

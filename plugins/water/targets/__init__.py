@@ -17,11 +17,11 @@ def target_name() -> str:
 def get_target(name: str | None = None) -> Target:
     name = name or target_name()
     if name == "local":
-        from water.targets.local import LocalTarget
+        from water.targets.local.target import LocalTarget
 
         return LocalTarget.from_environment()
     if name == "cloud":
-        from water.targets.cloud import CloudTarget
+        from water.targets.cloud.target import CloudTarget
 
         return CloudTarget.from_environment()
     raise ValueError(f"WATER_TARGET={name!r} is not a target water knows; choose one of {', '.join(TARGETS)}")

@@ -1,0 +1,855 @@
+"""The cloud target (WATER_TARGET=cloud): every stage on the real provider operators.
+
+BigQuery -> GCS -> S3 extract, Glue features, Athena training set, Kubernetes pods,
+SageMaker training and batch transform, Athena counts, S3 -> GCS -> BigQuery publish. The
+lake is S3 (`<WATER_LAKE>/<pipeline>/<dataset>/ds=YYYY-MM-DD/`, water.lake). Each stage
+writes aside (`<pipeline>/<dataset>/_staging/ds=…`) and a promote task swaps the result
+into its partition, so a failed step leaves the previous good partition in place.
+
+Deployment-wide settings come from the environment, read at parse time (no network, no
+database); `CloudSettings.from_environment()` names every missing or malformed variable.
+Connections are referenced by id only; credentials live in the connections (or the pod's
+workload identity), never here.
+
+| Variable | Meaning | Example |
+|---|---|---|
+| `WATER_LAKE` | Lake root on S3 (`s3://bucket/prefix`) | `s3://acme-ml-lake/water` |
+| `WATER_AWS_REGION` | AWS region of the lake, Glue, Athena and SageMaker | `eu-west-1` |
+| `WATER_AWS_CONN_ID` | Airflow connection id for AWS (default `aws_default`) | `aws_default` |
+| `WATER_GCP_CONN_ID` | Airflow connection id for Google Cloud (default `google_cloud_default`) | `google_cloud_default` |
+| `WATER_GCP_PROJECT` | Google Cloud project that runs the BigQuery jobs | `acme-analytics` |
+| `WATER_BQ_STAGING_DATASET` | BigQuery dataset for the extract's per-day tables (set a default table expiration) | `water_staging` |
+| `WATER_GCS_STAGING` | GCS prefix for BigQuery exports and loads (`gs://bucket/prefix`) | `gs://acme-water-staging/exchange` |
+| `WATER_GLUE_ROLE` | IAM role name the Glue jobs run as | `water-glue` |
+| `WATER_GLUE_SCRIPTS` | S3 prefix the Glue scripts are uploaded to | `s3://acme-ml-artifacts/water/glue` |
+| `WATER_ATHENA_OUTPUT` | S3 prefix for Athena query results | `s3://acme-ml-artifacts/water/athena` |
+| `WATER_SAGEMAKER_ROLE_ARN` | IAM role ARN SageMaker training and models run as | `arn:aws:iam::123456789012:role/water-sagemaker` |
+| `WATER_SAGEMAKER_CODE` | S3 prefix for the script-mode `sourcedir.tar.gz` | `s3://acme-ml-artifacts/water/sagemaker` |
+| `WATER_K8S_NAMESPACE` | Kubernetes namespace of the job pods | `water-jobs` |
+| `WATER_K8S_SERVICE_ACCOUNT` | Service account of the job pods (S3 access by workload identity) | `water-jobs` |
+| `WATER_JOB_IMAGE` | Repository of the job image (the Dockerfile's `jobs` stage) | `registry.example/water-jobs` |
+| `WATER_IMAGE_TAG` | Tag of the job image to run | `2026.11.1` |
+| `WATER_DEFERRABLE` | `true` to run long waits on the triggerer (operators that support it) | `true` |
+
+Catalog prerequisites (Athena): each pipeline's Athena SQL reads its lake datasets as
+tables of the pipeline's own Glue database (`catalog_database` in its spec, by default
+`water_<pipeline>`): external tables over `<lake>/<pipeline>/<dataset>/`, partitioned by
+`ds` string with partition projection. The predictions table of an inference_stats step is
+created by that step itself (`CREATE EXTERNAL TABLE IF NOT EXISTS`, see
+water.targets.cloud.operators.predictions_table_ddl).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import MISSING, dataclass, fields
+from datetime import timedelta
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from water import paths
+from water.lake import Lake
+from water.spec import (
+    AthenaSqlStep,
+    BigQuerySqlStep,
+    DriftGuardStep,
+    GluePySparkStep,
+    InferenceStatsStep,
+    Placement,
+    PipelineSpec,
+    PodStep,
+    PublishStep,
+    Route,
+    SageMakerTrainingStep,
+    SageMakerTransformStep,
+    SizedPostprocessStep,
+    Tier,
+)
+from water.targets import common
+from water.targets.base import Built, Registry, Target, external, per_shard
+
+REGISTRY = Registry("cloud")
+
+# IAM actions the cloud target's operators and hooks call; docs/iam/airflow-role-policy.json grants exactly these (tests/contract/test_iam.py).
+AWS_ACTIONS = sorted(
+    {
+        # S3: lake partitions, staging, transfers, Glue scripts, sourcedir, Athena results
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "s3:GetBucketLocation",
+        "s3:GetObject",
+        "s3:ListBucket",
+        "s3:PutObject",
+        # Glue: GlueJobOperator (get/create/update the job, run, poll, stop on kill, durable re-attach)
+        "glue:BatchStopJobRun",
+        "glue:CreateJob",
+        "glue:GetJob",
+        "glue:GetJobRun",
+        "glue:GetJobRuns",
+        "glue:StartJobRun",
+        "glue:UpdateJob",
+        # Glue Data Catalog, as Athena queries and the predictions table DDL use it
+        "glue:CreateTable",
+        "glue:GetDatabase",
+        "glue:GetPartitions",
+        "glue:GetTable",
+        # Athena: queries, polling, results, cancel on kill
+        "athena:GetQueryExecution",
+        "athena:GetQueryResults",
+        "athena:StartQueryExecution",
+        "athena:StopQueryExecution",
+        # SageMaker: training, model, batch transform (incl. the operators' exists-checks)
+        "sagemaker:AddTags",
+        "sagemaker:CreateModel",
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:CreateTransformJob",
+        "sagemaker:DescribeModel",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:DescribeTransformJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:StopTransformJob",
+        # CloudWatch Logs: SageMakerTrainingOperator(print_log=True) tails the job's log
+        "logs:DescribeLogStreams",
+        "logs:GetLogEvents",
+        # IAM: GlueJobHook resolves the role name; Glue and SageMaker are handed their roles
+        "iam:GetRole",
+        "iam:PassRole",
+    }
+)
+
+# AWS accounts serving the SageMaker scikit-learn framework image, per region.
+SKLEARN_IMAGE_ACCOUNTS = {
+    "ap-northeast-1": "354813040037",
+    "ap-northeast-2": "366743142698",
+    "ap-south-1": "720646828776",
+    "ap-southeast-1": "121021644041",
+    "ap-southeast-2": "783357654285",
+    "ca-central-1": "341280168497",
+    "eu-central-1": "492215442770",
+    "eu-north-1": "662702820516",
+    "eu-west-1": "141502667606",
+    "eu-west-2": "764974769150",
+    "eu-west-3": "659782779980",
+    "sa-east-1": "737474898029",
+    "us-east-1": "683313688378",
+    "us-east-2": "257758044811",
+    "us-west-1": "746614075791",
+    "us-west-2": "246618743249",
+}
+
+
+class SettingsError(ValueError):
+    """A missing or malformed cloud setting; the message names each environment variable."""
+
+
+_S3 = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?$"
+_GS = r"^gs://[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9](/[^\s]*)?$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]*$"
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """The deployment's cloud settings; see the table in this module's docstring."""
+
+    lake: str
+    aws_region: str
+    gcp_project: str
+    bq_staging_dataset: str
+    gcs_staging: str
+    glue_role: str
+    glue_scripts: str
+    athena_output: str
+    sagemaker_role_arn: str
+    sagemaker_code: str
+    k8s_namespace: str
+    k8s_service_account: str
+    job_image: str
+    image_tag: str
+    aws_conn_id: str = "aws_default"
+    gcp_conn_id: str = "google_cloud_default"
+    deferrable: bool = False
+
+    # field -> (validation regex, what it should look like); a class constant, not a field
+    FORMATS: ClassVar[dict[str, tuple[str, str]]] = {
+        "lake": (_S3, "s3://bucket/prefix"),
+        "aws_region": (r"^[a-z]{2}(-[a-z]+)+-\d$", "an AWS region such as eu-west-1"),
+        "gcp_project": (r"^[a-z][a-z0-9\-]{4,28}[a-z0-9]$", "a Google Cloud project id"),
+        "bq_staging_dataset": (r"^[A-Za-z0-9_]{1,1024}$", "a BigQuery dataset id (letters, digits, _)"),
+        "gcs_staging": (_GS, "gs://bucket/prefix"),
+        "glue_role": (r"^[\w+=,.@\-]{1,64}$", "an IAM role name"),
+        "glue_scripts": (_S3, "s3://bucket/prefix"),
+        "athena_output": (_S3, "s3://bucket/prefix"),
+        "sagemaker_role_arn": (r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$", "an IAM role ARN"),
+        "sagemaker_code": (_S3, "s3://bucket/prefix"),
+        "k8s_namespace": (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "a Kubernetes namespace"),
+        "k8s_service_account": (r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", "a Kubernetes service account name"),
+        "job_image": (r"^[^\s:@]+(:\d+)?(/[^\s:@]+)*$", "an image repository without a tag"),
+        "image_tag": (r"^[\w][\w.\-]{0,127}$", "an image tag"),
+        "aws_conn_id": (_NAME, "an Airflow connection id"),
+        "gcp_conn_id": (_NAME, "an Airflow connection id"),
+    }
+
+    @staticmethod
+    def variable(field: str) -> str:
+        return f"WATER_{field.upper()}"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> CloudSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems = []
+        for f in fields(cls):
+            name = cls.variable(f.name)
+            raw = (env.get(name) or "").strip()
+            if not raw:
+                if f.default is MISSING:
+                    problems.append(f"{name} is not set (the cloud target needs it; see water/targets/cloud/target.py)")
+                continue
+            if f.name == "deferrable":
+                if raw.lower() not in ("true", "false"):
+                    problems.append(f"{name}={raw!r} must be true or false")
+                values[f.name] = raw.lower() == "true"
+                continue
+            pattern, shape = cls.FORMATS[f.name]
+            if not re.match(pattern, raw):
+                problems.append(f"{name}={raw!r} is not {shape}")
+            values[f.name] = raw.rstrip("/") if raw.startswith(("s3://", "gs://")) else raw
+        if problems:
+            raise SettingsError("cloud target settings (WATER_TARGET=cloud):\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+    @property
+    def job_image_ref(self) -> str:
+        return f"{self.job_image}:{self.image_tag}"
+
+
+
+@lru_cache(maxsize=None)
+def _ecr_domain(region: str) -> str:
+    """The ECR domain suffix of the region's partition, from botocore's own endpoint data."""
+    import botocore.exceptions
+    import botocore.loaders
+    import botocore.regions
+
+    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+    try:
+        return resolver.get_partition_dns_suffix(resolver.get_partition_for_region(region))
+    except botocore.exceptions.UnknownRegionError:
+        raise SettingsError(f"WATER_AWS_REGION={region!r} is not a region botocore knows") from None
+
+
+def sklearn_image(region: str, framework_version: str) -> str:
+    """The SageMaker scikit-learn framework image (CPU, Python 3) for the region."""
+    account = SKLEARN_IMAGE_ACCOUNTS.get(region)
+    if account is None:
+        raise SettingsError(
+            f"WATER_AWS_REGION={region!r}: no SageMaker scikit-learn image account known for this region; "
+            f"known regions: {', '.join(sorted(SKLEARN_IMAGE_ACCOUNTS))} (add it to SKLEARN_IMAGE_ACCOUNTS "
+            "in water/targets/cloud/target.py)"
+        )
+    return f"{account}.dkr.ecr.{region}.{_ecr_domain(region)}/sagemaker-scikit-learn:{framework_version}-cpu-py3"
+
+
+def sagemaker_name(pipeline: str, kind: str) -> str:
+    """A SageMaker job/model name unique per ds and try: [a-zA-Z0-9-], at most 63 characters
+    even after the operators append a -<timestamp> to a name that already exists."""
+    stem = re.sub(r"[^a-zA-Z0-9]+", "-", f"water-{pipeline}-{kind}").strip("-")[:32].rstrip("-")
+    return f"{stem}-{{{{ ds_nodash }}}}-{{{{ ti.try_number }}}}"
+
+
+def script_mode_hyperparameters(
+    hyperparameters: Mapping[str, Any], program: str, submit_directory: str, region: str
+) -> dict[str, str]:
+    """Hyperparameters as the SageMaker Python SDK sends them in script mode: JSON-encoded strings."""
+    encoded = {str(k): json.dumps(v) for k, v in hyperparameters.items()}
+    return {
+        **encoded,
+        "sagemaker_program": json.dumps(program),
+        "sagemaker_submit_directory": json.dumps(submit_directory),
+        "sagemaker_region": json.dumps(region),
+        "sagemaker_container_log_level": "20",
+    }
+
+
+def glue_job_arguments(args: Mapping[str, Any]) -> dict[str, str]:
+    """The Glue job's `--name value` arguments (water.targets.local.engines.glue.glue_arguments passes the same)."""
+    return {f"--{name}": str(value).lower() if isinstance(value, bool) else str(value) for name, value in args.items()}
+
+
+def bind_ds(sql: str, value: str) -> str:
+    """Trino SQL with each `?` outside strings, quoted names and comments replaced by `value`.
+
+    Athena's AthenaOperator has no ExecutionParameters; `value` is a SQL literal that water
+    writes itself ("'{{ ds }}'"), never user input.
+    """
+    out, i, n = [], 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in ("'", '"'):
+            j = i + 1
+            while j < n:
+                if sql[j] == c and j + 1 < n and sql[j + 1] == c:
+                    j += 2  # an escaped quote
+                elif sql[j] == c:
+                    break
+                else:
+                    j += 1
+            out.append(sql[i : j + 1])
+            i = j + 1
+        elif sql.startswith("--", i):
+            j = sql.find("\n", i)
+            j = n if j < 0 else j
+            out.append(sql[i:j])
+            i = j
+        elif sql.startswith("/*", i):
+            j = sql.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append(sql[i:j])
+            i = j
+        elif c == "?":
+            out.append(value)
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def unload_query(select: str, location: str) -> str:
+    """Athena UNLOAD of a SELECT to Parquet files under `location` (which must be empty)."""
+    body = select.strip().rstrip(";").strip()
+    return f"UNLOAD (\n{body}\n)\nTO '{location.rstrip('/')}/'\nWITH (format = 'PARQUET', compression = 'SNAPPY')"
+
+
+@dataclass(frozen=True)
+class CloudTarget(Target):
+    settings: CloudSettings
+    name: str = "cloud"
+    registry: ClassVar[Registry] = REGISTRY
+
+    @classmethod
+    def from_environment(cls) -> CloudTarget:
+        return cls(settings=CloudSettings.from_environment())
+
+    # --- what target-agnostic code (drift guard) needs ---------------------------------------
+
+    @property
+    def lake_root(self) -> str:
+        return self.settings.lake
+
+    @property
+    def storage_conn_id(self) -> str:
+        return self.settings.aws_conn_id
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _lake(self, spec: PipelineSpec) -> Lake:
+        return Lake(self.settings.lake, spec.name)
+
+    def _partition(self, spec: PipelineSpec, dataset: str) -> str:
+        return self._lake(spec).uri(dataset, "{{ ds }}")
+
+    def _staging(self, spec: PipelineSpec, dataset: str) -> str:
+        """Where a stage writes aside: inside its dataset (the same IAM scope), under a `_`
+        folder that Athena and the partition readers skip."""
+        return self._lake(spec).uri(f"{dataset}/_staging", "{{ ds }}")
+
+    def _aws(self) -> dict[str, Any]:
+        return {"aws_conn_id": self.settings.aws_conn_id, "region_name": self.settings.aws_region}
+
+    def _gcs(self, spec: PipelineSpec, dataset: str) -> tuple[str, str]:
+        """(bucket, object prefix ending in /) of a dataset's exchange folder on GCS."""
+        bucket, _, prefix = self.settings.gcs_staging.removeprefix("gs://").partition("/")
+        path = "/".join(p for p in (prefix, spec.name, dataset, "ds={{ ds }}") if p)
+        return bucket, f"{path}/"
+
+    def _clear_s3(self, uri: str, **kwargs: Any) -> Any:
+        from airflow.providers.amazon.aws.operators.s3 import S3DeleteObjectsOperator
+        from water.targets.cloud.operators import split_s3_uri
+
+        bucket, key = split_s3_uri(uri)
+        return S3DeleteObjectsOperator(
+            task_id="clear_staging", bucket=bucket, prefix=f"{key}/", aws_conn_id=self.settings.aws_conn_id, **kwargs
+        )
+
+    def _promote(self, spec: PipelineSpec, dataset: str, **kwargs: Any) -> Any:
+        from water.targets.cloud.operators import S3PromotePartitionOperator
+
+        return S3PromotePartitionOperator(
+            task_id="promote",
+            sources=[self._staging(spec, dataset)],
+            destination=self._partition(spec, dataset),
+            aws_conn_id=self.settings.aws_conn_id,
+            **kwargs,
+        )
+
+    def _group(self, group_id: str, tooltip: str):
+        from airflow.sdk import TaskGroup
+
+        return TaskGroup(group_id=group_id, tooltip=tooltip)
+
+    def _pod(
+        self,
+        spec: PipelineSpec,
+        task_id: str,
+        entrypoint: str,
+        args: Mapping[str, Any],
+        flags: dict[str, str],
+        placement: Placement,
+        labels: dict[str, str],
+        timeout: timedelta,
+    ) -> dict[str, Any]:
+        """KubernetesPodOperator arguments shared by every water pod."""
+        from kubernetes.client import V1Toleration
+
+        from water.targets.cloud.operators import pod_arguments
+
+        s = self.settings
+        return {
+            "task_id": task_id,
+            "image": s.job_image_ref,
+            "arguments": pod_arguments(entrypoint, args, flags),
+            "namespace": s.k8s_namespace,
+            "service_account_name": s.k8s_service_account,
+            "labels": {"app.kubernetes.io/part-of": "water", "pipeline": spec.name, "ds": "{{ ds }}", **labels},
+            "node_selector": dict(placement.node_selector) or None,
+            "tolerations": [V1Toleration(**t.model_dump(exclude_none=True)) for t in placement.tolerations] or None,
+            "env_vars": {"AWS_DEFAULT_REGION": s.aws_region, "AWS_REGION": s.aws_region},
+            "startup_timeout_seconds": int(placement.startup_timeout.total_seconds()),
+            "on_finish_action": "delete_succeeded_pod",
+            "get_logs": True,
+            "deferrable": s.deferrable,
+            **external(timeout),
+        }
+
+    def sourcedir(self, spec: PipelineSpec, training: str) -> str:
+        """Where a SageMaker training step's script-mode code (and its inference handlers) go."""
+        return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
+
+    def counter(self, spec: PipelineSpec, predictions: str, workgroup: str):
+        from water.targets.cloud.operators import AthenaCounter
+
+        s = self.settings
+        return AthenaCounter(
+            table=f"{spec.name}_{predictions.replace('/', '_')}",
+            location=self._lake(spec).dataset_uri(predictions),
+            database=spec.database,
+            workgroup=workgroup,
+            output_location=s.athena_output,
+            aws_conn_id=s.aws_conn_id,
+            region_name=s.aws_region,
+        )
+
+
+def _tags(spec: PipelineSpec) -> list[dict[str, str]]:
+    return [{"Key": "pipeline", "Value": spec.name}, {"Key": "ds", "Value": "{{ ds }}"}]
+
+
+@REGISTRY.builds("bigquery_sql")
+def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQuerySqlStep) -> Built:
+    """BigQuery SQL into a per-day staging table -> Parquet on GCS -> S3 -> promote."""
+    from airflow.providers.amazon.aws.transfers.gcs_to_s3 import GCSToS3Operator
+    from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
+    from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
+    from airflow.providers.google.cloud.transfers.bigquery_to_gcs import BigQueryToGCSOperator
+
+    s = target.settings
+    timeout = external(step.timeout)
+    table_id = f"{spec.name}_{step.writes.replace('/', '_')}_{{{{ ds_nodash }}}}"
+    gcs_bucket, gcs_prefix = target._gcs(spec, step.writes)
+    with target._group(name, f"BigQuery SQL -> Parquet on GCS -> S3 {step.writes}/ds=…") as group:
+        query = BigQueryInsertJobOperator(
+            task_id="query",
+            configuration={
+                "query": {
+                    "query": (paths.include_dir() / step.sql).read_text(),
+                    "useLegacySql": False,
+                    "parameterMode": "NAMED",
+                    "queryParameters": [
+                        {"name": "ds", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "{{ ds }}"}}
+                    ],
+                    "destinationTable": {"projectId": s.gcp_project, "datasetId": s.bq_staging_dataset, "tableId": table_id},
+                    "writeDisposition": "WRITE_TRUNCATE",
+                    "createDisposition": "CREATE_IF_NEEDED",
+                },
+                "labels": {"pipeline": spec.name, "stage": name},
+            },
+            project_id=s.gcp_project,
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            **timeout,
+        )
+        clear_export = GCSDeleteObjectsOperator(
+            task_id="clear_export", bucket_name=gcs_bucket, prefix=gcs_prefix, gcp_conn_id=s.gcp_conn_id, **timeout
+        )
+        export = BigQueryToGCSOperator(
+            task_id="export",
+            source_project_dataset_table=f"{s.gcp_project}.{s.bq_staging_dataset}.{table_id}",
+            destination_cloud_storage_uris=[f"gs://{gcs_bucket}/{gcs_prefix}part-*.parquet"],
+            export_format="PARQUET",
+            compression="SNAPPY",
+            project_id=s.gcp_project,
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            **timeout,
+        )
+        staging = target._staging(spec, step.writes)
+        to_s3 = GCSToS3Operator(
+            task_id="to_s3",
+            gcs_bucket=gcs_bucket,
+            prefix=gcs_prefix,
+            gcp_conn_id=s.gcp_conn_id,
+            dest_aws_conn_id=s.aws_conn_id,
+            dest_s3_key=f"{staging}/",
+            replace=True,
+            keep_directory_structure=False,
+            flatten_structure=True,
+            **timeout,
+        )
+        promote = target._promote(spec, step.writes, **timeout)
+        query >> clear_export >> export >> target._clear_s3(staging, **timeout) >> to_s3 >> promote
+    return Built.one(group)
+
+
+@REGISTRY.builds("glue_pyspark")
+def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GluePySparkStep) -> Built:
+    """The script uploaded to WATER_GLUE_SCRIPTS -> GlueJobOperator -> promote."""
+    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
+    from airflow.providers.amazon.aws.transfers.local_to_s3 import LocalFilesystemToS3Operator
+
+    from water.targets.cloud.operators import split_s3_uri
+
+    s = target.settings
+    timeout = external(step.timeout)
+    script = paths.include_dir() / step.script
+    script_uri = f"{s.glue_scripts}/{spec.name}/{script.name}"
+    scripts_bucket, script_key = split_s3_uri(script_uri)
+    with target._group(name, f"Glue PySpark job -> {step.writes}/ds=…") as group:
+        upload = LocalFilesystemToS3Operator(
+            task_id="upload_script",
+            filename=str(script),
+            dest_bucket=scripts_bucket,
+            dest_key=script_key,
+            replace=True,
+            aws_conn_id=s.aws_conn_id,
+            **external(timedelta(minutes=10)),
+        )
+        job = GlueJobOperator(
+            task_id="glue_job",
+            job_name=f"water-{spec.name}-{name}",
+            job_desc=f"water {spec.name}: {step.script}",
+            script_location=script_uri,
+            script_args=glue_job_arguments(
+                {
+                    **step.args,
+                    **{arg: target._partition(spec, dataset) for arg, dataset in step.reads.items()},
+                    "output_path": target._staging(spec, step.writes),
+                    "ds": "{{ ds }}",
+                }
+            ),
+            iam_role_name=s.glue_role,
+            create_job_kwargs={
+                "GlueVersion": step.glue_version,
+                "WorkerType": step.worker_type,
+                "NumberOfWorkers": step.workers,
+                "Timeout": max(1, int(step.timeout.total_seconds() // 60)),
+                "Tags": {"pipeline": spec.name},
+            },
+            update_config=True,  # spec changes (workers, version) reach the existing job
+            wait_for_completion=True,
+            stop_job_run_on_kill=True,
+            deferrable=s.deferrable,
+            **target._aws(),
+            **timeout,
+        )
+        upload >> job >> target._promote(spec, step.writes, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("athena_sql")
+def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaSqlStep) -> Built:
+    """Athena UNLOAD to Parquet in the pipeline's catalog database (? bound to ds) -> promote."""
+    from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+
+    s = target.settings
+    timeout = external(step.timeout)
+    staging = target._staging(spec, step.writes)
+    select = bind_ds((paths.include_dir() / step.sql).read_text(), "'{{ ds }}'")
+    with target._group(name, f"Athena UNLOAD -> {step.writes}/ds=…") as group:
+        unload = AthenaOperator(
+            task_id="unload",
+            query=unload_query(select, staging),
+            database=spec.database,
+            output_location=s.athena_output,
+            workgroup=step.workgroup,
+            sleep_time=10,
+            deferrable=s.deferrable,
+            **target._aws(),
+            **timeout,
+        )
+        target._clear_s3(staging, **timeout) >> unload >> target._promote(spec, step.writes, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("pod")
+def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Built:
+    from water.targets.cloud.operators import SizedPodOperator
+
+    flags = {
+        **{flag: target._partition(spec, dataset) for flag, dataset in step.reads.items()},
+        **{flag: target._partition(spec, out.dataset) for flag, out in step.writes.items()},
+    }
+    return Built.one(
+        SizedPodOperator(
+            container_resources=step.resources.as_k8s_dict(),
+            **target._pod(spec, name, step.entrypoint, step.args, flags, step.placement, {"stage": name}, step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("sagemaker_training")
+def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step: SageMakerTrainingStep) -> Built:
+    """sourcedir.tar.gz packaged from the script's folder -> SageMaker script-mode training."""
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
+
+    from water.targets.cloud.operators import PackageSourceDirOperator
+
+    s = target.settings
+    entry = Path(step.entry_point)
+    sourcedir = target.sourcedir(spec, name)
+    with target._group(name, f"SageMaker script-mode training -> {step.writes}/ds=…") as group:
+        package = PackageSourceDirOperator(
+            task_id="package",
+            folder=str(paths.include_dir() / entry.parent),
+            destination=sourcedir,
+            aws_conn_id=s.aws_conn_id,
+            **external(timedelta(minutes=10)),
+        )
+        fit = SageMakerTrainingOperator(
+            task_id="fit",
+            config={
+                "TrainingJobName": sagemaker_name(spec.name, name),
+                "AlgorithmSpecification": {
+                    "TrainingImage": sklearn_image(s.aws_region, step.framework_version),
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": m.name, "Regex": m.regex} for m in step.metric_definitions],
+                },
+                "HyperParameters": script_mode_hyperparameters(step.hyperparameters, entry.name, sourcedir, s.aws_region),
+                "InputDataConfig": [
+                    {
+                        "ChannelName": channel,
+                        "DataSource": {
+                            "S3DataSource": {
+                                "S3DataType": "S3Prefix",
+                                "S3Uri": f"{target._partition(spec, dataset)}/",
+                                "S3DataDistributionType": "FullyReplicated",
+                            }
+                        },
+                        "ContentType": "text/csv",
+                        "CompressionType": "None",
+                    }
+                    for channel, dataset in step.reads.items()
+                ],
+                "OutputDataConfig": {"S3OutputPath": target._partition(spec, step.writes)},
+                "ResourceConfig": {
+                    "InstanceType": step.instance_type,
+                    "InstanceCount": step.instance_count,
+                    "VolumeSizeInGB": step.volume_size_gb,
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": int(step.max_runtime.total_seconds())},
+                "RoleArn": s.sagemaker_role_arn,
+                "Tags": _tags(spec),
+            },
+            wait_for_completion=True,
+            print_log=True,
+            check_interval=30,
+            check_if_job_exists=True,
+            action_if_job_exists="timestamp",
+            deferrable=s.deferrable,
+            **target._aws(),
+            **external(step.max_runtime + timedelta(minutes=15)),  # queueing and upload on top of the job's own limit
+        )
+        package >> fit
+    return Built.one(group)
+
+
+@REGISTRY.builds("sagemaker_transform")
+def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step: SageMakerTransformStep) -> Built:
+    """A SageMaker model from the training step's artifact -> batch transform -> promote."""
+    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerModelOperator, SageMakerTransformOperator
+
+    s = target.settings
+    timeout = external(step.timeout)
+    training_name = spec.writer(step.model)
+    training = spec.steps[training_name]
+    image = sklearn_image(s.aws_region, training.framework_version)
+    staging = target._staging(spec, step.writes)
+    with target._group(name, f"SageMaker model + batch transform -> {step.writes}/ds=…") as group:
+        model = SageMakerModelOperator(
+            task_id="model",
+            config={
+                "ModelName": sagemaker_name(spec.name, f"{name}-model"),
+                "PrimaryContainer": {
+                    "Image": image,
+                    "ModelDataUrl": (
+                        f"{{{{ ti.xcom_pull(task_ids='{training_name}.fit')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}}}"
+                    ),
+                    "Environment": {
+                        "SAGEMAKER_PROGRAM": Path(step.entry_point).name,
+                        "SAGEMAKER_SUBMIT_DIRECTORY": target.sourcedir(spec, training_name),
+                        "SAGEMAKER_REGION": s.aws_region,
+                        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    },
+                },
+                "ExecutionRoleArn": s.sagemaker_role_arn,
+                "Tags": _tags(spec),
+            },
+            **target._aws(),
+            **external(timedelta(minutes=10)),
+        )
+        transform = SageMakerTransformOperator(
+            task_id="transform",
+            config={
+                "TransformJobName": sagemaker_name(spec.name, name),
+                "ModelName": f"{{{{ ti.xcom_pull(task_ids='{name}.model')['Model']['ModelName'] }}}}",
+                "BatchStrategy": "MultiRecord",
+                "MaxPayloadInMB": step.max_payload_mb,
+                "TransformInput": {
+                    "DataSource": {
+                        "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"{target._partition(spec, step.input)}/"}
+                    },
+                    "ContentType": "text/csv",
+                    "SplitType": "Line",
+                    "CompressionType": "None",
+                },
+                "TransformOutput": {"S3OutputPath": staging, "Accept": "text/csv", "AssembleWith": "Line"},
+                "TransformResources": {"InstanceType": step.instance_type, "InstanceCount": step.instance_count},
+                "Tags": _tags(spec),
+            },
+            wait_for_completion=True,
+            check_interval=30,
+            check_if_job_exists=True,
+            action_if_job_exists="timestamp",
+            deferrable=s.deferrable,
+            **target._aws(),
+            **timeout,
+        )
+        model >> target._clear_s3(staging, **timeout) >> transform >> target._promote(spec, step.writes, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("inference_stats")
+def inference_stats(target: CloudTarget, spec: PipelineSpec, name: str, step: InferenceStatsStep) -> Built:
+    from water.targets.cloud.operators import AthenaInferenceStatsOperator
+
+    return Built.one(
+        AthenaInferenceStatsOperator(
+            task_id=name,
+            counter=target.counter(spec, step.reads, step.workgroup),
+            classes=spec.classes,
+            destination=target._partition(spec, step.writes),
+            **external(step.timeout),
+        )
+    )
+
+
+@REGISTRY.builds("drift_guard")
+def drift_guard(target: CloudTarget, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
+    return common.drift_guard(target, spec, name, step)
+
+
+@REGISTRY.builds("sized_postprocess")
+def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
+    from water.targets.cloud.operators import S3CommitShardsOperator, SizedPodOperator
+
+    def tier_task(route_name: str, route: Route, tier: Tier, shards: Any | None) -> Any:
+        flags = {
+            "input": target._partition(spec, step.reads),
+            **{flag: target._partition(spec, dataset) for flag, dataset in route.reads.items()},
+            "output": f"{target._partition(spec, step.shards_dataset)}/route={route_name}",
+        }
+        args = {**route.args, **({"classes": ",".join(route.classes)} if step.routes else {})}
+        # route and tier in the pod's labels: a cluster's cost tools split the work by them
+        labels = {"stage": name, "route": route_name.replace("_", "-"), "tier": tier.name.replace("_", "-")}
+        arguments = {
+            **target._pod(
+                spec, step.tier_task_id(name, route_name, tier.name), route.entrypoint, args, flags, route.placement,
+                labels, step.timeout,
+            ),
+            "container_resources": tier.resources.as_k8s_dict(),
+            "shard_flag": "output",
+            "escalation": route.sizing,
+        }
+        return per_shard(SizedPodOperator, arguments, shards)
+
+    def commit_task() -> Any:
+        return S3CommitShardsOperator(
+            task_id=step.commit_task_id(),
+            shards_root=target._partition(spec, step.shards_dataset),
+            destination=target._partition(spec, step.writes),
+            decision_task_id=step.size_task_id(name),
+            aws_conn_id=target.settings.aws_conn_id,
+            trigger_rule="none_failed_min_one_success",
+            **external(step.timeout),
+        )
+
+    # the same Athena workgroup as the inference_stats step that counts these predictions
+    stats = next(s for s in spec.steps_of("inference_stats").values() if s.reads == step.reads)
+    counter = target.counter(spec, step.reads, stats.workgroup)
+    return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
+
+
+@REGISTRY.builds("publish")
+def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Built:
+    """S3 partition -> GCS -> the BigQuery table's ds partition (WRITE_TRUNCATE)."""
+    from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
+    from airflow.providers.google.cloud.transfers.gcs_to_bigquery import GCSToBigQueryOperator
+    from airflow.providers.google.cloud.transfers.s3_to_gcs import S3ToGCSOperator
+
+    from water.targets.cloud.operators import split_s3_uri
+
+    s = target.settings
+    timeout = external(step.timeout)
+    bucket, prefix = target._gcs(spec, step.reads)
+    lake_bucket, outputs_key = split_s3_uri(target._partition(spec, step.reads))
+    dataset_prefix = prefix.removesuffix("ds={{ ds }}/")
+    with target._group(name, f"S3 {step.reads}/ds=… -> GCS -> the BigQuery table's ds partition") as group:
+        clear = GCSDeleteObjectsOperator(
+            task_id="clear_export", bucket_name=bucket, prefix=prefix, gcp_conn_id=s.gcp_conn_id, **timeout
+        )
+        to_gcs = S3ToGCSOperator(
+            task_id="to_gcs",
+            bucket=lake_bucket,
+            prefix=f"{outputs_key}/",
+            dest_gcs=f"gs://{bucket}/{prefix}",
+            apply_gcs_prefix=True,
+            replace=True,
+            aws_conn_id=s.aws_conn_id,
+            gcp_conn_id=s.gcp_conn_id,
+            return_gcs_uris=True,
+            deferrable=False,  # its deferrable mode is a Storage Transfer job holding AWS keys: not here
+            **timeout,
+        )
+        load = GCSToBigQueryOperator(
+            task_id="load",
+            bucket=bucket,
+            source_objects=[f"{prefix}*.parquet"],
+            destination_project_dataset_table=f"{s.gcp_project}.{step.table}${{{{ ds_nodash }}}}",
+            source_format="PARQUET",
+            write_disposition="WRITE_TRUNCATE",
+            create_disposition="CREATE_IF_NEEDED",
+            autodetect=True,
+            time_partitioning={"type": "DAY", "field": "ds"},
+            # ds=…/segment=… folders become columns, as the local warehouse reads them
+            extra_config={"hivePartitioningOptions": {"mode": "AUTO", "sourceUriPrefix": f"gs://{bucket}/{dataset_prefix}"}},
+            project_id=s.gcp_project,
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            **timeout,
+        )
+        clear >> to_gcs >> load
+    return Built.one(group)
