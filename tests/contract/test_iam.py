@@ -330,12 +330,17 @@ def test_a_catalog_database_outside_water_is_a_spec_error(tmp_path):
             assert raised.value.fields == ["catalog_database"], database
 
 
-def test_deploy_docs_list_every_specs_catalog_tables():
-    """docs/deploy.md section 6 names each pipeline's database and the tables its spec needs."""
+SHIPPED_EXAMPLES = ("recipe_engagement", "customer_value")  # what docs/deploy.md walks through
+
+
+def test_deploy_docs_list_the_shipped_examples_catalog_tables():
+    """docs/deploy.md section 6 names each shipped example's database and the tables its spec
+    needs (a pipeline a team adds gets its DDL from `water catalog`, not from the docs)."""
     text = (ROOT / "docs/deploy.md").read_text()
     section = text[text.index("## 6. Glue Data Catalog tables") : text.index("## 7.")]
+    assert "water catalog" in section
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9_]+)` \|.*$", section, re.M)}
-    for spec in _specs():
+    for spec in (s for s in _specs() if s.name in SHIPPED_EXAMPLES):
         read, _ = _catalog_tables(spec)
         if not read:
             continue

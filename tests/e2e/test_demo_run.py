@@ -36,10 +36,18 @@ DS = "2026-11-01"
 DRIFT_DS = "2026-11-02"
 USERS = 20_000
 WATER = str(Path(sys.executable).parent / "water")
+SIZED_NAME, SIZED = SPEC.step_of("sized_postprocess")
+ROUTES = SIZED.all_routes(SPEC.classes, SIZED_NAME)
+# on a normal day at 20,000 users every route fits its first tier
+SMALL = tuple(SIZED.tier_task_id(SIZED_NAME, r, route.sizing.tiers[0].name) for r, route in ROUTES.items())
 STAGES = ("extract", "features", "training_set", "preprocess", "train", "batch_inference",
-          "inference_stats", "drift_guard", "size_postprocess", "postprocess_small", "commit_outputs", "publish",
+          "inference_stats", "drift_guard", "size_postprocess", *SMALL, "commit_outputs", "publish",
           "run_report")
-SKIPPED = ("quarantine", "no_predictions", "postprocess_medium", "plan_shards", "postprocess_large")
+SKIPPED = (
+    "quarantine", "no_predictions",
+    *(SIZED.plan_task_id(r) for r in ROUTES),
+    *(SIZED.tier_task_id(SIZED_NAME, r, t.name) for r, route in ROUTES.items() for t in route.sizing.tiers[1:]),
+)
 
 
 def water_run(state_dir: Path, env: dict[str, str], ds: str = DS, *extra: str) -> dict:
@@ -108,7 +116,8 @@ def test_every_stage_succeeds(runs):
         assert summary["state"] == "success"
         states = {t["task_id"]: t["state"] for t in summary["tasks"]}
         assert states == {**{s: "success" for s in STAGES}, **{s: "skipped" for s in SKIPPED}}
-        assert summary["sizing"]["tier"] == "small" and summary["sizing"]["shards"] == 1
+        routes = summary["sizing"]["routes"]
+        assert {r: (d["tier"], d["shards"]) for r, d in routes.items()} == {r: ("small", 1) for r in ROUTES}
         assert summary["wall_seconds"] > 0 and summary["overhead_ratio"] >= 1.0
 
 
@@ -128,7 +137,10 @@ def test_row_counts_hold_through_every_stage(runs):
     assert f["batch_inference"]["rows_in"] == f["batch_inference"]["rows_out"] == eligible
     assert f["inference_stats"]["rows"] == sum(f["inference_stats"]["class_counts"].values()) == eligible
     assert f["size_postprocess"]["rows"] == eligible and f["size_postprocess"]["counts_from"] == "inference_stats"
-    assert f["postprocess_small"]["rows_out"] == f["commit_outputs"]["rows_out"] == eligible
+    counts = f["inference_stats"]["class_counts"]
+    for task, route in zip(SMALL, ROUTES.values()):  # each route's pod read only its classes
+        assert f[task]["rows_in"] == f[task]["rows_out"] == sum(counts[c] for c in route.classes)
+    assert sum(f[task]["rows_out"] for task in SMALL) == f["commit_outputs"]["rows_out"] == eligible
     assert f["publish"]["rows_out"] == eligible == runs["first"]["rows_published"]
 
 
@@ -172,7 +184,7 @@ def test_a_drift_day_is_quarantined_and_not_published(runs):
     states = {t["task_id"]: t["state"] for t in summary["tasks"]}
     assert summary["state"] == "success"  # a flagged success: nothing broke, the guard held the day back
     assert states["drift_guard"] == "success" and states["quarantine"] == "success"
-    for task in ("size_postprocess", "postprocess_small", "commit_outputs", "publish"):
+    for task in ("size_postprocess", *SMALL, "commit_outputs", "publish"):
         assert states[task] == "skipped", task
     assert states["run_report"] == "success"
     drift = summary["drift"]
@@ -207,7 +219,10 @@ def test_slack_hears_start_success_and_the_drift_alert(runs):
         assert f"{baseline[cls]:.1%}" in row and f"{shares[cls]:.1%}" in row
     assert any(b["type"] == "header" for b in alert["blocks"])
     success = next(m["body"]["text"] for m in runs["slack"] if "succeeded" in m["body"]["text"] and f"ds={DS}" in m["body"]["text"])
-    assert "tier: small × 1" in success and f"rows: {runs['first']['predicted_class_counts'] and sum(runs['first']['predicted_class_counts'].values()):,}" in success
+    assert "tier: " + " · ".join(f"{r} small" for r in ROUTES) in success
+    for r, route in ROUTES.items():  # each route's rows and tier
+        assert any(line.startswith(f"{r} ({', '.join(route.classes)}): ") and "→ small" in line for line in success.splitlines())
+    assert f"rows: {runs['first']['predicted_class_counts'] and sum(runs['first']['predicted_class_counts'].values()):,}" in success
     assert "/dags/recipe_engagement/runs/" in success  # a link to the run in the UI
 
 
@@ -222,8 +237,8 @@ def test_metrics_reach_statsd_with_datadog_tags(runs):
     psi = {m["tags"]["verdict"]: m["value"] for m in by_name["water.drift.psi"] if m["tags"]["ds"] == DRIFT_DS}
     assert psi["block"] == pytest.approx(runs["drift"]["drift"]["psi"], rel=1e-3)
     assert psi["accepted"] == pytest.approx(runs["accepted"]["drift"]["psi"], rel=1e-3)
-    shards = [m for m in by_name["water.sizing.shards"] if m["tags"]["ds"] == DS]
-    assert shards and shards[-1]["tags"]["tier"] == "small"
+    shards = {m["tags"]["route"]: m["tags"]["tier"] for m in by_name["water.sizing.shards"] if m["tags"]["ds"] == DS}
+    assert shards == {r: "small" for r in ROUTES}  # tagged by route
     shares = {m["tags"]["class"] for m in by_name["water.predictions.class_share"]}
     assert shares == {"cook", "browse", "dormant"}
     accuracy = [m for m in by_name["water.model.validation_accuracy"] if m["tags"]["ds"] == DS][-1]["value"]

@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 WATER = str(Path(sys.executable).parent / "water")
 USERS = 20_000
 DAYS = {"2026-11-01": "34/33/33", "2026-11-02": "80/15/5"}
-# per route: small up to 4,000 rows, medium up to 10,000, large up to 16,000 (8,000 a shard)
-SCALED = (4_000, 10_000, 16_000)
+# per route: the first tier up to 4,000 rows, the next up to 10,000, then 16,000 … (8,000 a shard)
+SCALED = (4_000, 10_000, 16_000, 22_000, 28_000)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,7 @@ def swing(tmp_path_factory):
     sized = next(s for s in spec["steps"].values() if s["kind"] == "sized_postprocess")
     assert sized.get("routes"), "the demo's post-processing is routed by class"
     for route in sized["routes"].values():
+        assert len(route["sizing"]["tiers"]) <= len(SCALED)
         for tier, max_rows in zip(route["sizing"]["tiers"], SCALED):
             tier["max_rows"] = max_rows
         route["sizing"]["scale_out"] = {"rows_per_shard": 8_000, "max_shards": 4}
@@ -62,9 +63,9 @@ def route_of(sized: dict, cls: str) -> str:
     return next(name for name, route in sized["routes"].items() if cls in route["classes"])
 
 
-def size(route: dict) -> tuple[int, int]:
-    """A route's size as (tier index, shards): comparable across days."""
-    tiers = ["small", "medium", "large"]
+def size(sized: dict, name: str, route: dict) -> tuple[int, int]:
+    """A route's size as (tier index in its own sizing, shards): comparable across days."""
+    tiers = [t["name"] for t in sized["routes"][name]["sizing"]["tiers"]]
     return tiers.index(route["tier"]), route["shards"]
 
 
@@ -80,9 +81,9 @@ def test_the_heavy_class_route_grows_and_the_light_ones_shrink(swing):
     _, sized, summaries = swing
     one, two = (s["sizing"]["routes"] for s in summaries.values())
     cook, browse, dormant = (route_of(sized, c) for c in ("cook", "browse", "dormant"))
-    assert two[cook]["rows"] > one[cook]["rows"] and size(two[cook]) > size(one[cook])
+    assert two[cook]["rows"] > one[cook]["rows"] and size(sized, cook, two[cook]) > size(sized, cook, one[cook])
     for light in (browse, dormant):
-        assert two[light]["rows"] < one[light]["rows"] and size(two[light]) < size(one[light])
+        assert two[light]["rows"] < one[light]["rows"] and size(sized, light, two[light]) < size(sized, light, one[light])
     for routes in (one, two):  # each route sized from its own classes' rows
         assert sum(r["rows"] for r in routes.values()) == USERS
 

@@ -1,8 +1,9 @@
-"""End to end: the day's output size lands post-processing in small, medium, or large x N.
+"""End to end: the cook route's own rows land it on its first tier, its second, or shards.
 
-The demo pipeline runs in a copy of the project whose sizing tiers are scaled down
-(small <= 1,000 rows, medium <= 3,000, large <= 5,000, then shards of 2,500, at most 4),
-so three small days exercise every branch, and force_tier overrides one run.
+The demo runs in a copy of the project whose cook route (weekly_menu) has scaled-down tiers
+(1,000, 3,000, 5,000, 7,000 rows, then shards of 2,500, at most 4): three small days
+exercise every branch while the other routes stay on their first tier; force_tier
+overrides one route, or all, for one run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from water.spec import parse_quantity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -34,12 +34,21 @@ def project(tmp_path_factory):
     shutil.copytree(ROOT / "dags", root / "dags")
     spec_path = root / "include" / "pipelines" / "recipe_engagement.yaml"
     spec = yaml.safe_load(spec_path.read_text())
-    sizing = spec["steps"]["postprocess"]["sizing"]
-    for tier, max_rows in zip(sizing["tiers"], (1_000, 3_000, 5_000)):
+    cook = next(r for r in spec["steps"]["postprocess"]["routes"].values() if "cook" in r["classes"])
+    for tier, max_rows in zip(cook["sizing"]["tiers"], SCALED):
         tier["max_rows"] = max_rows
-    sizing["scale_out"] = {"rows_per_shard": 2_500, "max_shards": 4}
+    cook["sizing"]["scale_out"] = {"rows_per_shard": 2_500, "max_shards": 4}
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return root
+
+
+SCALED = (1_000, 3_000, 5_000, 7_000)
+
+
+def spec_of(project: Path):
+    from water.spec import load_spec
+
+    return load_spec(project / "include/pipelines/recipe_engagement.yaml", include_dir=project / "include")
 
 
 def water_run(project: Path, users: int, conf: dict | None = None) -> dict:
@@ -47,7 +56,7 @@ def water_run(project: Path, users: int, conf: dict | None = None) -> dict:
     if conf:
         argv += ["--conf", json.dumps(conf)]
     env = {**os.environ, "WATER_PROJECT_ROOT": str(project), "WATER_STATE_DIR": str(project / ".water")}
-    proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=1200, env=env)
     assert proc.returncode == 0, f"water run failed:\n{proc.stderr[-5000:]}"
     return json.loads(proc.stdout)
 
@@ -61,32 +70,44 @@ def published(project: Path) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "users,tier,shards",
-    [(800, "small", 1), (2_500, "medium", 1), (9_000, "large", 4)],
-    ids=["small", "medium", "large-x4"],
+    "users,tier_index,shards",
+    [(800, 0, 1), (5_000, 1, 1), (20_000, -1, 4)],
+    ids=["first-tier", "second-tier", "largest-x4"],
 )
-def test_output_size_picks_the_tier(project, users, tier, shards):
+def test_the_cook_routes_rows_pick_its_tier(project, users, tier_index, shards):
+    spec = spec_of(project)
+    step = spec.steps["postprocess"]
+    name, route = next((n, r) for n, r in step.routes.items() if "cook" in r.classes)
+    tier = route.sizing.tiers[tier_index]
     summary = water_run(project, users)
     assert summary["state"] == "success"
-    assert summary["sizing"]["tier"] == tier and summary["sizing"]["shards"] == shards
-    assert summary["sizing"]["rows"] == users
+    decided = summary["sizing"]["routes"]
+    assert (decided[name]["tier"], decided[name]["shards"]) == (tier.name, shards)
+    assert decided[name]["rows"] == summary["predicted_class_counts"]["cook"]
+    for other, d in decided.items():  # the light routes stay on their first tier
+        if other != name:
+            assert (d["tier"], d["shards"]) == (step.routes[other].sizing.tiers[0].name, 1)
     s = states(summary)
-    chosen = [t for t, state in s.items() if t.startswith("postprocess_") and state == "success"]
-    assert len(chosen) == shards and all(t.startswith(f"postprocess_{tier}") for t in chosen)
+    chosen = [t for t, state in s.items() if t.startswith(f"{name}_") and state == "success"]
+    assert len(chosen) == shards and all(t.startswith(step.tier_task_id("postprocess", name, tier.name)) for t in chosen)
     assert s["no_predictions"] == "skipped"
     figures = {t["task_id"]: t["figures"] for t in summary["tasks"]}
-    spec = yaml.safe_load((project / "include" / "pipelines" / "recipe_engagement.yaml").read_text())
-    limit = next(t for t in spec["steps"]["postprocess"]["sizing"]["tiers"] if t["name"] == tier)["resources"]["limits"]["memory"]
-    limit = int(parse_quantity(limit) / 2**20)
-    assert all(figures[t]["memory_limit_mb"] == limit for t in chosen)
-    assert sum(figures[t]["rows_out"] for t in chosen) == users
-    assert figures["commit_outputs"]["shards"] == shards
+    limit = tier.resources.memory_limit_bytes / 2**20
+    assert all(figures[t]["memory_limit_mb"] == limit and figures[t]["peak_rss_mb"] < limit for t in chosen)
+    assert sum(figures[t]["rows_out"] for t in chosen) == decided[name]["rows"]
+    assert figures["commit_outputs"]["shards"] == shards + len(decided) - 1
     users_out = published(project)
     assert len(users_out) == len(set(users_out)) == users == summary["rows_published"]
 
 
-def test_force_tier_overrides_the_decision_for_one_run(project):
+def test_force_tier_overrides_one_route_or_all_for_one_run(project):
+    spec = spec_of(project)
+    step = spec.steps["postprocess"]
+    summary = water_run(project, 800, conf={"force_tier": {"cook": "medium"}})
+    decided = summary["sizing"]["routes"]
+    cook = next(n for n, r in step.routes.items() if "cook" in r.classes)
+    assert decided[cook]["tier"] == "medium" and decided[cook]["forced"] is True
+    assert all(not d["forced"] and d["tier"] == "small" for n, d in decided.items() if n != cook)
+    assert states(summary)[step.tier_task_id("postprocess", cook, "medium")] == "success"
     summary = water_run(project, 800, conf={"force_tier": "medium"})
-    assert summary["sizing"]["tier"] == "medium" and summary["sizing"]["forced"] is True
-    assert states(summary)["postprocess_medium"] == "success"
-    assert states(summary)["postprocess_small"] == "skipped"
+    assert all(d["tier"] == "medium" and d["forced"] for d in summary["sizing"]["routes"].values())

@@ -844,6 +844,7 @@ def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishSte
             create_disposition="CREATE_IF_NEEDED",
             autodetect=True,
             time_partitioning={"type": "DAY", "field": "ds"},
+            schema_update_options=["ALLOW_FIELD_ADDITION"],  # a step that writes a new column adds it
             # ds=…/segment=… folders become columns, as the local warehouse reads them
             extra_config={"hivePartitioningOptions": {"mode": "AUTO", "sourceUriPrefix": f"gs://{bucket}/{dataset_prefix}"}},
             project_id=s.gcp_project,

@@ -26,6 +26,12 @@ def publish_partition(warehouse_dir: Path, table: str, ds: str, source: Path) ->
         )
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{name}" AS {select} LIMIT 0', {"ds": ds})
+        # A step that now writes more columns adds them (older days read NULL there), as
+        # BigQuery's ALLOW_FIELD_ADDITION does in the cloud.
+        have = {row[0] for row in con.execute(f'DESCRIBE "{schema}"."{name}"').fetchall()}
+        for column, kind, *_ in con.execute(f"DESCRIBE {select}", {"ds": ds}).fetchall():
+            if column not in have:
+                con.execute(f'ALTER TABLE "{schema}"."{name}" ADD COLUMN "{column}" {kind}')
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f'DELETE FROM "{schema}"."{name}" WHERE ds = CAST($ds AS DATE)', {"ds": ds})
