@@ -17,6 +17,7 @@ import argparse
 import copy
 import importlib.util
 import re
+import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 from unittest import mock
@@ -81,7 +82,8 @@ def entrypoint_args(argv: list[str]) -> argparse.Namespace:
     path = paths.include_dir() / script  # the job image runs `python <script>` in /opt/airflow/include
     module_spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    with mock.patch.object(sys, "path", [str(path.parent), *sys.path]):  # as `python <script>`: its helpers import
+        module_spec.loader.exec_module(module)
     parse = argparse.ArgumentParser.parse_args
 
     def stop_after_parsing(self, args=None, namespace=None):

@@ -39,6 +39,7 @@ def test_scaffold_writes_a_valid_pipeline_in_the_project_layout(project):
         "include/training/churn/train.py",
         "include/training/churn/inference.py",
         *(f"include/jobs/churn/{route}.py" for route in ("weekly_menu", "first_cook_nudge", "win_back")),
+        "include/jobs/churn/route_lists.py",  # the routes' helper module travels with them
         "dags/churn.py",
     ]
     for path in created:

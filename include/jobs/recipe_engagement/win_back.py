@@ -3,107 +3,17 @@
     win_back.py --input URI --output URI --classes dormant [--campaign win_back]
                 [--row-start N --row-end N]
 
---input is the predictions partition (CSV lines `user_id,segment,confidence`, no header);
-only rows whose class is in --classes are read, and --row-start/--row-end pick the route's
-rows [start, end) counted in file order AFTER that filter.
+--input, --classes and --row-start/--row-end pick the route's rows (a shard of it) from the
+predictions partition, and OUTPUT gets the lists in the schema every route writes: both as
+route_lists.py says (recipe_ids is empty: no recipes).
 
 The lightest route: nothing else is read. Users are ranked by confidence; the offer follows
 how sure the model is that the user is dormant (the surer, the stronger the offer).
-
-Writes OUTPUT/segment=<class>/part-<row_start>.parquet, the schema every route of the demo
-writes (the segment comes from the Hive folder): user_id int64, confidence double, rank int64
-(by confidence within the segment and shard), campaign string, recipe_ids list<int64> (empty:
-no recipes), message string.
 """
-
-import argparse
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
-
-PREDICTION_SCHEMA = pa.schema([("user_id", pa.int64()), ("segment", pa.string()), ("confidence", pa.float64())])
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("user_id", pa.int64()),
-        ("confidence", pa.float64()),
-        ("rank", pa.int64()),
-        ("campaign", pa.string()),
-        ("recipe_ids", pa.list_(pa.int64())),
-        ("message", pa.string()),
-    ]
-)
-
-
-def data_files(uri):
-    """(filesystem, the partition's data files in path order): '.' and '_' files are not data."""
-    fs, root = pafs.FileSystem.from_uri(uri)
-    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    names = [i.path for i in infos if i.type == pafs.FileType.File]
-    keep = [p for p in names if not any(part.startswith((".", "_")) for part in p[len(root):].split("/"))]
-    return fs, sorted(keep)
-
-
-def read_route_predictions(uri, classes, row_start=None, row_end=None) -> pa.Table:
-    """The route's rows (class in `classes`), or only its rows [row_start, row_end), in file order."""
-    fs, files = data_files(uri)
-    csv_format = ds.CsvFileFormat(
-        read_options=pacsv.ReadOptions(column_names=PREDICTION_SCHEMA.names),
-        convert_options=pacsv.ConvertOptions(column_types=PREDICTION_SCHEMA),
-    )
-    source = ds.dataset(files, filesystem=fs, format=csv_format, schema=PREDICTION_SCHEMA)
-    start = row_start or 0
-    end = row_end if row_end is not None else float("inf")
-    kept, seen = [], 0
-    batches = source.to_batches(  # in file order, a batch or two in flight: memory follows the shard
-        filter=pc.field("segment").isin(classes), use_threads=False, batch_readahead=1, fragment_readahead=1
-    )
-    for batch in batches:
-        first, seen = seen, seen + batch.num_rows
-        if seen <= start:
-            continue
-        if first >= end:
-            break
-        lo, hi = max(start - first, 0), min(end - first, batch.num_rows)
-        kept.append(batch.slice(lo, hi - lo))
-    return pa.Table.from_batches(kept, schema=PREDICTION_SCHEMA)
-
-
-def ranked(rows: pa.Table) -> pa.Table:
-    """Rows sorted by segment, then confidence (best first), then user_id."""
-    return rows.sort_by([("segment", "ascending"), ("confidence", "descending"), ("user_id", "ascending")])
-
-
-def write_lists(output, rows: pa.Table, classes, shard_start, campaign, recipe_ids: pa.Array, message: pa.Array):
-    """One Parquet file per class under OUTPUT/segment=<class>/ (rows as ranked() ordered them)."""
-    fs, root = pafs.FileSystem.from_uri(output)
-    fs.create_dir(root, recursive=True)
-    fs.delete_dir_contents(root, missing_dir_ok=True)  # this task's output folder: a re-run replaces it
-    segments = rows.column("segment")
-    written = {}
-    for segment in classes:
-        mask = pc.equal(segments, segment)
-        n = int(pc.sum(mask).as_py() or 0)
-        table = pa.table(
-            {
-                "user_id": rows.column("user_id").filter(mask),
-                "confidence": rows.column("confidence").filter(mask),
-                "rank": pa.array(np.arange(1, n + 1, dtype=np.int64)),
-                "campaign": pa.repeat(pa.scalar(campaign, pa.string()), n),
-                "recipe_ids": recipe_ids.filter(mask),
-                "message": message.filter(mask),
-            },
-            schema=OUTPUT_SCHEMA,
-        )
-        fs.create_dir(f"{root}/segment={segment}", recursive=True)
-        pq.write_table(table, f"{root}/segment={segment}/part-{shard_start:012d}.parquet", filesystem=fs)
-        written[segment] = n
-    return written
-
+from route_lists import parse_route_args, ranked, read_route_predictions, route_parser, write_lists
 
 # (lowest confidence, offer): the first band the confidence reaches, strongest first
 OFFERS = [
@@ -114,15 +24,7 @@ OFFERS = [
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input", required=True)
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--classes", required=True, help="the route's classes, comma separated")
-    parser.add_argument("--campaign", default="win_back")
-    parser.add_argument("--row-start", type=int)
-    parser.add_argument("--row-end", type=int)
-    args = parser.parse_args(argv)
-    classes = args.classes.split(",")
+    args, classes = parse_route_args(route_parser(__doc__), "win_back", argv)
 
     rows = ranked(read_route_predictions(args.input, classes, args.row_start, args.row_end))
     confidence = rows.column("confidence").to_numpy()

@@ -3,11 +3,13 @@
 What it writes follows from the example's spec, whatever its shape: every file a step runs
 (SQL, Glue script, pod entrypoints, training and inference scripts) is copied with the
 example's name changed to the new one, in the same place of the layout
-(`sql/EXAMPLE/x.sql` -> `sql/NAME/x.sql`, `glue/EXAMPLE_features.py` -> `glue/NAME_features.py`);
-the spec is the example's, pointing at those copies, with its own name, start date and
-published tables (`ml.NAME…`); its sources (fixtures, the seed entrypoint) stay the
-example's, so the new pipeline runs on the same local data before anyone edits it. The DAG
-file comes from water/templates/pipeline/dag.py.
+(`sql/EXAMPLE/x.sql` -> `sql/NAME/x.sql`, `glue/EXAMPLE_features.py` -> `glue/NAME_features.py`),
+and so is every other .py module of a folder those scripts leave for the new pipeline's (a
+helper module the scripts import, a training script's inference handlers); the spec is the
+example's, pointing at those copies, with its own name, start date and published tables
+(`ml.NAME…`); its sources (fixtures, the seed entrypoint) stay the example's, so the new
+pipeline runs on the same local data before anyone edits it. The DAG file comes from
+water/templates/pipeline/dag.py.
 """
 
 from __future__ import annotations
@@ -74,6 +76,21 @@ def artifacts(spec: PipelineSpec) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def helpers(files: dict[str, str], include: Path) -> list[str]:
+    """The .py modules no step names beside the example's scripts, where those move to a folder
+    of their own (`jobs/EXAMPLE/` -> `jobs/NAME/`): a helper travels with the scripts that import
+    it. Scripts that stay in a folder shared with other pipelines (`glue/`) stay beside their
+    helpers, so none is copied there."""
+    moved = [Path(old).parent for old, new in files.items() if old.endswith(".py") and Path(new).parent != Path(old).parent]
+    found = []
+    for folder in dict.fromkeys(moved):
+        for path in sorted((include / folder).iterdir()):
+            old = str(folder / path.name)
+            if path.is_file() and path.suffix == ".py" and old not in files:
+                found.append(old)
+    return found
+
+
 def render(text: str, values: dict[str, str]) -> str:
     def value(match: re.Match) -> str:
         key = match.group(1)
@@ -118,15 +135,8 @@ def plan(name: str, example: str, root: Path, today: date) -> dict[Path, str]:
             spec, (include / "pipelines" / f"{example}.yaml").read_text(), name, files, today
         )
     }
-    for old, new in files.items():
-        out[include / new] = (include / old).read_text().replace(example, name)
-    # Scripts beside a training script (helpers, the inference handlers) travel with it.
-    for step in spec.steps_of("sagemaker_training").values():
-        folder = Path(step.entry_point).parent
-        for path in sorted((include / folder).iterdir()):
-            old = str(folder / path.name)
-            if path.is_file() and path.suffix == ".py" and old not in files:
-                out[include / renamed(old, example, name)] = path.read_text().replace(example, name)
+    for old in [*files, *helpers(files, include)]:
+        out[include / renamed(old, example, name)] = (include / old).read_text().replace(example, name)
     out[root / "dags" / f"{name}.py"] = render((TEMPLATES / "dag.py").read_text(), {"name": name})
     taken = [str(path.relative_to(root)) for path in out if path.exists()]
     if taken:
