@@ -196,9 +196,18 @@ def test_up_restarts_only_a_process_that_died(stack):
 
 @pytest.mark.e2e
 def test_trigger_form_offers_the_params_and_refuses_a_bad_value(stack, api):
+    from water.spec import load_pipeline
+
+    spec = load_pipeline(DEMO)
+    name, sized = spec.step_of("sized_postprocess")
+    routes = sized.all_routes(spec.classes, name)
     params = api.get(f"dags/{DEMO}/details")["params"]
     force = params["force_tier"]
-    assert force["schema"]["enum"] == [None, "small", "medium", "large"]
+    # a tier for every route, or {route or class: one of that route's tiers}
+    one_for_all, per_route = force["schema"]["anyOf"][1], force["schema"]["anyOf"][2]
+    assert one_for_all["enum"] == [t.name for t in next(iter(routes.values())).sizing.tiers
+                                   if all(t.name in [u.name for u in r.sizing.tiers] for r in routes.values())]
+    assert set(per_route["properties"]) == set(routes) | set(spec.classes)
     assert force["schema"]["title"] and "sizing decision" in force["description"]
     assert params["accept_drift"]["schema"]["type"] == "boolean" and params["accept_drift"]["description"]
 
@@ -210,7 +219,9 @@ def test_trigger_form_offers_the_params_and_refuses_a_bad_value(stack, api):
 
     cli = water("trigger", DEMO, "--date", "2026-11-02", "--conf", '{"force_tier": "huge"}', env=stack["env"])
     assert cli.returncode == 2
-    assert "HTTP 400" in cli.stderr and "'huge' is not one of" in cli.stderr
+    assert "HTTP 400" in cli.stderr and "force_tier" in cli.stderr
+    cli = water("trigger", DEMO, "--date", "2026-11-02", "--conf", '{"force_tier": {"cook": "huge"}}', env=stack["env"])
+    assert cli.returncode == 2 and "HTTP 400" in cli.stderr  # a route's tier that route does not have
     assert api.dag_runs(DEMO) == []  # nothing was created
     assert api.dag(DEMO)["is_paused"]  # and a refused trigger does not unpause the DAG
 
@@ -238,7 +249,12 @@ def test_trigger_runs_the_demo_and_the_schedule_starts(stack, api):
     assert scheduled is not None, "unpausing the DAG created no scheduled run"
     assert f"unpaused {DEMO}" in out and "0 6 * * *" in out
     assert f"{DEMO} ds={DS}: success" in out
-    for task in ("extract", "train", "size_postprocess", "postprocess_small", "publish"):
+    from water.spec import load_pipeline
+
+    spec = load_pipeline(DEMO)
+    name, sized = spec.step_of("sized_postprocess")
+    firsts = [sized.tier_task_id(name, r, route.sizing.tiers[0].name) for r, route in sized.all_routes(spec.classes, name).items()]
+    for task in ("extract", "train", "size_postprocess", *firsts, "commit_outputs", "publish"):
         assert re.search(rf"^\s+{task}\s+success$", out, re.M), f"{task} did not succeed:\n{out}"
     assert not api.dag(DEMO)["is_paused"]
 
@@ -251,7 +267,13 @@ def test_status_shows_state_tier_and_drift(stack):
     manual = [r for r in rows if r["run_type"] == "manual"]
     assert len(manual) == 1
     assert manual[0]["ds"] == DS and manual[0]["state"] == "success"
-    assert manual[0]["tier"] == "small"  # size_postprocess's decision for 2,000 rows
+    from water.spec import load_pipeline
+
+    spec = load_pipeline(DEMO)
+    name, sized = spec.step_of("sized_postprocess")
+    routes = sized.all_routes(spec.classes, name)
+    # size_postprocess's decision for 2,000 rows: every route on its first tier
+    assert manual[0]["tier"] == " · ".join(f"{r} {route.sizing.tiers[0].name}" for r, route in routes.items())
     assert manual[0]["drift"] in ("ok", "warn", "no_baseline")  # drift_guard's verdict
     assert manual[0]["seconds"] > 10
     assert any(r["run_type"] == "scheduled" for r in rows)
