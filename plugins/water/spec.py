@@ -760,6 +760,10 @@ class PipelineSpec(Strict):
     def steps_of(self, kind: str) -> dict[str, Step]:
         return {name: step for name, step in self.steps.items() if step.kind == kind}
 
+    def counting_step(self, predictions: str) -> str | None:
+        """The inference_stats step that counts `predictions` (a sized step takes its counts)."""
+        return next((n for n, s in self.steps_of("inference_stats").items() if s.reads == predictions), None)
+
     def step_of(self, kind: str) -> tuple[str, Any] | None:
         """The (name, step) of a singleton kind, or None when the pipeline has none."""
         found = self.steps_of(kind)
@@ -773,8 +777,8 @@ class PipelineSpec(Strict):
             for name, step in self.steps.items()
         }
         for name, step in self.steps_of("sized_postprocess").items():  # sizing reads its stats' counts
-            counting = [n for n, s in self.steps_of("inference_stats").items() if s.reads == step.reads]
-            edges[name] = sorted({*edges[name], *counting}, key=list(self.steps).index)
+            counting = self.counting_step(step.reads)
+            edges[name] = sorted({*edges[name], *([counting] if counting else [])}, key=list(self.steps).index)
         guard = self.step_of("drift_guard")
         if guard:
             guard_name, guard_step = guard
@@ -835,7 +839,6 @@ class PipelineSpec(Strict):
 
     def _kind_links(self) -> None:
         """Cross-step rules of water's own kinds."""
-        stats_by_predictions = {s.reads: n for n, s in self.steps_of("inference_stats").items()}
         stats_outputs = {s.writes for s in self.steps_of("inference_stats").values()}
         guard = self.step_of("drift_guard")
         if guard:
@@ -857,7 +860,7 @@ class PipelineSpec(Strict):
         sized = self.step_of("sized_postprocess")
         if sized:
             name, step = sized
-            if step.reads not in stats_by_predictions:
+            if self.counting_step(step.reads) is None:
                 raise ValueError(
                     f"steps.{name}.reads: no inference_stats step counts {step.reads!r} (sizing needs its counts)"
                 )

@@ -60,7 +60,7 @@ def sized_postprocess(
     shards, planned by its own plan task), all routes in parallel, one commit after them."""
     from water.operators.sizing import NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
 
-    stats = next(n for n, s in spec.steps_of("inference_stats").items() if s.reads == step.reads)
+    stats = spec.counting_step(step.reads)
     routes = step.all_routes(spec.classes, name)
     size = SizePostprocessOperator(
         task_id=step.size_task_id(name),

@@ -56,7 +56,6 @@ from water.lake import Lake
 from water.spec import (
     AthenaSqlStep,
     BigQuerySqlStep,
-    DriftGuardStep,
     GluePySparkStep,
     InferenceStatsStep,
     Placement,
@@ -757,9 +756,7 @@ def inference_stats(target: CloudTarget, spec: PipelineSpec, name: str, step: In
     )
 
 
-@REGISTRY.builds("drift_guard")
-def drift_guard(target: CloudTarget, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
-    return common.drift_guard(target, spec, name, step)
+REGISTRY.builds("drift_guard")(common.drift_guard)  # target-agnostic: the lake through water.store
 
 
 @REGISTRY.builds("sized_postprocess")
@@ -798,7 +795,7 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
         )
 
     # the same Athena workgroup as the inference_stats step that counts these predictions
-    stats = next(s for s in spec.steps_of("inference_stats").values() if s.reads == step.reads)
+    stats = spec.steps[spec.counting_step(step.reads)]
     counter = target.counter(spec, step.reads, stats.workgroup)
     return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
 

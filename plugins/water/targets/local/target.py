@@ -28,7 +28,6 @@ from water.targets.local.operators import (
 from water.spec import (
     AthenaSqlStep,
     BigQuerySqlStep,
-    DriftGuardStep,
     GluePySparkStep,
     InferenceStatsStep,
     PipelineSpec,
@@ -190,9 +189,7 @@ def inference_stats(target: LocalTarget, spec: PipelineSpec, name: str, step: In
     )
 
 
-@REGISTRY.builds("drift_guard")
-def drift_guard(target: LocalTarget, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
-    return common.drift_guard(target, spec, name, step)
+REGISTRY.builds("drift_guard")(common.drift_guard)  # target-agnostic: the lake through water.store
 
 
 @REGISTRY.builds("sized_postprocess")
