@@ -44,3 +44,41 @@ def warehouse_dir() -> Path:
     """The local stand-in for BigQuery: source tables as Parquet folders, published tables in DuckDB."""
     override = os.environ.get("WATER_WAREHOUSE")
     return Path(override).resolve() if override else state_dir() / "warehouse"
+
+
+def private_dir(path: Path) -> Path:
+    """A folder only its owner can enter (0700), made if missing, tightened if it was not."""
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
+    """Write a whole file so that a reader sees the old text or the new, never a half (a temp
+    file beside it, fsynced, renamed over). `private`: mode 0600 even if the file existed."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o600 if private else 0o666 & ~_umask())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask would race other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
