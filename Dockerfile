@@ -30,7 +30,10 @@ RUN pip install --no-cache-dir --no-deps -e /opt/airflow
 ENV WATER_PROJECT_ROOT=/opt/airflow
 
 # The image the pods run: the job entrypoints and their libraries, no Airflow services.
+# dumb-init (the base image's init, at /usr/bin/dumb-init) stays PID 1: it forwards the
+# SIGTERM Kubernetes sends on deletion or timeout to python, which as PID 1 would ignore it
+# and be killed only after the grace period. The pod's args are the script and its flags.
 FROM airflow AS jobs
 USER 50000
 WORKDIR /opt/airflow/include
-ENTRYPOINT ["python"]
+ENTRYPOINT ["/usr/bin/dumb-init", "--", "python"]

@@ -5,10 +5,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
+# The IAM evaluator the contract tests run under node (tests/contract/iam_simulator.py).
+IAM_SIMULATE := tests/contract/iam_simulate
+IAM_STAMP := $(IAM_SIMULATE)/node_modules/.installed
 
 .PHONY: setup run test test-fast bench lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(IAM_STAMP)
+
+# npm ci: exactly package-lock.json's versions. Without node the IAM simulation tests skip.
+$(IAM_STAMP): $(IAM_SIMULATE)/package.json $(IAM_SIMULATE)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --prefix $(IAM_SIMULATE) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the IAM policy simulation tests will skip (install Node.js to run them)"; fi
 
 # The virtualenv from the fully pinned requirements (what water runs on, and the test tools),
 # plus water itself (editable).

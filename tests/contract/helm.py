@@ -8,6 +8,7 @@ validates it with the chart's values.schema.json.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,28 @@ ROOT = Path(__file__).resolve().parents[2]
 VALUES_DIR = ROOT / "helm-values"
 CHART = Path(__file__).resolve().parent / "chart"  # the chart's files, vendored (README there)
 ENVIRONMENTS = ["dev", "prod"]
+
+# Example values for the ${...} placeholders (docs/deploy.md), as a platform team fills them in.
+EXAMPLE = {
+    "AccountId": "123456789012",
+    "Region": "eu-west-1",
+    "LakeBucket": "acme-water-lake",
+    "ImageRegistry": "registry.example/ml",
+    "ImageTag": "2026.11.1",
+    "GcpProject": "acme-analytics",
+    "GcsStagingBucket": "acme-water-staging",
+    "Namespace": "water",
+    "OidcProvider": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+    "SageMakerImageAccount": "141502667606",
+}
+
+
+def filled(value):
+    """A values tree or IAM policy with each ${Name} placeholder replaced by its EXAMPLE value."""
+    text = json.dumps(value)
+    for name, example in EXAMPLE.items():
+        text = text.replace("${" + name + "}", example)
+    return json.loads(text)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -109,3 +132,14 @@ def settings_of(values: dict) -> dict[str, str]:
     """The water settings ConfigMap's data, as the chart renders it into a ConfigMap."""
     (config_map,) = [v for k, v in values["extraConfigMaps"].items() if k.endswith("-water-settings")]
     return yaml.safe_load(config_map["data"])
+
+
+def deployed_settings(values: dict, release_namespace: str = EXAMPLE["Namespace"]) -> dict[str, str]:
+    """The water settings as they reach the pods: placeholders filled in, and the two chart
+    templates the settings use rendered."""
+    values = filled(values)
+    rendered = {
+        "{{ .Release.Namespace }}": release_namespace,
+        "{{ .Values.images.airflow.tag }}": values["images"]["airflow"]["tag"],
+    }
+    return {key: rendered.get(value, value) for key, value in settings_of(values).items()}

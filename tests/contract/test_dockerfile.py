@@ -124,3 +124,43 @@ def test_the_image_gets_what_water_runs_on_and_no_test_tools():
     shared = set(runtime) & set(dev)
     assert shared and all(runtime[name] == dev[name] for name in shared)
     assert "requirements-dev" not in DOCKERFILE.read_text()
+
+
+# --- the jobs image's PID 1 -----------------------------------------------------------------
+
+INITS = ("/usr/bin/dumb-init", "/usr/bin/tini", "/sbin/tini", "/tini")  # dumb-init: the official image's
+
+
+def entrypoint(stage: list[tuple[str, str]]) -> list[str] | None:
+    """The stage's own last ENTRYPOINT, exec form (a JSON list); None when it sets none."""
+    found = [args for keyword, args in stage if keyword == "ENTRYPOINT"]
+    if not found:
+        return None
+    try:
+        argv = json.loads(found[-1])
+    except json.JSONDecodeError:
+        pytest.fail(f"ENTRYPOINT {found[-1]} is in shell form: /bin/sh -c would be PID 1 and swallow SIGTERM")
+    return argv
+
+
+def runs_under_an_init(argv: list[str] | None) -> bool:
+    """An exec-form entrypoint whose first program is an init that forwards signals."""
+    return bool(argv) and argv[0] in INITS and "--" in argv[1:3]
+
+
+def test_jobs_image_keeps_an_init_as_pid_1():
+    """A Kubernetes pod is stopped with SIGTERM to PID 1; python as PID 1 has no handler for it
+    (the kernel drops signals PID 1 does not handle), so a deleted or timed-out job pod would run
+    on until SIGKILL after the grace period. The jobs stage's ENTRYPOINT replaces the base
+    image's (dumb-init), so it must start with the init itself, then python."""
+    argv = entrypoint(stages(DOCKERFILE.read_text())["jobs"])
+    assert runs_under_an_init(argv), argv
+    assert argv[argv.index("--") + 1] == "python", argv
+
+
+def test_the_pid_1_check_refuses_python_alone():
+    assert not runs_under_an_init(["python"])
+    assert not runs_under_an_init(["python", "/usr/bin/dumb-init"])
+    with pytest.raises(pytest.fail.Exception, match="shell form"):
+        entrypoint([("ENTRYPOINT", "python -u")])
+    assert runs_under_an_init(["/usr/bin/dumb-init", "--", "python"])

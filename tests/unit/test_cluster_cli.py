@@ -33,10 +33,12 @@ registry = "localhost:5000/ml"
 context = "prod cluster"
 namespace = "water"
 chart_version = "1.18.0"
+registry = "registry.example/ml"
 """
 TAG = "abc123"
-AIRFLOW_IMAGE = f"localhost:5000/ml/water-airflow:{TAG}"
-JOBS_IMAGE = f"localhost:5000/ml/water-jobs:{TAG}"
+LOCAL_REGISTRY, PROD_REGISTRY = "localhost:5000/ml", "registry.example/ml"
+AIRFLOW_IMAGE = f"{LOCAL_REGISTRY}/water-airflow:{TAG}"
+JOBS_IMAGE = f"{LOCAL_REGISTRY}/water-jobs:{TAG}"
 
 
 @pytest.fixture()
@@ -57,18 +59,21 @@ def lines(result) -> list[list[str]]:
     return [shlex.split(line) for line in result.stdout.splitlines()]
 
 
-def deploy_argv(kube_context: str, namespace: str, env: str, version: list[str] = ()) -> list[list[str]]:
+def deploy_argv(
+    kube_context: str, namespace: str, env: str, version: list[str] = (), registry: str = LOCAL_REGISTRY
+) -> list[list[str]]:
+    airflow_image, jobs_image = f"{registry}/water-airflow:{TAG}", f"{registry}/water-jobs:{TAG}"
     return [
-        ["docker", "build", "--platform", "linux/amd64", "--target", "airflow", "--tag", AIRFLOW_IMAGE, "--file", "Dockerfile", "."],
-        ["docker", "build", "--platform", "linux/amd64", "--target", "jobs", "--tag", JOBS_IMAGE, "--file", "Dockerfile", "."],
-        ["docker", "push", AIRFLOW_IMAGE],
-        ["docker", "push", JOBS_IMAGE],
+        ["docker", "build", "--platform", "linux/amd64", "--target", "airflow", "--tag", airflow_image, "--file", "Dockerfile", "."],
+        ["docker", "build", "--platform", "linux/amd64", "--target", "jobs", "--tag", jobs_image, "--file", "Dockerfile", "."],
+        ["docker", "push", airflow_image],
+        ["docker", "push", jobs_image],
         ["helm", "upgrade", "--install", "water", "apache-airflow/airflow", *version,
          "--kube-context", kube_context, "--namespace", namespace,
          "--values", "helm-values/base.yaml", "--values", f"helm-values/{env}.yaml",
-         "--set-string", "images.airflow.repository=localhost:5000/ml/water-airflow",
+         "--set-string", f"images.airflow.repository={registry}/water-airflow",
          "--set-string", f"images.airflow.tag={TAG}",
-         "--set-string", "images.pod_template.repository=localhost:5000/ml/water-airflow",
+         "--set-string", f"images.pod_template.repository={registry}/water-airflow",
          "--set-string", f"images.pod_template.tag={TAG}",
          "--wait", "--timeout", "15m"],
     ]  # fmt: skip
@@ -86,7 +91,7 @@ def test_deploy_dry_run_prints_build_push_and_helm(project):
 def test_deploy_dry_run_applies_the_env_overrides_and_quotes(project):
     result = water("deploy", "prod", "--tag", TAG, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert lines(result) == deploy_argv("prod cluster", "water", "prod", ["--version", "1.18.0"])
+    assert lines(result) == deploy_argv("prod cluster", "water", "prod", ["--version", "1.18.0"], PROD_REGISTRY)
     assert "--kube-context 'prod cluster'" in result.stdout  # shell-quoted, so it can be pasted
 
 
@@ -254,6 +259,43 @@ def test_config_errors_name_the_file_and_field(project, config, message):
     result = water("deploy", "dev", "--tag", TAG, "--dry-run")
     assert result.exit_code == 2
     assert "water.toml" in result.stderr and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("prod_table", "messages"),
+    [
+        (  # the registry inherited from [cluster]: localhost, which only this machine reaches
+            '[env.prod]\ncontext = "prod cluster"\nnamespace = "water"\nchart_version = "1.18.0"\n',
+            ["env.prod.registry: 'localhost:5000/ml' is a registry on this machine", "not context 'prod cluster'"],
+        ),
+        (
+            '[env.prod]\ncontext = "prod cluster"\nnamespace = "water"\nregistry = "registry.example/ml"\n',
+            ["env.prod.chart_version: not set"],
+        ),
+        (
+            '[env.prod]\ncontext = "prod cluster"\nnamespace = "water"\nregistry = "127.0.0.1:5000/ml"\n',
+            ["env.prod.registry: '127.0.0.1:5000/ml'", "env.prod.chart_version: not set"],
+        ),
+    ],
+    ids=["inherited-localhost-registry", "unpinned-chart", "loopback-registry-unpinned-chart"],
+)
+def test_deploy_to_a_real_cluster_needs_its_own_registry_and_a_pinned_chart(project, fake_tools, prod_table, messages):
+    _, calls = fake_tools
+    (project / "water.toml").write_text(CONFIG.split("[env.prod]")[0] + prod_table)
+    for args in (("deploy", "prod", "--tag", TAG, "--dry-run"), ("deploy", "prod", "--tag", TAG)):
+        result = water(*args)
+        assert result.exit_code == 2, result.output
+        assert "water.toml: cannot deploy 'prod' to context 'prod cluster'" in result.stderr
+        for message in messages:
+            assert message in result.stderr
+    assert calls() == []  # nothing built, pushed or installed
+    assert water("pods", "--env", "prod", "--dry-run").exit_code == 0  # looking is fine
+
+
+def test_a_local_kind_cluster_may_use_a_localhost_registry_and_the_newest_chart(project):
+    result = water("deploy", "dev", "--tag", TAG, "--dry-run")  # kind-water, localhost:5000, no chart_version
+    assert result.exit_code == 0, result.output
+    assert lines(result) == deploy_argv("kind-water", "water-dev", "dev")
 
 
 def test_the_repository_config_covers_every_values_file(monkeypatch):

@@ -29,6 +29,8 @@ DOCKERFILE = "Dockerfile"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[a-z0-9][a-z0-9_-]*$"
 IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+KIND_CONTEXT = "kind-"  # kind names the kubeconfig context of cluster NAME kind-NAME
+LOCAL_HOSTS = {"localhost", "127.0.0.1"}
 
 
 class ConfigError(ValueError):
@@ -66,6 +68,16 @@ class Settings(_Settings):
 
     def image(self, name: str, tag: str) -> str:
         return f"{self.registry}/{name}:{tag}"
+
+    @property
+    def local_cluster(self) -> bool:
+        """A kind cluster on this machine (the only kind of cluster a localhost registry serves)."""
+        return self.context.startswith(KIND_CONTEXT)
+
+    @property
+    def local_registry(self) -> bool:
+        host = self.registry.split("/", 1)[0].split(":", 1)[0]
+        return host in LOCAL_HOSTS or host.endswith(".localhost")
 
 
 def _optional(field: FieldInfo) -> tuple[object, FieldInfo]:
@@ -211,11 +223,34 @@ def deploy_commands(settings: Settings, env: str, tag: str) -> list[list[str]]:
     return [*commands, helm]
 
 
+def check_deployable(settings: Settings, env: str) -> None:
+    """A cluster that is not a local kind cluster needs a registry it can pull from (not this
+    machine's localhost) and a pinned chart version. Raises ConfigError naming the fields."""
+    if settings.local_cluster:
+        return
+    problems = []
+    if settings.local_registry:
+        problems.append(
+            f"env.{env}.registry: {settings.registry!r} is a registry on this machine, which only a local "
+            f"kind cluster (context kind-*) pulls from, not context {settings.context!r}: set registry in "
+            f"[env.{env}] to the registry that cluster pulls from"
+        )
+    if settings.chart_version is None:
+        problems.append(
+            f"env.{env}.chart_version: not set, so helm would install whatever chart version the repository "
+            f"has newest: pin the version the values are validated against (docs/deploy.md, '7. Install')"
+        )
+    if problems:
+        shown = paths.shown(config_path())
+        raise ConfigError(f"{shown}: cannot deploy {env!r} to context {settings.context!r}:\n  " + "\n  ".join(problems))
+
+
 def deploy_plan(env: str, tag: str | None = None) -> list[list[str]]:
     """`water deploy ENV`: the environment's values files and settings are checked first, then
     the images are named (after the commit unless a tag is given)."""
     values_files(env)
     settings = load_settings(env)
+    check_deployable(settings, env)
     return deploy_commands(settings, env, tag or default_tag())
 
 
