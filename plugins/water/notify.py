@@ -5,13 +5,15 @@ Messages go through the Slack provider's webhook hook on the connection id the s
 default), they go to the task log and to an outbox file, `.water/outbox/slack.jsonl`, which
 `water run` prints on the terminal as they arrive. A Slack outage never fails a run: a send
 is tried a few times, briefly, then logged, written to the outbox as undelivered, and the
-run goes on.
+run goes on. The connection's secrets (the webhook URL's token) are masked in every log before
+it is used, and taken out of what the outbox and the messages record (water.masking).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from water import paths
+from water import masking, paths
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +90,17 @@ def outbox_path() -> Path:
     return paths.state_dir() / "outbox" / "slack.jsonl"
 
 
-def _connection_configured(conn_id: str) -> bool:
+def _protected_connection(conn_id: str) -> bool:
+    """True if the connection is configured; its secrets are then masked in every log (see
+    water.masking) before anything uses it."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        BaseHook.get_connection(conn_id)
+        conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         return False
+    masking.protect(conn)
     return True
 
 
@@ -107,12 +112,12 @@ def _post(conn_id: str, payload: dict[str, Any]) -> None:
 
 def send(notice: Notice, conn_id: str | None) -> str:
     """Deliver one notice; never raises. Returns how it went: slack | outbox | undelivered."""
-    payload = notice.payload()
     outcome, error = "outbox", None
     try:
-        configured = bool(conn_id) and _connection_configured(conn_id)
+        configured = bool(conn_id) and _protected_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - a secrets backend outage must not fail the run
-        configured, error = False, f"connection lookup failed: {exc}"
+        configured, error = False, masking.redact(f"connection lookup failed: {exc}")
+    payload = masking.redact(notice.payload())  # a task's error text quoted in a message
     if configured:
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -120,11 +125,11 @@ def send(notice: Notice, conn_id: str | None) -> str:
                 outcome, error = "slack", None
                 break
             except Exception as exc:  # noqa: BLE001 - Slack down: log, retry briefly, move on
-                outcome, error = "undelivered", f"{type(exc).__name__}: {exc}"
+                outcome, error = "undelivered", masking.redact(f"{type(exc).__name__}: {exc}")
                 log.warning("Slack (%s) attempt %d/%d failed: %s", conn_id, attempt, ATTEMPTS, error)
                 if attempt < ATTEMPTS:
                     time.sleep(BACKOFF_SECONDS[min(attempt - 1, len(BACKOFF_SECONDS) - 1)])
-    log.info("notification (%s via %s):\n%s", notice.kind, outcome, notice.text())
+    log.info("notification (%s via %s):\n%s", notice.kind, outcome, payload["text"])
     if outcome != "slack":
         _to_outbox(notice, payload, outcome, conn_id, error)
     return outcome
@@ -145,8 +150,8 @@ def _to_outbox(notice: Notice, payload: dict[str, Any], outcome: str, conn_id: s
     }
     try:
         path = outbox_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as handle:
+        paths.private_dir(path.parent)
+        with open(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as handle:
             handle.write(json.dumps(record, default=str) + "\n")
     except OSError as exc:  # a read-only file system in a pod: the log line above is enough
         log.warning("could not write the notification outbox: %s", exc)

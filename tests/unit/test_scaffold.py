@@ -85,6 +85,9 @@ def test_an_unknown_example_is_refused(project):
         ("churn-model", "use snake_case"),
         ("2churn", "use snake_case"),
         ("", "use snake_case"),
+        ("churn\n", "use snake_case"),  # re.match's `$` matched before a trailing newline
+        ("churn\nx", "use snake_case"),
+        ("c" * 65, "is 65 characters long; a pipeline name may have at most 64"),
         ("class", "is a Python keyword"),
         ("match", "is a Python keyword"),
         ("json", "is the name of a Python module"),

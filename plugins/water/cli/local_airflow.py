@@ -41,7 +41,12 @@ def base_settings(home: Path) -> Settings:
         # An absolute path: Airflow's default is relative to AIRFLOW_HOME as given, and it
         # refuses a relative SQLite path (`AIRFLOW_HOME=.water/airflow airflow …` would fail).
         "database": {"sql_alchemy_conn": f"sqlite:///{home.resolve() / 'airflow.db'}"},
-        "logging": {"base_log_folder": str(home / "logs")},
+        # Task logs may quote a secret Airflow's masker did not know: only their owner reads them.
+        "logging": {
+            "base_log_folder": str(home / "logs"),
+            "file_task_handler_new_folder_permissions": "0o700",
+            "file_task_handler_new_file_permissions": "0o600",
+        },
         # Airflow's metrics and the pipelines' own (water.metrics) in DogStatsD form, with tags,
         # to a Datadog agent (or any StatsD listener) at WATER_STATSD_HOST:WATER_STATSD_PORT —
         # on once either is set (a laptop without an agent would log a refused packet per metric).
@@ -79,8 +84,10 @@ class AirflowHome:
         return env
 
     def write_config(self) -> Path:
-        """airflow.cfg with these settings, so AIRFLOW_HOME alone is enough for `airflow`."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """airflow.cfg with these settings, so AIRFLOW_HOME alone is enough for `airflow`. The home
+        and its log folder are private (0700): they hold the config's secrets, the metadata DB, logs."""
+        paths.private_dir(self.path)
+        paths.private_dir(self.path / "logs")
         lines = [f"# Written by `{self.written_by}`; AIRFLOW__* environment variables override it.", ""]
         for section, values in self.settings().items():
             lines.append(f"[{section}]")
@@ -88,9 +95,8 @@ class AirflowHome:
             lines.append("")
         path = self.path / "airflow.cfg"
         text = "\n".join(lines)
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            path.chmod(0o600)  # a stack's config holds its secrets
+        if not path.exists() or path.read_text() != text or path.stat().st_mode & 0o077:
+            paths.write_atomic(path, text, private=True)  # a stack's config holds its secrets
         return path
 
     def migration_marker(self) -> Path:

@@ -27,6 +27,7 @@ from water.spec import IDENTIFIER, PipelineSpec, SpecError, load_spec
 TEMPLATES = Path(__file__).parents[1] / "templates" / "pipeline"  # water/templates, package data
 REFERENCE = "recipe_engagement"  # the example a new pipeline starts from unless --from says otherwise
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+MAX_NAME_LENGTH = 64  # the name goes into file, folder, DAG, task and table names
 
 
 class ScaffoldError(ValueError):
@@ -34,12 +35,15 @@ class ScaffoldError(ValueError):
 
 
 def check_name(name: str) -> None:
-    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module."""
-    if not re.match(IDENTIFIER, name):
+    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module.
+    The whole name must match (re.match's `$` would let a trailing newline through)."""
+    if not re.fullmatch(IDENTIFIER, name):
         raise ScaffoldError(
             f"{name!r} is not a pipeline name: use snake_case (lower-case letters, digits and _, "
             "starting with a letter), e.g. churn or weekly_churn"
         )
+    if len(name) > MAX_NAME_LENGTH:
+        raise ScaffoldError(f"{name[:20]!r}… is {len(name)} characters long; a pipeline name may have at most {MAX_NAME_LENGTH}")
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise ScaffoldError(f"{name!r} is a Python keyword; dags/{name}.py could not be imported by name")
     # Airflow puts dags/ on sys.path: dags/json.py would replace the json module for every DAG.

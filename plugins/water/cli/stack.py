@@ -166,7 +166,7 @@ def _sqlalchemy_url(url: str) -> str:
 def _secrets() -> dict[str, str]:
     path = stack_dir() / "secrets.json"
     if path.exists():
-        return json.loads(path.read_text())
+        return _read_private(path)
     from cryptography.fernet import Fernet
 
     values = {
@@ -174,7 +174,7 @@ def _secrets() -> dict[str, str]:
         "secret_key": secrets.token_urlsafe(32),
         "fernet_key": Fernet.generate_key().decode(),
     }
-    _write_private(path, json.dumps(values))
+    paths.write_atomic(path, json.dumps(values), private=True)
     return values
 
 
@@ -182,9 +182,9 @@ def _password() -> str:
     """The admin's password, from Airflow's passwords file (written once)."""
     path = passwords_file()
     if path.exists():
-        return json.loads(path.read_text())[USER]
+        return _read_private(path)[USER]
     password = secrets.token_urlsafe(12)
-    _write_private(path, json.dumps({USER: password}))
+    paths.write_atomic(path, json.dumps({USER: password}), private=True)
     return password
 
 
@@ -192,11 +192,16 @@ def passwords_file() -> Path:
     return stack_dir() / "passwords.json"
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+def _read_private(path: Path) -> dict:
+    """A JSON file of secrets, made 0600 first if an older water left it readable by others."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return json.loads(path.read_text())
+
+
+def _save_info(info: StackInfo, port: int, database: str) -> None:
+    """stack.json: the address, login (the password) and database URL for the other commands."""
+    paths.write_atomic(_info_file(), json.dumps({**asdict(info), "port": port, "sql_alchemy_conn": database}), private=True)
 
 
 # The stack's Airflow home.
@@ -260,9 +265,9 @@ def running() -> dict[str, int]:
 
 
 def _start(component: str, env: dict[str, str]) -> int:
-    logs_dir().mkdir(parents=True, exist_ok=True)
+    paths.private_dir(logs_dir())
     _pid_file(component).parent.mkdir(parents=True, exist_ok=True)
-    with open(logs_dir() / f"{component}.log", "ab") as log:
+    with _private_log(logs_dir() / f"{component}.log") as log:
         process = subprocess.Popen(
             [local_airflow.airflow_bin(), *COMMANDS[component]],
             env=env,
@@ -280,11 +285,18 @@ def _start(component: str, env: dict[str, str]) -> int:
     return process.pid
 
 
+def _private_log(path: Path):
+    """A component's log, appended to, readable by its owner only (0600, even if it was not)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
 def read_info() -> StackInfo | None:
     """The running stack's address and login, or None when it is not up."""
     if not _info_file().exists() or "api-server" not in running():
         return None
-    return _info(json.loads(_info_file().read_text()))
+    return _info(_read_private(_info_file()))
 
 
 def require() -> StackInfo:
@@ -296,8 +308,9 @@ def require() -> StackInfo:
 
 def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str], None] = print) -> StackInfo:
     """Start whatever part of the stack is not running and wait until it is healthy."""
+    paths.private_dir(stack_dir())  # only its owner may enter: it holds the password and the keys
     alive = running()
-    saved = json.loads(_info_file().read_text()) if _info_file().exists() else None
+    saved = _read_private(_info_file()) if _info_file().exists() else None
     if len(alive) == len(COMPONENTS) and saved is not None:
         log(f"already up ({', '.join(f'{c} {p}' for c, p in alive.items())})")
         return _info(saved)
@@ -321,7 +334,7 @@ def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str
             alive[component] = _start(component, env)
             log(f"started {component} (pid {alive[component]}, log {paths.shown(logs_dir() / f'{component}.log')})")
     info = StackInfo(url=f"http://127.0.0.1:{port}", user=USER, password=_password(), database=_shown_url(database))
-    _write_private(_info_file(), json.dumps({**asdict(info), "port": port, "sql_alchemy_conn": database}))
+    _save_info(info, port, database)
     _wait_healthy(info, log)
     return info
 

@@ -1,0 +1,131 @@
+"""Connection secrets kept out of every log and record water writes.
+
+Airflow masks a connection's password when a task fetches it, but only where its log pipeline
+runs the masker: `water run` runs tasks in its own process (`DAG.test()`), whose logging has no
+masking step, so a client library's line such as slack_sdk's `Going to retry the same request:
+POST https://hooks.slack.com/services/T…/B…/<token>` reached the run log as it was. And a
+secret may sit in a connection's host or extra too (a webhook URL), which Airflow does not mask.
+
+`protect(conn)` registers every secret part of a connection with Airflow's masker (which also
+tells the supervisor of a task process, so the task log is masked) and puts the masker into
+this process's logging: structlog's processors and every stdlib log record. `redact(value)`
+takes the registered secrets out of what water records itself (the outbox, warnings, messages).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+_TOKEN_MIN_LENGTH = 8  # a URL path segment this long with a digit in it is treated as a token
+
+
+def secret_parts(conn: Any) -> list[str]:
+    """What of a connection must never be shown: its password, every URL in its fields (whole,
+    its path, its token-like path segments, query values, user info), sensitive extra values."""
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+    parts: list[str] = []
+    password = (conn.password or "").strip()
+    if password:
+        parts += [password, quote(password, safe=""), quote(password)]
+    fields = [password, conn.host or "", conn.schema or ""]  # a webhook URL in any of them
+    for key, value in _flat(conn.extra_dejson or {}):
+        if isinstance(value, str):
+            if should_hide_value_for_key(key):
+                parts.append(value)
+            fields.append(value)
+    for value in fields:
+        parts += _url_parts(value)
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+def _flat(extra: Any, key: str = "") -> list[tuple[str, Any]]:
+    if isinstance(extra, dict):
+        return [pair for k, v in extra.items() for pair in _flat(v, str(k))]
+    if isinstance(extra, list):
+        return [pair for v in extra for pair in _flat(v, key)]
+    return [(key, extra)]
+
+
+def _url_parts(value: str) -> list[str]:
+    """A URL's secrets: its token-like path segments (and the path from the first of them on:
+    Slack's `T…/B…/<token>`), query values and user info; and the whole URL when it has any."""
+    if "/" not in value:
+        return []
+    url = urlsplit(value if "://" in value else f"//{value}")
+    path = url.path.strip("/")
+    tokens = [s for s in path.split("/") if len(s) >= _TOKEN_MIN_LENGTH and any(c.isdigit() for c in s)]
+    parts = [path[path.index(tokens[0]):], *tokens] if tokens else []
+    parts += [v for _, v in parse_qsl(url.query)]
+    if url.password:
+        parts.append(unquote(url.password))
+    if parts:
+        parts.append(value)
+    return parts + [quote(p) for p in parts]
+
+
+def protect(conn: Any) -> None:
+    """Mask the connection's secrets in every log of this process (and its task supervisor)."""
+    from airflow.sdk.log import mask_secret
+
+    for part in secret_parts(conn):
+        mask_secret(part)
+    mask_process_logs()
+
+
+def redact(value: Any) -> Any:
+    """The value (a text, or a JSON-like structure) with every registered secret as ***."""
+    from airflow.sdk._shared.secrets_masker import redact as airflow_redact
+
+    return airflow_redact(value)
+
+
+# --- this process's logging --------------------------------------------------------------
+
+
+def mask_process_logs() -> None:
+    """Run Airflow's masker over everything this process logs: a structlog processor before the
+    renderer, and every stdlib record as it is made (whatever logger or handler it takes).
+    Idempotent; call it again after logging is reconfigured."""
+    import structlog
+
+    processors = structlog.get_config()["processors"]  # what loggers hold, cached ones too
+    if _mask_event not in processors:
+        if isinstance(processors, list):  # changed in place, so loggers made already mask too
+            processors.insert(max(len(processors) - 1, 0), _mask_event)
+        else:
+            processors = list(processors)
+            structlog.configure(processors=[*processors[:-1], _mask_event, *processors[-1:]])
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "masks_secrets", False):
+        logging.setLogRecordFactory(_masking_record_factory(factory))
+
+
+def _mask_event(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("exc_info"):  # rendered here, so the traceback's texts are masked too
+        import structlog
+
+        event = structlog.processors.format_exc_info(logger, method, event)
+    return redact(event)
+
+
+def _masking_record_factory(make_record):
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(a) if isinstance(a, str) else a for k, a in record.args.items()}
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            try:
+                exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
+            except (AttributeError, TypeError):  # an exception type with read-only args
+                pass
+        return record
+
+    factory.masks_secrets = True  # type: ignore[attr-defined]
+    return factory

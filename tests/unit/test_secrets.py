@@ -1,0 +1,216 @@
+"""A connection's secret never reaches a log or a record water writes.
+
+The canary: a Slack webhook whose URL holds a token, served by a local endpoint that drops the
+first connection without an answer (slack_sdk's retry handler then logs `Going to retry the
+same request: POST <url>`) and answers 500 after, quoting the URL back in its error body. The
+send runs in a process set up like `water run`'s: Airflow imported (its logging configured),
+standard output and error going to a log file, at DEBUG. The canary must appear nowhere: not
+in that log, the outbox, the result, nor the Slack message text.
+
+Also: task logs of the local Airflow homes and the stack's secret files are private (0600 in 0700).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CANARY = "c4n4ry7oken5ecretXYZ"
+
+
+class FlakyWebhook:
+    """A raw HTTP endpoint on 127.0.0.1 (a random port): its first connection is dropped without
+    an answer, every later request gets a 500 whose body quotes the requested path."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[dict] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    path, body = self._read(conn)
+                except (OSError, ValueError):
+                    continue
+                self.requests.append({"path": path, "body": body})
+                if len(self.requests) == 1:
+                    continue  # dropped: closed without a byte of answer
+                text = f"no_service: {path}".encode()
+                conn.sendall(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                    + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                    + text
+                )
+
+    @staticmethod
+    def _read(conn: socket.socket) -> tuple[str, str]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise ValueError("closed before the headers ended")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length")
+        while len(body) < length:
+            body += conn.recv(65536)
+        return lines[0].split(" ")[1], body.decode()
+
+    def __enter__(self) -> FlakyWebhook:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+
+# Run in a fresh process: Airflow's masker and logging are per process, as in `water run`.
+SEND = """
+import json, sys
+from water import notify
+
+notify.BACKOFF_SECONDS = (0.01, 0.01)
+notice = notify.Notice(
+    "failure", "canary", "2026-11-01", "manual__2026-11-01", "canary ds=2026-11-01 FAILED at publish",
+    lines=["error: could not reach " + sys.argv[1]],  # a task's error text quoting the URL
+)
+print("RESULT " + json.dumps(notify.send(notice, "slack_canary")), flush=True)
+"""
+
+
+def connection(form: str, port: int) -> dict:
+    base = f"http://127.0.0.1:{port}/services"
+    if form == "url in password":
+        return {"conn_type": "slackwebhook", "password": f"{base}/T0000/B0000/{CANARY}"}
+    return {"conn_type": "slackwebhook", "host": base, "password": f"T0000/B0000/{CANARY}"}  # host + token
+
+
+@pytest.mark.parametrize("form", ["url in password", "host and token"])
+def test_a_webhook_token_reaches_no_log_outbox_result_or_message(tmp_path, form):
+    log_path = tmp_path / "run.log"
+    with FlakyWebhook() as slack:
+        url = f"http://127.0.0.1:{slack.port}/services/T0000/B0000/{CANARY}"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "WATER_STATE_DIR": str(tmp_path / "state"),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
+            "AIRFLOW_CONN_SLACK_CANARY": json.dumps(connection(form, slack.port)),
+        }
+        with log_path.open("w") as log:  # the run log: the process's stdout and stderr
+            subprocess.run([sys.executable, "-c", SEND, url], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=300)
+    log_text = log_path.read_text()
+    outbox = tmp_path / "state" / "outbox" / "slack.jsonl"
+
+    # The canary was really used and really logged about, masked.
+    assert len(slack.requests) == 4, log_text[-3000:]  # dropped + retried by slack_sdk, then 2 more tries by water
+    assert all(CANARY in r["path"] for r in slack.requests)
+    assert "Going to retry the same request: POST" in log_text
+    result = next(line for line in log_text.splitlines() if line.startswith("RESULT "))
+    assert json.loads(result.removeprefix("RESULT ")) == "undelivered"
+    records = [json.loads(line) for line in outbox.read_text().splitlines()]
+    assert records[0]["delivery"] == "undelivered" and "500" in records[0]["error"]
+
+    # …and is nowhere else.
+    assert CANARY not in log_text, [line for line in log_text.splitlines() if CANARY in line]
+    assert "Going to retry the same request: POST ***" in log_text or "/services/***" in log_text
+    assert CANARY not in outbox.read_text()
+    assert not any(CANARY in r["body"] for r in slack.requests)  # the message text
+    assert outbox.stat().st_mode & 0o777 == 0o600
+    assert outbox.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_secret_parts_of_a_connection():
+    from airflow.sdk import Connection
+
+    from water.masking import secret_parts
+
+    conn = Connection(
+        conn_id="x", conn_type="slackwebhook", host="https://hooks.slack.com/services/T0123ABCD/B0123ABCD",
+        password="xoxb-0123456789", extra=json.dumps({"proxy": "http://user:pr0xy-pass@proxy:3128", "timeout": 5}),
+    )
+    parts = secret_parts(conn)
+    assert {"xoxb-0123456789", "T0123ABCD", "B0123ABCD", "T0123ABCD/B0123ABCD", "pr0xy-pass"} <= set(parts)
+    assert not {"services", "hooks.slack.com", "https://hooks.slack.com/services"} & set(parts)  # nothing public
+
+
+def test_task_logs_of_the_local_airflow_homes_are_private(state_dir):
+    """The task log files Airflow makes under `water run`'s home (the stack's shares the base
+    settings): 0600 files, 0700 folders, the log root 0700."""
+    from airflow.sdk.log import init_log_file
+
+    from water.cli import local_airflow
+
+    local_airflow.write_config()
+    log_file = init_log_file("dag_id=x/run_id=manual__1/task_id=t/attempt=1.log")
+    assert log_file.stat().st_mode & 0o777 == 0o600
+    assert log_file.parent.stat().st_mode & 0o777 == 0o700
+    assert (state_dir / "airflow" / "logs").stat().st_mode & 0o777 == 0o700
+    assert (state_dir / "airflow").stat().st_mode & 0o777 == 0o700
+    assert (state_dir / "airflow" / "airflow.cfg").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def stack_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATER_STATE_DIR", str(tmp_path))
+    (tmp_path / "stack").mkdir(mode=0o755)
+    return tmp_path / "stack"
+
+
+def readable_by_others(path: Path) -> Path:
+    path.write_text(path.read_text() if path.exists() else "{}")
+    path.chmod(0o644)
+    return path
+
+
+def test_stack_json_written_over_a_readable_one_is_private(stack_state):
+    from water.cli import stack
+
+    readable_by_others(stack_state / "stack.json")
+    info = stack.StackInfo(url="http://127.0.0.1:8080", user="admin", password="pw-0123456789", database="sqlite://")
+    stack._save_info(info, 8080, "sqlite:///x.db")
+    assert (stack_state / "stack.json").stat().st_mode & 0o777 == 0o600
+    assert json.loads((stack_state / "stack.json").read_text())["password"] == "pw-0123456789"
+
+
+def test_secret_files_left_readable_by_an_older_water_are_made_private(stack_state):
+    from water.cli import stack
+
+    (stack_state / "passwords.json").write_text(json.dumps({"admin": "pw-0123456789"}))
+    (stack_state / "secrets.json").write_text(json.dumps({"jwt_secret": "j", "secret_key": "s", "fernet_key": "f"}))
+    for name in ("passwords.json", "secrets.json"):
+        readable_by_others(stack_state / name)
+    assert stack._password() == "pw-0123456789"
+    assert stack._secrets()["jwt_secret"] == "j"
+    for name in ("passwords.json", "secrets.json"):
+        assert (stack_state / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def test_a_component_log_is_private_even_if_it_was_not(stack_state):
+    from water.cli import stack
+
+    log = readable_by_others(stack_state / "scheduler.log")
+    with stack._private_log(log) as handle:
+        handle.write(b"line\n")
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert log.read_text() == "{}line\n"
