@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from water.paths import write_atomic  # `water seed` and `water run` run this under water's interpreter
+
 LABELS = "engagement_labels"  # the label feed's lake dataset (the spec's source)
 SEGMENTS = ("cook", "browse", "dormant")
 DEFAULT_MIX = (0.40, 0.35, 0.25)
@@ -204,8 +206,7 @@ def seed(
         }
         manifest["days"][ds] = known
         result.days[ds] = {**known, "written": True}
-        manifest_path.parent.mkdir(parents=True, exist_ok=True)
-        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        write_atomic(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))  # never half-written
     return result
 
 

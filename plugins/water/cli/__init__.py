@@ -18,8 +18,8 @@ app = typer.Typer(
     epilog=(
         "Exit codes: 0 success · 1 the work failed (a run, validation, or a docker/helm/kubectl "
         "command, whose own message is shown) · 2 bad input (arguments, a spec, a pipeline name, "
-        "water.toml, an unknown environment) · 127 docker, helm or kubectl is not installed · "
-        "130 interrupted."
+        "water.toml, an unknown environment) · 75 another `water run` holds the pipeline and day · "
+        "127 docker, helm or kubectl is not installed · 130 interrupted (Ctrl-C, SIGINT) · 143 terminated (SIGTERM)."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -33,6 +33,7 @@ LOCAL = "Local"
 CLUSTER = "Cluster"
 DEPLOY = "Deploy"
 TOOL_MISSING = 127  # like a shell's "command not found"
+RUN_BUSY = 75  # sysexits' EX_TEMPFAIL: try again later
 
 
 def _version(value: bool) -> None:
@@ -94,32 +95,34 @@ def _mixes(values: list[str], pipeline: str) -> dict[date, dict[str, float]]:
 def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name (a spec in include/pipelines/).")] = "recipe_engagement",
     ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
-    users: Annotated[Optional[int], typer.Option(help="Users the pipeline's seed entrypoint writes when the day is missing or sized otherwise [default: the seed's].")] = None,
-    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as JSON.")] = None,
-    retries: Annotated[int, typer.Option(help="Retries per task for this run (scheduled runs use the spec's).")] = 0,
+    users: Annotated[Optional[int], typer.Option(min=100, help="Users the pipeline's seed entrypoint writes when the day is missing or sized otherwise [default: the seed's].")] = None,
+    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as a JSON object, checked against the DAG's params.")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Retries per task for this run (scheduled runs use the spec's).")] = 0,
     mix: Annotated[list[str], typer.Option(help="Seed the day with this mix of the pipeline's classes, e.g. 2026-11-02=80/15/5 (needs a seed entrypoint).")] = [],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run a pipeline once on the local target (airflow dags test) and print its summary."""
+    """Run a pipeline once on the local target (airflow dags test) and print its summary.
+
+    Every argument is checked before anything changes; one run per pipeline and day at a time.
+    """
     from water.cli import runner, summary
+    from water.cli.ownership import RunBusy
     from water.cli.seeding import SeedError
     from water.spec import SpecError
 
-    run_conf = None
-    if conf:
-        try:
-            run_conf = json.loads(conf)
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"--conf is not JSON: {exc}") from None
+    run_conf = _conf(conf)
     try:
         ds = _run_ds(ds, pipeline)
         result = runner.run_pipeline(
             pipeline, ds, users=users, conf=run_conf, retries=retries, console=err if as_json else console,
             mixes=_mixes(mix, pipeline),
         )
-    except (SpecError, SeedError) as exc:
+    except (SpecError, SeedError, runner.RunArgumentError) as exc:
         err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(2) from None
+    except RunBusy as exc:
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
+        raise typer.Exit(RUN_BUSY) from None
     if as_json:
         print(json.dumps(result.summary, indent=2, sort_keys=True, default=str))
     else:
@@ -139,7 +142,7 @@ def seed(
     days: Annotated[int, typer.Option(min=1, help="How many days, ending at --date.")] = 1,
     users: Annotated[Optional[int], typer.Option(min=100, help="Users the seed entrypoint writes [default: the seed's].")] = None,
     mix: Annotated[list[str], typer.Option(help="Mix of the pipeline's classes for a day, e.g. 2026-11-02=80/15/5.")] = [],
-    seed_value: Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed writes the same bytes [default: the seed's].")] = None,
+    seed_value: Annotated[Optional[int], typer.Option("--seed", min=0, help="Random seed; the same seed writes the same bytes [default: the seed's].")] = None,
 ) -> None:
     """Write a pipeline's local source data: its fixtures, and its seed entrypoint's tables for the days."""
     from water.cli.seeding import SeedError, day_range, seed_pipeline
@@ -287,7 +290,7 @@ def _api_failed(exc, pipeline: str) -> typer.Exit:
 
 @app.command(rich_help_panel=LOCAL)
 def up(
-    port: Annotated[int, typer.Option(envvar="WATER_STACK_PORT", help="Port of the web UI and REST API.")] = 8080,
+    port: Annotated[int, typer.Option(envvar="WATER_STACK_PORT", min=1, max=65535, help="Port of the web UI and REST API.")] = 8080,
     database: Annotated[Optional[str], typer.Option(envvar="WATER_STACK_DATABASE", help="Metadata database URL [default: PostgreSQL on localhost:5432 if it answers (database water), else SQLite].")] = None,
     seed_days: Annotated[int, typer.Option(min=0, help="Make sure each pipeline's seeded source data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.")] = 3,
 ) -> None:
@@ -491,11 +494,29 @@ def deploy(
     _cluster(lambda: cluster.deploy_plan(env, tag), dry_run)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM outside a run (a run handles its own: water.cli.ownership)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
     import gc
+    import signal
+    import sys
 
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         app()
+    except Interrupted as exc:  # not a KeyboardInterrupt, which click turns into "Aborted!" and exit 1
+        err.print(f"interrupted ({signal.Signals(exc.signum).name})", highlight=False)
+        sys.exit(128 + exc.signum)
     finally:
         # Airflow leaves a large heap; the interpreter's final collection of it takes seconds
         # and frees nothing the OS would not. Freeze it, so the command exits at once.

@@ -7,19 +7,24 @@
   reads, for the days asked, with `--users`, `--seed` and a per-day class `--mix`.
 
 Both are idempotent: what is there and current is kept, so `water run` can call this
-before every run.
+before every run. One process seeds a warehouse at a time (a lock file in it): two runs of
+different days read-modify-write the same seed manifest.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
 from water import paths
 from water.targets.local.engines.partitions import local_path
+from water.targets.local.engines.process import die_with_parent
 from water.spec import PipelineSpec, is_table
 
 
@@ -103,6 +108,38 @@ def load_fixtures(spec: PipelineSpec, warehouse: Path, lake_dir: Path) -> list[s
     return written
 
 
+def check_seed_arguments(
+    spec: PipelineSpec,
+    *,
+    users: int | None = None,
+    mixes: dict[date, dict[str, float]] | None = None,
+    seed_value: int | None = None,
+) -> None:
+    """SeedError for what the pipeline's local data cannot do (before anything is written)."""
+    if spec.local_data.seed is None and (mixes or users or seed_value is not None):
+        asked = ", ".join(f for f, v in (("--mix", mixes), ("--users", users), ("--seed", seed_value is not None)) if v)
+        raise SeedError(
+            f"{spec.name}'s local data are fixtures (sources.*.fixture); {asked} need a seed entrypoint "
+            "(local_data.seed in its spec)"
+        )
+
+
+@contextmanager
+def seeding_lock(warehouse: Path, progress: Callable[[str], None]) -> Iterator[None]:
+    """Hold the warehouse for seeding (waiting for another process that is)."""
+    warehouse.mkdir(parents=True, exist_ok=True)
+    fd = os.open(warehouse / ".seed.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(f"waiting for another process seeding {paths.shown(warehouse)} …")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def seed_pipeline(
     spec: PipelineSpec,
     days: Iterable[date],
@@ -114,13 +151,14 @@ def seed_pipeline(
 ) -> None:
     """The pipeline's local source data for these days: its fixtures, then its seed entrypoint."""
     mixes = mixes or {}
-    if spec.local_data.seed is None and (mixes or users or seed_value is not None):
-        asked = ", ".join(f for f, v in (("--mix", mixes), ("--users", users), ("--seed", seed_value is not None)) if v)
-        raise SeedError(
-            f"{spec.name}'s local data are fixtures (sources.*.fixture); {asked} need a seed entrypoint "
-            "(local_data.seed in its spec)"
-        )
-    warehouse, lake_dir = paths.warehouse_dir(), lake_pipeline_dir(spec.name)
+    check_seed_arguments(spec, users=users, mixes=mixes, seed_value=seed_value)
+    warehouse = paths.warehouse_dir()
+    with seeding_lock(warehouse, progress):
+        _seed_locked(spec, days, warehouse, users, mixes, seed_value, progress)
+
+
+def _seed_locked(spec, days, warehouse: Path, users, mixes, seed_value, progress) -> None:
+    lake_dir = lake_pipeline_dir(spec.name)
     for line in load_fixtures(spec, warehouse, lake_dir):
         progress(f"fixture {line}")
     if spec.local_data.seed is None:
@@ -138,7 +176,9 @@ def seed_pipeline(
         argv += ["--seed", str(seed_value)]
     for day, shares in sorted(mixes.items()):
         argv += ["--mix", f"{day.isoformat()}=" + ",".join(f"{c}:{s!r}" for c, s in shares.items())]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent()
+    )
     assert process.stdout is not None
     tail: list[str] = []
     for line in process.stdout:

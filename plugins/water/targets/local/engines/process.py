@@ -1,18 +1,28 @@
 """Run a container's command as a local process under the pod's CPU and memory limits.
 
 Memory is enforced like the kubelet does: by a cgroup (v1 memory controller) when one can be
-created here, else by a watchdog that samples the resident memory of the process tree and
-kills it past the limit. CPU is a CFS quota in a cgroup (else CPU affinity), and thread pools
-(OpenMP/BLAS/Arrow/DuckDB) are capped to the CPU limit. A process killed for memory raises
-`OutOfMemory`, naming the limit, the way Kubernetes reports OOMKilled.
+created here, else by a watchdog that samples the process tree's proportional set size (PSS:
+shared pages split among the processes sharing them) and kills it past the limit. The peak
+reported is the figure that is enforced: the cgroup's working set (usage less inactive file
+cache, what the kubelet reads), else the tree's PSS. CPU is a CFS quota in a cgroup (else CPU
+affinity), and thread pools (OpenMP/BLAS/Arrow/DuckDB) are capped to the CPU limit. A process
+killed for memory raises `OutOfMemory`, naming the limit, the way Kubernetes reports OOMKilled.
+
+The process tree belongs to the process that started it: each command runs under a reaper
+(reaper.py) that the kernel signals when this process dies, even by SIGKILL, and that then
+kills the whole tree; cgroups are named after their owner's pid, so those of a dead owner
+are removed by the next `water run` (`remove_stale_cgroups`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,7 +34,13 @@ from pathlib import Path
 import psutil
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_CONTROLLERS = ("memory", "cpu")
 SAMPLE_SECONDS = 0.05
+REAPER = Path(__file__).with_name("reaper.py")
+_OWNED_CGROUP = re.compile(r"^water-(\d+)-[0-9a-f]+$")  # water-<owner pid>-<token>
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: a child must not dlopen
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class OutOfMemory(RuntimeError):
@@ -50,7 +66,7 @@ class ProcessFailed(RuntimeError):
 class ProcessResult:
     returncode: int
     seconds: float
-    peak_rss_bytes: int
+    peak_rss_bytes: int  # the enforced figure: the cgroup's working set, else the tree's PSS
     enforcement: str  # "cgroup" or "watchdog"
     output: list[str]
 
@@ -74,7 +90,7 @@ class _Cgroup:
     """A pair of v1 cgroups (memory, cpu) for one process; None where they cannot be made."""
 
     def __init__(self, memory_bytes: int, cpu: float):
-        name = f"water-{uuid.uuid4().hex[:12]}"
+        name = f"water-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.memory = CGROUP_ROOT / "memory" / name
         self.cpu = CGROUP_ROOT / "cpu" / name
         self.memory.mkdir()
@@ -98,11 +114,24 @@ class _Cgroup:
         except OSError:
             return None
 
-    def enter(self) -> None:  # runs in the child between fork and exec
-        pid = str(os.getpid())
-        (self.memory / "cgroup.procs").write_text(pid)
-        if self.cpu.is_dir():
-            (self.cpu / "cgroup.procs").write_text(pid)
+    def procs_files(self) -> list[Path]:
+        """The files a process joins these cgroups through (the reaper's child writes its pid)."""
+        return [folder / "cgroup.procs" for folder in (self.memory, self.cpu) if folder.is_dir()]
+
+    def working_set(self) -> int:
+        """Memory charged to the cgroup less the file cache it could drop (the kubelet's figure)."""
+        try:
+            usage = int((self.memory / "memory.usage_in_bytes").read_text())
+            stat = dict(line.split() for line in (self.memory / "memory.stat").read_text().splitlines())
+        except (OSError, ValueError):
+            return 0
+        return max(0, usage - int(stat.get("total_inactive_file", 0)))
+
+    def max_usage(self) -> int:
+        try:
+            return int((self.memory / "memory.max_usage_in_bytes").read_text())
+        except (OSError, ValueError):
+            return 0
 
     def oom_killed(self) -> bool:
         try:
@@ -114,28 +143,112 @@ class _Cgroup:
 
     def remove(self) -> None:
         for folder in (self.memory, self.cpu):
-            for _ in range(50):
-                try:
-                    folder.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:  # tasks still leaving
-                    time.sleep(0.02)
+            _remove_cgroup(folder)
 
 
-def _tree_rss(root: psutil.Process) -> int:
-    total = 0
+def _remove_cgroup(folder: Path) -> bool:
+    """rmdir a cgroup, waiting a moment for tasks still leaving it; True once it is gone."""
+    for _ in range(50):
+        try:
+            folder.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:  # tasks still leaving
+            time.sleep(0.02)
+    return False
+
+
+def remove_stale_cgroups() -> list[Path]:
+    """Remove the water-* cgroups whose owner process is gone (killing any process left in
+    them: nothing may outlive its run), and empty ones named before owners were; returns them."""
+    removed = []
+    for controller in CGROUP_CONTROLLERS:
+        root = CGROUP_ROOT / controller
+        try:
+            folders = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("water-")]
+        except OSError:
+            continue
+        for folder in folders:
+            owned = _OWNED_CGROUP.match(folder.name)
+            if owned and psutil.pid_exists(int(owned.group(1))):
+                continue
+            if owned:
+                for pid in _cgroup_pids(folder):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                if _remove_cgroup(folder):
+                    removed.append(folder)
+                continue
+            try:  # named before owners were: removed only when empty
+                folder.rmdir()
+                removed.append(folder)
+            except OSError:
+                pass
+    return removed
+
+
+def _cgroup_pids(folder: Path) -> list[int]:
     try:
-        processes = [root, *root.children(recursive=True)]
+        return [int(pid) for pid in (folder / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def die_with_parent(signum: int = signal.SIGKILL, *, adopt_orphans: bool = False) -> Callable[[], None]:
+    """A preexec_fn: the child gets `signum` when the process starting it dies, however it dies
+    (Linux PR_SET_PDEATHSIG, kept across exec; strictly, when the starting thread ends, so start
+    it from a thread that waits for it); `adopt_orphans` makes it its tree's subreaper."""
+    parent = os.getpid()
+
+    def in_child() -> None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+        if adopt_orphans:
+            _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was asked for
+            os._exit(128 + int(signum))
+
+    return in_child
+
+
+def _pss_bytes(pid: int) -> int:
+    """A process's proportional set size; its RSS where smaps_rollup cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return psutil.Process(pid).memory_info().rss
     except psutil.Error:
         return 0
-    for proc in processes:
-        try:
-            total += proc.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+
+
+def _tree_pss(reaper: psutil.Process) -> int:
+    """PSS summed over the reaper's descendants (the command's processes, not the reaper)."""
+    try:
+        processes = reaper.children(recursive=True)
+    except psutil.Error:
+        return 0
+    return sum(_pss_bytes(proc.pid) for proc in processes)
+
+
+_RUNNING: dict[int, subprocess.Popen] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+def kill_running() -> int:
+    """Kill every process tree run_limited has running in this process (an interrupted run);
+    returns how many."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING.values())
+    for proc in running:
+        _kill_group(proc)
+    return len(running)
 
 
 def run_limited(
@@ -156,11 +269,16 @@ def run_limited(
     cgroup = _Cgroup.create(memory_bytes, cpu)
     cores = sorted(os.sched_getaffinity(0))[: max(1, math.ceil(cpu))]
 
+    owned = die_with_parent(signal.SIGTERM, adopt_orphans=True)
+
     def in_child() -> None:
-        if cgroup:
-            cgroup.enter()
-        else:
+        owned()
+        if cgroup is None:
             os.sched_setaffinity(0, cores)
+
+    reaper = [sys.executable, "-I", "-S", str(REAPER)]
+    for procs in cgroup.procs_files() if cgroup else []:
+        reaper += ["--cgroup", str(procs)]
 
     tail: deque[str] = deque(maxlen=200)
     output: list[str] = []
@@ -168,7 +286,7 @@ def run_limited(
     killed_for_memory = threading.Event()
     started = time.monotonic()
     proc = subprocess.Popen(
-        argv,
+        [*reaper, "--", *argv],
         env=full_env,
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -178,14 +296,16 @@ def run_limited(
         start_new_session=True,
         preexec_fn=in_child,
     )
+    with _RUNNING_LOCK:
+        _RUNNING[proc.pid] = proc
     ps_proc = psutil.Process(proc.pid)
 
     def watch() -> None:
         nonlocal peak
         while proc.poll() is None:
-            rss = _tree_rss(ps_proc)
-            peak = max(peak, rss)
-            if cgroup is None and rss > memory_bytes:
+            used = cgroup.working_set() if cgroup else _tree_pss(ps_proc)
+            peak = max(peak, used)
+            if cgroup is None and used > memory_bytes:
                 killed_for_memory.set()
                 _kill_group(proc)
                 return
@@ -205,9 +325,13 @@ def run_limited(
         if proc.poll() is None:  # interrupted (task timeout, Ctrl-C): take the process tree down
             _kill_group(proc)
             proc.wait()
+        with _RUNNING_LOCK:
+            _RUNNING.pop(proc.pid, None)
         watcher.join(timeout=1)
         oom = killed_for_memory.is_set() or (cgroup is not None and cgroup.oom_killed())
         if cgroup:
+            if oom:  # the kernel killed it at the limit, maybe between two samples
+                peak = max(peak, cgroup.max_usage())
             cgroup.remove()
     seconds = time.monotonic() - started
     if oom:
@@ -218,10 +342,21 @@ def run_limited(
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the reaper's process group and every descendant (some leave the group, as
+    PySpark's worker daemon does)."""
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        tree = []
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for child in tree:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 def python_executable() -> str:
