@@ -27,6 +27,7 @@ CLOUD_ENV = {
     "WATER_AWS_CONN_ID": "aws_default",
     "WATER_GCP_CONN_ID": "google_cloud_default",
     "WATER_GCP_PROJECT": "acme-analytics",
+    "WATER_BIGQUERY_LOCATION": "europe-west1",
     "WATER_BQ_STAGING_DATASET": "water_staging",
     "WATER_GCS_STAGING": "gs://acme-water-staging/exchange",
     "WATER_GLUE_ROLE": "water-glue",

@@ -26,6 +26,7 @@ EXAMPLE = {
     "ImageRegistry": "registry.example/ml",
     "ImageTag": "2026.11.1",
     "GcpProject": "acme-analytics",
+    "BigQueryLocation": "EU",
     "GcsStagingBucket": "acme-water-staging",
     "Namespace": "water",
     "OidcProvider": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",

@@ -268,8 +268,8 @@ def test_irsa_role_on_the_service_accounts_that_call_aws(env):
         for c in ("workers", "triggerer", "apiServer")
     }
     assert set(annotated.values()) == {"arn:aws:iam::${AccountId}:role/water-airflow"}
-    # the job pods the cloud target starts use one of them
-    assert settings_of(values)["WATER_K8S_SERVICE_ACCOUNT"] in annotated
+    # the job pods the cloud target starts run as their own (tests/contract/test_job_pods.py)
+    assert settings_of(values)["WATER_K8S_SERVICE_ACCOUNT"] not in annotated
     # the Airflow role trusts exactly these service accounts
     trust = json.loads((ROOT / "docs/iam/airflow-role-trust.json").read_text())
     (statement,) = trust["Statement"]

@@ -102,7 +102,7 @@ def test_policy_parses_with_the_current_version(path):
 
 def test_the_roles_have_their_policies():
     names = {p.name for p in POLICY_FILES}
-    for role in ("airflow-role", "sagemaker-execution-role", "glue-role"):
+    for role in ("airflow-role", "jobs-role", "sagemaker-execution-role", "glue-role"):
         assert {f"{role}-policy.json", f"{role}-trust.json"} <= names, role
 
 
@@ -147,9 +147,10 @@ def test_pass_role_only_to_its_service(path):
 
 
 def test_trust_policies():
-    airflow = statements(load(IAM_DIR / "airflow-role-trust.json"))
-    assert {s["Action"] for s in airflow} == {"sts:AssumeRoleWithWebIdentity"}
-    assert all("oidc-provider/" in s["Principal"]["Federated"] for s in airflow)
+    for role in ("airflow-role", "jobs-role"):  # service accounts in the cluster, by IRSA
+        irsa = statements(load(IAM_DIR / f"{role}-trust.json"))
+        assert {s["Action"] for s in irsa} == {"sts:AssumeRoleWithWebIdentity"}, role
+        assert all("oidc-provider/" in s["Principal"]["Federated"] for s in irsa), role
     for role, service in (("sagemaker-execution-role", "sagemaker"), ("glue-role", "glue")):
         (statement,) = statements(load(IAM_DIR / f"{role}-trust.json"))
         assert statement["Action"] == "sts:AssumeRole"
@@ -172,7 +173,7 @@ def test_placeholders_are_the_documented_ones():
     documented = set(re.findall(r"^\| `\$\{([A-Za-z]+)\}` \|", (ROOT / "docs/deploy.md").read_text(), re.M))
     used = {
         name
-        for path in [*POLICY_FILES, *VALUES_DIR.glob("*.yaml")]
+        for path in [*POLICY_FILES, *VALUES_DIR.glob("*.yaml"), *(ROOT / "docs" / "k8s").glob("*.yaml")]
         for name in PLACEHOLDER.findall(path.read_text())
     }
     assert used and used == documented

@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from water.job_output import folder, output_folder
 
 PREDICTION_SCHEMA = pa.schema(
     [("customer_key", pa.string()), ("value_class", pa.string()), ("confidence", pa.float64())]
@@ -61,9 +62,7 @@ def main(argv=None):
     if unknown:
         raise SystemExit(f"classes without an offer: {sorted(unknown)}; add them to --offers")
 
-    fs, root = pafs.FileSystem.from_uri(args.output)
-    fs.create_dir(root, recursive=True)
-    fs.delete_dir_contents(root, missing_dir_ok=True)  # this task's output folder: a re-run replaces it
+    fs, root = output_folder(args.output)  # this task's output folder: a re-run replaces it
     shard = f"{args.row_start or 0:012d}"
     written = {}
     for value_class, offer in sorted(offers.items()):
@@ -77,8 +76,8 @@ def main(argv=None):
                 "offer": pa.array([offer] * rows.num_rows, pa.string()),
             }
         )
-        fs.create_dir(f"{root}/value_class={value_class}", recursive=True)
-        pq.write_table(ranked, f"{root}/value_class={value_class}/part-{shard}.parquet", filesystem=fs)
+        out = folder(fs, f"{root}/value_class={value_class}")
+        pq.write_table(ranked, f"{out}/part-{shard}.parquet", filesystem=fs)
         written[value_class] = rows.num_rows
     print(f"postprocess rows_in={predictions.num_rows} " + " ".join(f"{k}={v}" for k, v in written.items()))
 

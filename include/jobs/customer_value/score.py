@@ -19,6 +19,8 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from water.job_output import output_folder
+
 ID = "customer_key"
 
 
@@ -46,9 +48,7 @@ def main(argv=None):
         ),
     )
     source = ds.dataset(args.input, format=csv_format)
-    out_fs, out_root = pafs.FileSystem.from_uri(args.output)
-    out_fs.create_dir(out_root, recursive=True)
-    out_fs.delete_dir_contents(out_root, missing_dir_ok=True)
+    out_fs, out_root = output_folder(args.output)
     classes = np.asarray(model.classes_).astype(str)
     rows, counts = 0, {}
     for index, fragment in enumerate(sorted(source.get_fragments(), key=lambda f: f.path)):

@@ -17,9 +17,10 @@ import joblib
 import numpy as np
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import accuracy_score, confusion_matrix
+
+from water.job_output import output_folder
 
 ID, LABEL = "customer_key", "label"
 
@@ -69,9 +70,7 @@ def main(argv=None):
     print(f"validation:accuracy={accuracy:.4f};")
     print(f"validation majority-class accuracy={majority:.4f}; rows train={len(y_train)} validation={len(y_valid)}")
 
-    fs, root = pafs.FileSystem.from_uri(args.model_output)
-    fs.create_dir(root, recursive=True)
-    fs.delete_dir_contents(root, missing_dir_ok=True)
+    fs, root = output_folder(args.model_output)
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     write_bytes(fs, f"{root}/model.joblib", buffer.getvalue())

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
+
+from water.job_output import output_folder
 
 PLATFORMS = ("ios", "android", "web")
 COUNT_COLUMNS = (
@@ -40,9 +41,7 @@ class PartitionWriter:
     """CSV files in one output partition, rotated every `shard_rows` rows."""
 
     def __init__(self, uri, header, shard_rows=None):
-        self.fs, self.root = pafs.FileSystem.from_uri(uri)
-        self.fs.create_dir(self.root, recursive=True)
-        self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
+        self.fs, self.root = output_folder(uri)
         self.header, self.shard_rows = header, shard_rows
         self.writer = self.stream = None
         self.shard, self.rows_in_shard, self.rows = 0, 0, 0

@@ -24,6 +24,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from water.job_output import folder, output_folder
+
 PREDICTION_SCHEMA = pa.schema([("user_id", pa.int64()), ("segment", pa.string()), ("confidence", pa.float64())])
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -98,9 +100,7 @@ def ranked(rows: pa.Table) -> pa.Table:
 
 def write_lists(output, rows: pa.Table, classes, shard_start, campaign, recipe_ids: pa.Array, message: pa.Array):
     """One Parquet file per class under OUTPUT/segment=<class>/ (rows as ranked() ordered them)."""
-    fs, root = pafs.FileSystem.from_uri(output)
-    fs.create_dir(root, recursive=True)
-    fs.delete_dir_contents(root, missing_dir_ok=True)  # this task's output folder: a re-run replaces it
+    fs, root = output_folder(output)  # this task's output folder: a re-run replaces it
     segments = rows.column("segment")
     written = {}
     for segment in classes:
@@ -117,7 +117,7 @@ def write_lists(output, rows: pa.Table, classes, shard_start, campaign, recipe_i
             },
             schema=OUTPUT_SCHEMA,
         )
-        fs.create_dir(f"{root}/segment={segment}", recursive=True)
-        pq.write_table(table, f"{root}/segment={segment}/part-{shard_start:012d}.parquet", filesystem=fs)
+        out = folder(fs, f"{root}/segment={segment}")
+        pq.write_table(table, f"{out}/part-{shard_start:012d}.parquet", filesystem=fs)
         written[segment] = n
     return written

@@ -48,4 +48,5 @@ def predict_fn(input_data, model):
 def output_fn(prediction, accept):
     if accept not in ("text/csv", "*/*"):
         raise ValueError(f"unsupported accept type {accept}; ask for text/csv")
-    return prediction.to_csv(header=False, index=False, lineterminator="\n")
+    # no newline after the last line: the transform's AssembleWith=Line adds one to each answer
+    return prediction.to_csv(header=False, index=False, lineterminator="\n").rstrip("\n")
