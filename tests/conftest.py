@@ -67,3 +67,33 @@ def demo_seed():
         spec.loader.exec_module(module)
         _demo_seed_module = module
     return _demo_seed_module
+
+
+class FakeTI:
+    """A task instance as operators use it: XCom by (task id, key), what they push, the try number."""
+
+    def __init__(
+        self, xcom: dict[tuple[str, str], object] | None = None, try_number: int = 1,
+        dag_id: str = "pipeline", run_id: str = "manual__test",
+    ) -> None:
+        self.dag_id, self.run_id, self.task_id = dag_id, run_id, "task"
+        self.try_number, self.map_index = try_number, -1
+        self.xcom = dict(xcom or {})
+        self.pushed: dict[str, object] = {}
+
+    def xcom_pull(self, task_ids: str | None = None, key: str | None = None, **_: object) -> object:
+        return self.xcom.get((task_ids, key or "return_value"))
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.pushed[key] = value
+
+
+@pytest.fixture
+def task_context():
+    """make(ds, xcom={(task id, key): value}, params={...}) -> the context a task's execute gets."""
+
+    def make(ds: str, xcom: dict[tuple[str, str], object] | None = None, params: dict | None = None) -> dict:
+        ti = FakeTI(xcom, run_id=f"manual__{ds}")
+        return {"ds": ds, "ds_nodash": ds.replace("-", ""), "run_id": ti.run_id, "ti": ti, "params": params or {}}
+
+    return make

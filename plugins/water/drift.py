@@ -21,8 +21,9 @@ OK = "ok"
 WARN = "warn"
 BLOCK = "block"
 ACCEPTED = "accepted"  # would have blocked; a person accepted the day (conf accept_drift)
-NO_BASELINE = "no_baseline"
-PASSING = (OK, WARN, ACCEPTED, NO_BASELINE)  # verdicts whose predictions went on (usable as a baseline)
+NO_BASELINE = "no_baseline"  # no earlier day passed the guard with rows
+NO_ROWS = "no_rows"  # today has no predictions: nothing to compare
+PASSING = (OK, WARN, ACCEPTED, NO_BASELINE, NO_ROWS)  # verdicts whose predictions went on
 
 
 def shares(counts: dict[str, int], classes: list[str]) -> dict[str, float]:
@@ -51,6 +52,13 @@ def js_distance(actual: list[float], expected: list[float]) -> float:
         return sum(a * math.log2(a / b) for a, b in zip(x, y) if a > 0)
 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
+
+
+def not_assessed(verdict: str) -> str:
+    """Why a day's drift was not assessed (no baseline, or no rows today)."""
+    if verdict == NO_ROWS:
+        return "no rows today: drift not assessed"
+    return "no baseline yet (no earlier day passed the guard with rows): drift not assessed"
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,8 @@ class Assessment:
         return [(c, base.get(c), s) for c, s in self.shares.items()]
 
     def headline(self) -> str:
-        if self.verdict == NO_BASELINE:
-            return "no baseline yet: drift not assessed"
+        if self.psi is None:
+            return not_assessed(self.verdict)
         return (
             f"{self.verdict.upper()}: PSI {self.psi:.3f}, JS distance {self.js:.3f} against {self.baseline} "
             f"(warn ≥ {self.warn}, block ≥ {self.block} on {self.metric.upper()})"
@@ -110,6 +118,8 @@ def assess(
 ) -> Assessment:
     today = shares(counts, classes)
     rows = sum(int(counts.get(c, 0)) for c in classes)
+    if rows <= 0:  # an empty day's floored shares would read as a uniform mix
+        return Assessment(NO_ROWS, metric, None, None, None, warn, block, today, None, None, rows)
     if not baseline_counts or sum(baseline_counts.values()) <= 0:
         return Assessment(NO_BASELINE, metric, None, None, None, warn, block, today, None, None, rows)
     base = shares(baseline_counts, classes)

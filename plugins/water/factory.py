@@ -3,7 +3,8 @@
 Each step becomes the task (or task group) its target's builder makes for its kind; the
 edges follow from the datasets the steps read and write (PipelineSpec.upstream). The
 factory knows no step by name: a drift guard gates whatever reads the dataset it guards,
-and every run ends with `run_report`, a teardown after every leaf.
+a publish step's retraction follows the tasks that end a day unpublished, and every run
+ends with `run_report`, a teardown after every leaf.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from water import metrics, notify
 from water.docs import dag_doc
@@ -81,6 +82,21 @@ def _entry_task_ids(node: Any) -> list[str]:
     return [node.task_id]
 
 
+def timetable(schedule: str | None) -> Any:
+    """The DAG schedule of a spec's `schedule:` (a cron or preset: when a run starts).
+
+    Each run processes one whole, finished day: its logical date (`ds`) is the start of a data
+    interval that ends when the run starts, so the 06:00 run on 2026-11-02 processes
+    ds=2026-11-01. Spelled out because Airflow's default for a plain cron string
+    (`[scheduler] create_cron_data_intervals = False`) gives the 06:00 run of 2026-11-02
+    ds=2026-11-02: six hours of that day. A manual run (the UI's trigger, `water run --date`)
+    processes the logical date it is given; `start_date` is the first day processed.
+    """
+    if schedule is None or schedule in ("@once", "@continuous"):
+        return schedule
+    return CronDataIntervalTimetable(schedule, timezone="UTC")
+
+
 def build_dag(spec: PipelineSpec, target: Target) -> DAG:
     retries = os.environ.get("WATER_RETRIES")  # `water run --retries N` overrides the spec
     default_args = {
@@ -94,9 +110,10 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description.strip().splitlines()[0][:200],
-        schedule=spec.schedule,
+        schedule=timetable(spec.schedule),
         start_date=start,
         catchup=spec.catchup,
+        max_active_runs=spec.max_active_runs,
         tags=sorted({*spec.tags, "water", f"target:{target.name}"}),
         default_args=default_args,
         doc_md=dag_doc(spec, target.name),
@@ -108,6 +125,13 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
             built[name] = target.build(spec, name, spec.steps[name])
             for up in upstream[name]:
                 built[up].tail >> built[name].head
+        for name in spec.order():
+            retraction = built[name].on_nothing_published
+            if retraction is not None:
+                endings = spec.nothing_published_endings(name)
+                if not endings:  # its trigger rule would let it run every day
+                    raise ValueError(f"steps.{name}: a retraction with nothing before it that ends a day unpublished")
+                [dag.get_task(task_id) for task_id in endings] >> retraction
         guard = spec.step_of("drift_guard")
         if guard:
             built[guard[0]].head.continue_task_ids = [

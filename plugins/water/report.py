@@ -12,6 +12,8 @@ import html
 import json
 from typing import Any
 
+from water.drift import not_assessed
+
 PALETTE = ("#2f6db5", "#e0892b", "#5aa469", "#b5452f", "#7d5ab5", "#8c8c8c")
 FAILED_STATES = ("failed", "upstream_failed")
 
@@ -42,6 +44,38 @@ def route_lines(routes: dict[str, dict[str, Any]], previous: dict[str, dict[str,
     return lines
 
 
+def earlier_outputs(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, Any] | None:
+    """When the run ended the day before publishing (quarantine, no_predictions): what became
+    of the day's earlier outputs, by the publish step's `when_nothing_published`:
+    {"outcome": "retracted" | "kept" | "not retracted", "table", "dataset", "rows_retracted"}.
+    None when the run published, or failed before it could tell."""
+    setting = roles.get("nothing_published")
+    if not setting:
+        return None
+    state = {t["task_id"]: t["state"] for t in tasks}
+    if not any(state.get(task_id) == "success" for task_id in setting["endings"]):
+        return None
+    found = {"table": setting["table"], "dataset": setting["dataset"], "rows_retracted": None}
+    if not setting.get("retract"):
+        return {**found, "outcome": "kept"}
+    retraction = [t for t in tasks if t["task_id"].split(".")[0] == setting["retract"]]  # a task or a group's
+    if not retraction or any(t["state"] != "success" for t in retraction):
+        return {**found, "outcome": "not retracted"}  # the retraction failed: its task names why
+    rows = [(t.get("figures") or {}).get("rows_retracted") for t in retraction]
+    return {**found, "outcome": "retracted", "rows_retracted": next((n for n in rows if n is not None), None)}
+
+
+def earlier_outputs_text(earlier: dict[str, Any]) -> str:
+    """One line on the day's earlier outputs, for the summary, the report and Slack."""
+    where = f"{earlier['table']} rows of the day and {earlier['dataset']}/ds=…"
+    if earlier["outcome"] == "kept":
+        return f"kept: {where} stay as an earlier run left them (when_nothing_published: keep)"
+    if earlier["outcome"] == "retracted":
+        rows = f" ({earlier['rows_retracted']:,} rows)" if earlier.get("rows_retracted") is not None else ""
+        return f"retracted: {where} removed{rows}"
+    return f"NOT retracted: the retraction failed, {where} are still there"
+
+
 def headline(record: dict[str, Any]) -> dict[str, Any]:
     """rows, tier, drift verdict, accuracy, rows published: what messages and summaries show."""
     by_id = {t["task_id"]: t.get("figures") or {} for t in record["tasks"]}
@@ -65,6 +99,7 @@ def headline(record: dict[str, Any]) -> dict[str, Any]:
         "validation_accuracy": (figures("training").get("metrics") or {}).get(roles.get("objective_metric") or ""),
         "rows_published": figures("publish").get("rows_out"),
         "quarantined": figures("quarantine").get("quarantine"),
+        "earlier_outputs": earlier_outputs(record["tasks"], roles),
     }
 
 
@@ -90,7 +125,7 @@ def _drift_text(drift: dict[str, Any]) -> str:
     if not drift:
         return "-"
     if drift.get("psi") is None:
-        return "no baseline yet: not assessed"
+        return not_assessed(drift.get("verdict"))
     return f"{drift['verdict']}: PSI {drift['psi']:.3f}, JS distance {drift['js']:.3f} against {drift.get('baseline')}"
 
 
@@ -184,6 +219,7 @@ def render(record: dict[str, Any], history: list[dict[str, Any]], classes: list[
         ("drift", _drift_text(drift)),
         ("validation accuracy", _num(head["validation_accuracy"])),
         ("rows published", _num(head["rows_published"])),
+        *([("earlier outputs of the day", earlier_outputs_text(head["earlier_outputs"]))] if head["earlier_outputs"] else []),
         ("duration", f"{record['duration_seconds']:.1f} s" if record.get("duration_seconds") is not None else "-"),
     ]
     data = json.dumps({**record, "headline": head, "history": history}, sort_keys=True, default=str).replace("</", "<\\/")

@@ -198,7 +198,7 @@ ArgValue = Annotated[Any, BeforeValidator(_scalar)]
 
 def _snake_case_args(args: dict[str, Any]) -> dict[str, Any]:
     for name in args:
-        if not re.match(IDENTIFIER, name):
+        if not re.fullmatch(IDENTIFIER, name):
             raise ValueError(f"argument name {name!r} must be snake_case (it becomes --{name})")
     return args
 
@@ -230,7 +230,148 @@ class Step(Strict):
         return (cls.__doc__ or cls.__name__).strip().splitlines()[0]
 
 
-class BigQuerySqlStep(Step):
+# --- data-quality gates (checked by water.quality before a step's output replaces the day's) ---
+
+Column = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+ColumnType = Literal["integer", "float", "number", "string", "boolean", "date", "timestamp"]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class DatasetChecks(Strict):
+    """Gates on one written dataset: at least `min_rows` rows, at most a share of nulls per
+    named column, and the named columns present with their type (`number`: integer or float)."""
+
+    min_rows: int | None = Field(default=None, ge=1)
+    max_null_share: dict[Column, Share] = Field(default_factory=dict)
+    columns: dict[Column, ColumnType] = Field(default_factory=dict)
+
+    def any(self) -> bool:
+        return self.min_rows is not None or bool(self.max_null_share) or bool(self.columns)
+
+
+class MetricCheck(Strict):
+    """The training gate: the validation metric `name` (by default the step's objective_metric)
+    at least `at_least`, and/or at least the majority-class share of the validation channel's
+    labels (`validation`, a channel of `reads`; column `label_column`) plus `above_majority_by`."""
+
+    name: str | None = None
+    at_least: float | None = None
+    above_majority_by: float | None = Field(default=None, ge=0, le=1)
+    validation: str = "validation"
+    label_column: Column = "label"
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> MetricCheck:
+        if self.at_least is None and self.above_majority_by is None:
+            raise ValueError("give at_least (a floor), above_majority_by (a margin over the majority class), or both")
+        return self
+
+
+class Checks(DatasetChecks):
+    """A step's `checks`: its written dataset's gates; a pod writing several datasets gives them
+    per writes flag under `outputs`; a training step adds `metric`."""
+
+    outputs: dict[Flag, DatasetChecks] = Field(default_factory=dict)
+    metric: MetricCheck | None = None
+
+    def own(self) -> DatasetChecks:
+        """The gates given directly (not under outputs)."""
+        return DatasetChecks(min_rows=self.min_rows, max_null_share=self.max_null_share, columns=self.columns)
+
+
+class CheckedStep(Step):
+    """A step that writes lake datasets, each of which may be gated by `checks`."""
+
+    checks: Checks | None = None
+
+    def written(self) -> dict[str, tuple[str, str]]:
+        """label (a pod's writes flag, else the dataset) -> (dataset, row format) of what it writes."""
+        return {self.writes: (self.writes, "parquet")}  # type: ignore[attr-defined]
+
+    def output_checks(self) -> dict[str, tuple[str, DatasetChecks]]:
+        """dataset -> (row format, its gates), for every written dataset that has any."""
+        if self.checks is None:
+            return {}
+        written = self.written()
+        gates = {label: c for label, c in self.checks.outputs.items() if c.any()}
+        if self.checks.own().any() and len(written) == 1:
+            gates[next(iter(written))] = self.checks.own()
+        return {written[label][0]: (written[label][1], c) for label, c in gates.items() if label in written}
+
+    def metric_check(self) -> MetricCheck | None:
+        """The training gate with its metric named (the objective_metric unless it names one)."""
+        check = self.checks.metric if self.checks else None
+        if check is None:
+            return None
+        return check.model_copy(update={"name": check.name or getattr(self, "objective_metric", None)})
+
+    def check_problems(self) -> list[tuple[str, str]]:
+        """(field under checks, message) for every check that cannot apply to this step."""
+        if self.checks is None:
+            return []
+        problems: list[tuple[str, str]] = []
+        written = self.written()
+        own = self.checks.own()
+        if self.checks.outputs and self.kind != "pod":
+            problems.append(("outputs", "only a pod step names its outputs (by writes flag); put the checks on checks itself"))
+        for label in self.checks.outputs:
+            if label not in written:
+                problems.append((f"outputs.{label}", f"not one of the step's writes flags ({', '.join(written)})"))
+        if own.any() and len(written) > 1:
+            problems.append((
+                next(f for f in ("min_rows", "max_null_share", "columns") if getattr(own, f)),
+                f"the step writes {len(written)} datasets; give each its checks under "
+                f"checks.outputs.<flag> ({', '.join(written)})",
+            ))
+        for label, gate in [*([(next(iter(written)), own)] if len(written) == 1 else []), *self.checks.outputs.items()]:
+            if label not in written or not gate.any():
+                continue
+            dataset, row_format = written[label]
+            where = f"outputs.{label}." if label in self.checks.outputs else ""
+            if row_format == "files":
+                problems.append((
+                    where + next(f for f in ("min_rows", "max_null_share", "columns") if getattr(gate, f)),
+                    f"{dataset} is written as files (a model), not rows; a training step checks its metric (checks.metric)",
+                ))
+            elif row_format == "csv" and (gate.columns or gate.max_null_share):
+                problems.append((
+                    where + ("columns" if gate.columns else "max_null_share"),
+                    f"{dataset} is CSV without a header: its columns have no names, only min_rows applies",
+                ))
+        problems += self._metric_problems()
+        return problems
+
+    def _metric_problems(self) -> list[tuple[str, str]]:
+        check = self.checks.metric if self.checks else None
+        if check is None:
+            return []
+        definitions = [m.name for m in getattr(self, "metric_definitions", [])]
+        if not definitions:
+            return [("metric", "only a training step (sagemaker_training, or a pod with metric_definitions) reports a metric to check")]
+        name = check.name or getattr(self, "objective_metric", None)
+        problems = []
+        if name is None:
+            problems.append(("metric.name", f"name the metric to check (one of {', '.join(definitions)}); the step has no objective_metric"))
+        elif name not in definitions:
+            problems.append(("metric.name", f"{name!r} is not among metric_definitions ({', '.join(definitions)})"))
+        reads = getattr(self, "reads", {})
+        if check.above_majority_by is not None and check.validation not in reads:
+            problems.append((
+                "metric.validation",
+                f"{check.validation!r} is not one of the step's reads ({', '.join(reads)}); "
+                "name the channel whose labels give the majority-class baseline",
+            ))
+        return problems
+
+    def validation_dataset(self) -> str | None:
+        """The dataset whose labels give the training gate's majority-class baseline."""
+        check = self.checks.metric if self.checks else None
+        if check is None or check.above_majority_by is None:
+            return None
+        return getattr(self, "reads", {}).get(check.validation)
+
+
+class BigQuerySqlStep(CheckedStep):
     """BigQuery Standard SQL, parameterised by @ds, into a lake dataset (exported as Parquet)."""
 
     kind: Literal["bigquery_sql"]
@@ -246,7 +387,7 @@ class BigQuerySqlStep(Step):
         return [self.writes]
 
 
-class AthenaSqlStep(Step):
+class AthenaSqlStep(CheckedStep):
     """Trino SQL run by Athena (locally on DuckDB), parameterised by ? = ds, UNLOADed to Parquet.
 
     An unqualified table is the lake dataset of that name in this pipeline's catalog database.
@@ -266,7 +407,7 @@ class AthenaSqlStep(Step):
         return [self.writes]
 
 
-class GluePySparkStep(Step):
+class GluePySparkStep(CheckedStep):
     """A PySpark script run as an AWS Glue job (locally on Spark).
 
     `reads` maps a script argument to the dataset whose partition URI it receives
@@ -349,7 +490,7 @@ def _pod_output(value: Any) -> Any:
     return {"dataset": value} if isinstance(value, str) else value
 
 
-class PodStep(Step):
+class PodStep(CheckedStep):
     """A container entrypoint run as a Kubernetes pod (locally as a limited subprocess).
 
     `reads` and `writes` map a flag to a dataset: the entrypoint gets `--FLAG <partition URI>`.
@@ -386,11 +527,14 @@ class PodStep(Step):
     def outputs(self) -> list[str]:
         return [o.dataset for o in self.writes.values()]
 
+    def written(self) -> dict[str, tuple[str, str]]:
+        return {flag: (o.dataset, o.format) for flag, o in self.writes.items()}
+
 
 InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
 
 
-class SageMakerTrainingStep(Step):
+class SageMakerTrainingStep(CheckedStep):
     """SageMaker script-mode training with the scikit-learn framework container.
 
     `reads` maps a channel name (SM_CHANNEL_<NAME>) to a dataset of CSV files with a header;
@@ -427,8 +571,11 @@ class SageMakerTrainingStep(Step):
     def outputs(self) -> list[str]:
         return [self.writes]
 
+    def written(self) -> dict[str, tuple[str, str]]:
+        return {self.writes: (self.writes, "files")}  # model.tar.gz
 
-class SageMakerTransformStep(Step):
+
+class SageMakerTransformStep(CheckedStep):
     """SageMaker batch transform with a model from a training step and an inference script.
 
     Reads `input` (CSV lines, no header) with the model a sagemaker_training step wrote to
@@ -451,6 +598,9 @@ class SageMakerTransformStep(Step):
 
     def outputs(self) -> list[str]:
         return [self.writes]
+
+    def written(self) -> dict[str, tuple[str, str]]:
+        return {self.writes: (self.writes, "csv")}  # prediction lines, no header
 
 
 class InferenceStatsStep(Step):
@@ -567,7 +717,7 @@ class Route(Strict):
         return self
 
 
-class SizedPostprocessStep(Step):
+class SizedPostprocessStep(CheckedStep):
     """Post-processing sized per run, route by route, from the predictions' class counts.
 
     Reads the predictions (`--input`), writes shards that a commit swaps into `writes`
@@ -644,14 +794,29 @@ class SizedPostprocessStep(Step):
     def commit_task_id(self) -> str:
         return f"commit_{self.writes}"
 
+    def check_task_id(self) -> str:
+        """The task of the step's gates on its shards, where a target checks in a task of its own."""
+        return f"check_{self.writes}"
+
 
 class PublishStep(Step):
-    """The day's partition of a lake dataset into a warehouse table (BigQuery; locally DuckDB)."""
+    """The day's partition of a lake dataset into a warehouse table (BigQuery; locally DuckDB).
+
+    `when_nothing_published`: what a run that ends the day without publishing (the drift
+    guard quarantined it, or inference produced no predictions) does with what an earlier
+    run of that day published: `retract` (the default) removes the table's `ds` rows and
+    the `reads` partition; `keep` leaves them. A failed run keeps them either way.
+    """
 
     kind: Literal["publish"]
     reads: Dataset
     table: Table
+    when_nothing_published: Literal["retract", "keep"] = "retract"
     timeout: Duration = timedelta(minutes=30)
+
+    @staticmethod
+    def retract_task_id(name: str) -> str:
+        return f"retract_{name}"
 
     def inputs(self) -> list[str]:
         return [self.reads]
@@ -721,6 +886,9 @@ class PipelineSpec(Strict):
     schedule: Schedule = None
     start_date: date
     catchup: bool = False
+    # Runs of the DAG at a time; 1 judges days in order (the drift guard's baseline is the
+    # newest earlier day that passed it).
+    max_active_runs: int = Field(default=1, ge=1, le=64)
     tags: list[str] = Field(default_factory=list)
     retries: int = Field(default=2, ge=0, le=10)
     retry_delay: Duration = timedelta(minutes=5)
@@ -803,6 +971,21 @@ class PipelineSpec(Strict):
             return []
         return [name for name, ups in self.upstream().items() if guard[0] in ups]
 
+    def nothing_published_endings(self, name: str) -> list[str]:
+        """The tasks that end a day before step `name` with nothing wrong: the drift guard's
+        quarantine and the sizing's no_predictions, when they come before it."""
+        ancestors = _ancestors(self.upstream(), name)
+        guard, sized = self.step_of("drift_guard"), self.step_of("sized_postprocess")
+        return [
+            *([DriftGuardStep.quarantine_task_id] if guard and guard[0] in ancestors else []),
+            *([SizedPostprocessStep.no_predictions_task_id] if sized and sized[0] in ancestors else []),
+        ]
+
+    def retracts(self, name: str) -> bool:
+        """Whether publish step `name` gets a retraction: it says `retract` and a day can end unpublished before it."""
+        step = self.steps[name]
+        return getattr(step, "when_nothing_published", None) == "retract" and bool(self.nothing_published_endings(name))
+
     def order(self) -> list[str]:
         """The steps in dependency order (ties kept in the spec's order)."""
         return _topological(self.upstream(), list(self.steps))
@@ -835,6 +1018,14 @@ class PipelineSpec(Strict):
         if cycle:
             raise ValueError(f"steps: the datasets form a cycle: {' -> '.join(cycle)}")
         self._kind_links()
+        checks = [
+            f"steps.{name}.checks.{field}: {message}"
+            for name, step in self.steps.items()
+            if isinstance(step, CheckedStep)
+            for field, message in step.check_problems()
+        ]
+        if checks:
+            raise ValueError("\n".join(checks))
         return self
 
     def _kind_links(self) -> None:
@@ -867,6 +1058,11 @@ class PipelineSpec(Strict):
             if step.shards_dataset in {o for s in self.steps.values() for o in s.outputs()} | set(self.sources):
                 raise ValueError(f"steps.{name}.writes: {step.shards_dataset!r} is reserved for its shards")
             self._routes_cover_classes(name, step)
+        for name in self.steps_of("publish"):
+            if PublishStep.retract_task_id(name) in self.steps and self.retracts(name):
+                raise ValueError(
+                    f"steps.{PublishStep.retract_task_id(name)}: the name of {name}'s retraction task; name the step otherwise"
+                )
 
     def _routes_cover_classes(self, name: str, step: SizedPostprocessStep) -> None:
         """Every class in exactly one route, or dropped on purpose; route names free as task ids."""
@@ -905,6 +1101,8 @@ class PipelineSpec(Strict):
         )
         guard = self.step_of("drift_guard")
         sized = self.step_of("sized_postprocess")
+        publish = next(iter(self.steps_of("publish").items()), None)
+        endings = self.nothing_published_endings(publish[0]) if publish else []
         return {
             "stats": stats[0] if stats else None,
             "stats_dataset": stats[1].writes if stats else None,
@@ -913,7 +1111,15 @@ class PipelineSpec(Strict):
             "drift": guard[0] if guard else None,
             "quarantine": DriftGuardStep.quarantine_task_id if guard else None,
             "decision": SizedPostprocessStep.size_task_id(sized[0]) if sized else None,
-            "publish": next(iter(self.steps_of("publish")), None),
+            "publish": publish[0] if publish else None,
+            # what a day that ends before the publish step does with that day's earlier outputs
+            "nothing_published": {
+                "endings": endings,
+                "setting": publish[1].when_nothing_published,
+                "retract": PublishStep.retract_task_id(publish[0]) if self.retracts(publish[0]) else None,
+                "table": publish[1].table,
+                "dataset": publish[1].reads,
+            } if endings else None,
         }
 
     def label_sources(self) -> dict[str, str]:
@@ -999,18 +1205,135 @@ def spec_path(name: str) -> Path:
     return paths.pipelines_dir() / f"{name}.yaml"
 
 
+# A spec is a few KB of YAML; these bounds refuse a file that would take the validator (or the
+# DAG processor parsing a DAG file) minutes or all memory: a huge file, or a small one whose
+# aliases expand to millions of values (a "billion laughs").
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents whose aliases expand past MAX_EXPANDED_NODES and
+    turning a value its constructors cannot make (`2026-02-30`) into an error at its place."""
+
+    _document: yaml.Node | None = None
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        expanded = _expanded_size(node)
+        if expanded > MAX_EXPANDED_NODES:
+            raise _SpecProblem(
+                "", f"its aliases expand to {expanded:,} values; a spec may have at most {MAX_EXPANDED_NODES:,}"
+            )
+        self._document = node
+        return super().construct_document(node)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (yaml.YAMLError, _SpecProblem):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a constructor's ValueError, OverflowError, …
+            mark = node.start_mark
+            value = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
+            raise _SpecProblem(
+                _node_field(self._document, node),
+                f"line {mark.line + 1}, column {mark.column + 1}: {value}is not a valid {node.tag.rpartition(':')[2]} ({exc})",
+            ) from None
+
+
+class _SpecProblem(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes the document has once every alias is expanded, counted without expanding:
+    each node is sized once (aliases share node objects); a recursive alias counts once."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(child), 1) for child in children)
+        elif id(node) not in sizes:
+            sizes[id(node)] = 1  # in progress: a cycle back to it counts once
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _node_field(root: yaml.Node | None, target: yaml.Node) -> str:
+    """The dotted field path (`start_date`, `steps.train.args.x`) of a node in the document."""
+    stack: list[tuple[yaml.Node, str]] = [(root, "")] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node, field = stack.pop()
+        if node is target:
+            return field
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+                stack += [(key, field), (value, f"{field}.{name}" if field else name)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(item, f"{field}.{i}" if field else str(i)) for i, item in enumerate(node.value)]
+    return ""
+
+
+def _read_yaml(path: Path, shown: Path) -> Any:
+    """The spec file's YAML data, within the bounds above; any failure is a SpecError naming the file."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(shown, [("", "file not found")]) from None
+    except OSError as exc:
+        raise SpecError(shown, [("", f"cannot be read: {exc.strerror or exc}")]) from None
+    if len(data) > MAX_SPEC_BYTES:
+        size = path.stat().st_size
+        figure = f" ({size:,} bytes)" if size > MAX_SPEC_BYTES else ""
+        raise SpecError(shown, [("", f"is larger than the {MAX_SPEC_BYTES:,} bytes (1 MiB) a spec may have{figure}")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            shown, [("", f"not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line} (offset {exc.start}) cannot be decoded")]
+        ) from None
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except _SpecProblem as exc:
+        raise SpecError(shown, [(exc.field, exc.message)]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise SpecError(shown, [("", f"not valid YAML: {where}{getattr(exc, 'problem', None) or exc}")]) from None
+    except RecursionError:
+        raise SpecError(shown, [("", "nested too deeply to be a spec")]) from None
+    except Exception as exc:  # noqa: BLE001 - whatever PyYAML trips on, the user sees the file
+        raise SpecError(shown, [("", f"cannot be read as YAML: {type(exc).__name__}: {exc}")]) from exc
+    finally:
+        loader.dispose()
+
+
 def load_spec(path: Path | str, include_dir: Path | None = None) -> PipelineSpec:
     """Read and validate one spec file. Raises SpecError naming the file and fields."""
     path = Path(path)
     shown = paths.shown(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(shown, [("", "file not found")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise SpecError(shown, [("", f"not valid YAML: {where}{getattr(exc, 'problem', exc)}")]) from None
+    raw = _read_yaml(path, shown)
     if not isinstance(raw, dict):
         raise SpecError(shown, [("", "must be a YAML mapping of fields")])
     try:
@@ -1019,6 +1342,10 @@ def load_spec(path: Path | str, include_dir: Path | None = None) -> PipelineSpec
         )
     except ValidationError as exc:
         raise SpecError(shown, [p for err in exc.errors() for p in _problems(err)]) from None
+    except RecursionError:  # a recursive alias (`&a [*a]`)
+        raise SpecError(shown, [("", "a value contains itself (a recursive YAML alias)")]) from None
+    except Exception as exc:  # noqa: BLE001 - whatever a validator trips on, the user sees the file
+        raise SpecError(shown, [("", f"cannot be validated: {type(exc).__name__}: {exc}")]) from exc
     if spec.name != path.stem:
         raise SpecError(shown, [("name", f"{spec.name!r} must match the file name {path.stem!r}")])
     return spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from water.lake import Lake
@@ -55,6 +56,24 @@ class LakeStore:
         path = folder / name
         path.write_text(text)
         return str(path)
+
+    def files(self, dataset: str, ds: str) -> list[tuple[str, Any]]:
+        """The data files of one partition as water.quality reads them (see files_under)."""
+        return self.files_under(self.lake.uri(dataset, ds))
+
+    def files_under(self, uri: str) -> list[tuple[str, Any]]:
+        """(path relative to `uri`, opener) of every data file under a folder: files and folders
+        named `_…` or `.…` (markers, checksums, staging) are not data. Nothing is read yet."""
+        folder = self._path(uri)
+        if not folder.exists():
+            return []
+        base = folder.path.rstrip("/") + "/"
+        found = []
+        for file in sorted(folder.fs.find(folder.path)):
+            relative = file[len(base):] if file.startswith(base) else file.rsplit("/", 1)[-1]
+            if relative and not any(part.startswith((".", "_")) for part in relative.split("/")):
+                found.append((relative, partial(folder.fs.open, file, "rb")))
+        return found
 
     def remove_partition(self, dataset: str, ds: str) -> bool:
         folder = self.partition(dataset, ds)

@@ -75,6 +75,11 @@ def test_sized_postprocess_branches_per_tier(dagbag, dag_id):
     name, step = sized
     size = dag.get_task(step.size_task_id(name))
     commit = dag.get_task(step.commit_task_id())
+    # with checks, every route's shards are checked together before the commit swaps them in
+    after_tiers = dag.get_task(step.check_task_id()) if step.checks else commit
+    if step.checks:
+        assert after_tiers.downstream_task_ids == {commit.task_id}
+        assert after_tiers.trigger_rule == "none_failed_min_one_success"
     expected_branches = {step.no_predictions_task_id}
     for route_name, route in step.all_routes(spec.classes, name).items():
         *fixed, largest = [step.tier_task_id(name, route_name, t.name) for t in route.sizing.tiers]
@@ -82,7 +87,7 @@ def test_sized_postprocess_branches_per_tier(dagbag, dag_id):
         expected_branches |= {*fixed, plan}
         assert dag.get_task(plan).downstream_task_ids == {largest}
         for tier in (*fixed, largest):
-            assert dag.get_task(tier).downstream_task_ids == {commit.task_id}
+            assert dag.get_task(tier).downstream_task_ids == {after_tiers.task_id}
         assert isinstance(dag.get_task(largest), MappedOperator)  # fans out over the route's shards
         assert not any(isinstance(dag.get_task(t), MappedOperator) for t in fixed)
     assert size.downstream_task_ids == expected_branches  # every route's tiers, in parallel

@@ -41,10 +41,10 @@ ROUTES = SIZED.all_routes(SPEC.classes, SIZED_NAME)
 # on a normal day at 20,000 users every route fits its first tier
 SMALL = tuple(SIZED.tier_task_id(SIZED_NAME, r, route.sizing.tiers[0].name) for r, route in ROUTES.items())
 STAGES = ("extract", "features", "training_set", "preprocess", "train", "batch_inference",
-          "inference_stats", "drift_guard", "size_postprocess", *SMALL, "commit_outputs", "publish",
-          "run_report")
+          "inference_stats", "drift_guard", "size_postprocess", *SMALL, SIZED.check_task_id(), "commit_outputs",
+          "publish", "run_report")
 SKIPPED = (
-    "quarantine", "no_predictions",
+    "quarantine", "no_predictions", SPEC.steps["publish"].retract_task_id("publish"),
     *(SIZED.plan_task_id(r) for r in ROUTES),
     *(SIZED.tier_task_id(SIZED_NAME, r, t.name) for r, route in ROUTES.items() for t in route.sizing.tiers[1:]),
 )

@@ -51,7 +51,7 @@ def test_the_page_shows_and_embeds_the_runs_figures():
             "win_back": {"classes": ["dormant"], "tier": "small", "rows": 375_000, "shards": 1},
         },
         "drift_verdict": "warn", "psi": 0.1658, "js": 0.2011,
-        "validation_accuracy": 0.8412, "rows_published": 2_500_000, "quarantined": None,
+        "validation_accuracy": 0.8412, "rows_published": 2_500_000, "quarantined": None, "earlier_outputs": None,
     }
     for shown in ("2,500,000", "0.841", "weekly_menu medium", "PSI 0.166", "60.0%", "40.0%", "93.4 s"):
         assert shown in page, shown

@@ -387,6 +387,10 @@ def test_demo_graph_follows_the_datasets():
         "quarantine": "quarantine",
         "decision": "size_postprocess",
         "publish": "publish",
+        "nothing_published": {
+            "endings": ["quarantine", "no_predictions"], "setting": "retract", "retract": "retract_publish",
+            "table": "ml.engagement_segments", "dataset": "outputs",
+        },
     }
 
 
@@ -436,7 +440,7 @@ def test_a_pipeline_without_guard_sizing_or_publish_builds_its_dag(tmp_path):
     assert spec.guarded_steps() == []
     assert spec.roles() == {
         "stats": None, "stats_dataset": None, "training": None, "objective_metric": None,
-        "drift": None, "quarantine": None, "decision": None, "publish": None,
+        "drift": None, "quarantine": None, "decision": None, "publish": None, "nothing_published": None,
     }
     target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))
     dag = build_dag(spec, target)

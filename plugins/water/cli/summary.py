@@ -154,6 +154,7 @@ class _Row:
 def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, Any]:
     """The figures people look for first: accuracy, predicted classes, rows published."""
     from water.operators.report import RUN_REPORT
+    from water.report import earlier_outputs
 
     by_id = {t["task_id"]: t["figures"] for t in tasks}
 
@@ -180,6 +181,7 @@ def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, A
         "rows_published": figures("publish").get("rows_out"),
         "drift": {k: drift.get(k) for k in ("verdict", "psi", "js", "baseline", "shares", "baseline_shares")} if drift else None,
         "quarantine": figures("quarantine").get("quarantine"),
+        "earlier_outputs": earlier_outputs(tasks, roles),
         "report": by_id.get(RUN_REPORT, {}).get("report"),
     }
 
@@ -212,6 +214,8 @@ def _notes(figures: dict[str, Any]) -> str:
         )
     if figures.get("flag"):
         notes.append(f"flagged: {figures['flag']}")
+    if figures.get("rows_retracted") is not None:
+        notes.append(f"{figures['rows_retracted']:,} rows retracted")
     if figures.get("table"):
         notes.append(f"→ {figures['table']}")
     return "; ".join(notes)
@@ -265,7 +269,9 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     drift = summary.get("drift")
     if drift and drift.get("verdict"):
         if drift.get("psi") is None:
-            lines.append("drift: no baseline yet (first run)")
+            from water.drift import not_assessed
+
+            lines.append(f"drift: {not_assessed(drift['verdict'])}")
         else:
             mix = ", ".join(
                 f"{c} {(drift.get('baseline_shares') or {}).get(c, 0):.0%}→{s:.0%}" for c, s in (drift.get("shares") or {}).items()
@@ -273,6 +279,10 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
             lines.append(f"drift: {drift['verdict']} — PSI {drift['psi']:.3f}, JS {drift['js']:.3f} vs {drift['baseline']} ({mix})")
     if summary.get("quarantine"):
         lines.append(f"[bold red]quarantined[/]: predictions held back at {summary['quarantine']}; nothing published")
+    if summary.get("earlier_outputs"):
+        from water.report import earlier_outputs_text
+
+        lines.append(f"earlier outputs of ds={summary['ds']} " + earlier_outputs_text(summary["earlier_outputs"]))
     if summary.get("wall_seconds") is not None:
         lines.append(
             f"run span {summary['wall_seconds']:.1f}s for {summary['task_seconds']:.1f}s of stage work "

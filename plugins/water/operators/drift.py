@@ -2,14 +2,15 @@
 
 Target-agnostic; reads and writes the lake through water.store (file:// or s3://).
 
-- Baseline `previous_run`: the newest earlier day whose stats passed the guard (each run
-  stores `stats/ds=…/inference_stats.json` and the guard's `drift.json` beside it), so a
-  quarantined day never becomes the yardstick. `training_labels`: the label mix of the
-  day's training set.
+- Baseline `previous_run`: the newest strictly earlier day that passed the guard with rows
+  (each run stores `stats/ds=…/inference_stats.json` and the guard's `drift.json` beside it),
+  so a quarantined day, a zero-row day and a day not judged yet never become the yardstick.
+  Days are judged in order when the DAG runs one at a time (`max_active_runs: 1`, the
+  default). `training_labels`: the label mix of the day's training set.
 - ok → the guarded steps; warn → the guarded steps and an alert; block → quarantine (the
   guarded partition, the predictions, moves to the quarantine dataset; everything that
   reads it is skipped) and an alert with the class shares side by side. DAG run conf `accept_drift: true` lets a
-  blocked day through ("accepted"). No baseline yet → goes on, noted.
+  blocked day through ("accepted"). No baseline yet, or no rows today → goes on, noted.
 The assessment is in XCom under `drift` (a branch that skips ends before its return value
 is pushed) and in `stats/ds=…/drift.json`.
 """
@@ -27,6 +28,13 @@ from water.store import LakeStore
 DRIFT_FILE = "drift.json"
 STATS_FILE = "inference_stats.json"
 LOOK_BACK = 60  # days of stats partitions searched for a baseline
+
+
+def usable_baseline(verdict: dict[str, Any] | None, stats: dict[str, Any] | None) -> bool:
+    """Whether a day can be the baseline: the guard passed it (its drift.json) and it had rows.
+    A day the guard has not judged yet, a quarantined day and a zero-row day never are."""
+    counts = (stats or {}).get("class_counts") or {}
+    return (verdict or {}).get("verdict") in drift.PASSING and sum(int(n) for n in counts.values()) > 0
 
 
 class DriftGuardOperator(BaseBranchOperator):
@@ -64,9 +72,8 @@ class DriftGuardOperator(BaseBranchOperator):
             counts = self.store.column_counts(labels.dataset, ds, labels.column)
             return (counts or None), f"training labels ds={ds}"
         for day in reversed([d for d in self.store.days(stats_dataset) if d < ds][-LOOK_BACK:]):
-            verdict = (self.store.read_json(stats_dataset, day, DRIFT_FILE) or {}).get("verdict", drift.OK)
-            stats = self.store.read_json(stats_dataset, day, STATS_FILE) or {}
-            if verdict in drift.PASSING and stats.get("class_counts"):
+            stats = self.store.read_json(stats_dataset, day, STATS_FILE)
+            if usable_baseline(self.store.read_json(stats_dataset, day, DRIFT_FILE), stats):
                 return stats["class_counts"], f"previous run ds={day}"
         return None, None
 
@@ -95,7 +102,7 @@ class DriftGuardOperator(BaseBranchOperator):
         return self.continue_task_ids
 
     def alert(self, context: Any, assessment: drift.Assessment) -> None:
-        if assessment.verdict in (drift.OK, drift.NO_BASELINE):
+        if assessment.verdict in (drift.OK, drift.NO_BASELINE, drift.NO_ROWS):
             return
         kind, title = {
             drift.WARN: ("drift", f"{self.pipeline} ds={context['ds']}: class mix drifted (warn), publishing"),

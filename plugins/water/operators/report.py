@@ -146,6 +146,8 @@ class RunReportOperator(BaseOperator):
             facts["published"] = f"{head['rows_published']:,} rows"
         if head.get("quarantined"):
             facts["quarantined"] = head["quarantined"]
+        if head.get("earlier_outputs"):
+            facts["earlier outputs"] = report.earlier_outputs_text(head["earlier_outputs"])
         links = {}
         lines = [] if failed else report.route_lines(head.get("routes") or {}, record.get("previous_routes") or {})
         for t in record["tasks"]:

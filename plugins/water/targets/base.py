@@ -18,10 +18,13 @@ from water.spec import PipelineSpec, Step
 @dataclass(frozen=True)
 class Built:
     """What a builder made: `head` is what upstream steps connect to, `tail` what downstream
-    steps connect from (the same task or task group for most kinds)."""
+    steps connect from (the same task or task group for most kinds). `on_nothing_published`:
+    a publish step's retraction, which the factory runs after the tasks that end a day
+    unpublished (PipelineSpec.nothing_published_endings)."""
 
     head: Any
     tail: Any
+    on_nothing_published: Any = None
 
     @classmethod
     def one(cls, node: Any) -> Built:

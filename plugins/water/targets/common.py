@@ -3,7 +3,8 @@ the data lives (the lake is reached through water.store on either target).
 
 - drift_guard: the guard (a branch) and its quarantine task.
 - sized_postprocess: the sizing branch, each route's shard plan and the no-predictions task
-  around the target's own tier tasks and commit (`tier_task`, `commit_task`).
+  around the target's own tier tasks and commit (`tier_task`, `commit_task`), and the check
+  of the step's gates on the shards before the commit (water.operators.quality).
 """
 
 from __future__ import annotations
@@ -15,11 +16,44 @@ from typing import Any
 from airflow.sdk import XComArg
 
 from water import paths
+from water.quality import Gates
 from water.spec import DriftGuardStep, PipelineSpec, Route, SizedPostprocessStep, Tier, spec_path
 from water.targets.base import Built, Target
 
 # (route name, route, tier, shards XComArg or None) -> the route's task for that tier
 RouteTierTask = Callable[[str, Route, Tier, Any | None], Any]
+
+# The retraction's first task follows the tasks that end a day unpublished (quarantine,
+# no_predictions): it runs when one of them succeeded and none failed. When the day
+# published, both are skipped and so is it; when a step failed, it is upstream_failed and
+# the previous good partition stays.
+RETRACT_TRIGGER_RULE = "none_failed_min_one_success"
+
+
+def retraction(spec: PipelineSpec, name: str, build: Callable[[], Any]) -> Any | None:
+    """The publish step's retraction (`build()` makes the target's task or group, its first
+    task with RETRACT_TRIGGER_RULE), or None when the step keeps earlier outputs or nothing
+    before it can end a day unpublished (a retraction with no upstream would run every day)."""
+    return build() if spec.retracts(name) else None
+
+
+def shards_check(target: Target, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Any | None:
+    """The sized step's gates on the shards its sizing decision ran, before the commit swaps
+    them into its dataset; None when the step has no checks."""
+    from water.operators.quality import ShardsGateOperator
+
+    gates = Gates.of(name, step)
+    if gates is None:
+        return None
+    return ShardsGateOperator(
+        task_id=step.check_task_id(),
+        gates=gates,
+        shards_dataset=step.shards_dataset,
+        decision_task_id=step.size_task_id(name),
+        trigger_rule="none_failed_min_one_success",  # as the commit's: routes with no rows are skipped
+        execution_timeout=step.timeout,
+        **target.lake_access(spec),
+    )
 
 
 def drift_guard(target: Target, spec: PipelineSpec, name: str, step: DriftGuardStep) -> Built:
@@ -57,7 +91,8 @@ def sized_postprocess(
     commit_task: Callable[[], Any],
 ) -> Built:
     """The sizing branch, then per route: its tier tasks (the largest mapped over the route's
-    shards, planned by its own plan task), all routes in parallel, one commit after them."""
+    shards, planned by its own plan task), all routes in parallel, one commit after them;
+    with checks, a check task of every route's shards between (a failed check: no commit)."""
     from water.operators.sizing import NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
 
     stats = spec.counting_step(step.reads)
@@ -81,6 +116,9 @@ def sized_postprocess(
         execution_timeout=timedelta(minutes=5),
     )
     commit = commit_task()
+    check = shards_check(target, spec, name, step)
+    if check is not None:
+        check >> commit
     size >> no_predictions
     for route_name, route in routes.items():
         *fixed, largest = route.sizing.tiers
@@ -92,5 +130,5 @@ def sized_postprocess(
         fan_out = tier_task(route_name, route, largest, XComArg(plan))  # mapped over the route's shards
         size >> [*tiers, plan]
         plan >> fan_out
-        [*tiers, fan_out] >> commit
+        [*tiers, fan_out] >> (check if check is not None else commit)
     return Built(head=size, tail=commit)

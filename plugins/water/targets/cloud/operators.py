@@ -10,8 +10,10 @@ Athena, SageMaker, transfers). These few fill the gaps, built on the providers' 
 - `AthenaInferenceStatsOperator`: counts predictions per class with an Athena aggregate and
   writes `stats/ds=…/inference_stats.json`, as the local target does.
 - `SizedPodOperator`: a KubernetesPodOperator that takes resources as a plain dict (the form
-  that travels through XCom and mapping), adds a shard's row range, and re-runs once on the
-  next tier up when its container was OOMKilled.
+  that travels through XCom and mapping), adds a shard's row range, re-runs once on the
+  next tier up when its container was OOMKilled, and applies its step's `checks`.
+- `SageMakerTrainingGateOperator`: a training step's `checks.metric` on the job's final
+  metrics (DescribeTrainingJob's FinalMetricDataList).
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import BaseOperator
 
+from water.operators.quality import TrainingGateOperator, check_in_lake
+from water.quality import Gates, parse_metrics
 from water.sizing import escalate, k8s_resources
 from water.spec import SizingPolicy
+from water.store import LakeStore
 
 DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PREDICTION_COLUMNS = (("id", "string"), ("class", "string"), ("confidence", "double"))  # water's inference contract: the id may be a number or a string
@@ -174,6 +180,37 @@ class PackageSourceDirOperator(BaseOperator):
         return self.destination
 
 
+# --- Athena: UNLOAD into an emptied prefix -------------------------------------------------
+
+
+def empty_prefix(hook: S3Hook, uri: str) -> int:
+    """Deletes every object under the s3:// folder `uri`; how many there were."""
+    bucket, key = split_s3_uri(uri)
+    keys = hook.list_keys(bucket_name=bucket, prefix=f"{key}/") or []
+    if keys:
+        hook.delete_objects(bucket, keys)
+    return len(keys)
+
+
+class AthenaUnloadOperator(AthenaOperator):
+    """An Athena UNLOAD (`query`) into `location`, emptied first by this same task.
+
+    UNLOAD refuses a target that holds objects (HIVE_PATH_ALREADY_EXISTS), and a try that
+    failed half-way leaves some there: emptied in the task itself, every try starts clean.
+    """
+
+    template_fields: Sequence[str] = (*AthenaOperator.template_fields, "location")
+
+    def __init__(self, *, location: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.location = location
+
+    def execute(self, context: Any) -> str | None:
+        removed = empty_prefix(S3Hook(aws_conn_id=self.aws_conn_id), self.location)
+        self.log.info("emptied %s (%d object(s) of an earlier try)", self.location, removed)
+        return super().execute(context)
+
+
 # --- Athena: counting predictions ----------------------------------------------------------
 
 
@@ -194,7 +231,16 @@ def predictions_table_ddl(table: str, location: str) -> str:
 
 
 def class_counts_query(table: str, ds: str) -> str:
-    return f"SELECT \"class\", count(*) AS n FROM \"{table}\" WHERE ds = '{checked_ds(ds)}' GROUP BY \"class\""
+    """Rows per class of one ds. A blank line of the transform output (AssembleWith=Line ends
+    every answer with a newline, an answer may end with one itself) reads as a row with an
+    empty id and no class: not a prediction, so not counted. A line with an id but no class
+    is counted, and its missing class refused by the caller."""
+    (key, _), (label, _), _ = PREDICTION_COLUMNS
+    blank = f"trim(coalesce(\"{key}\", '')) = '' AND \"{label}\" IS NULL"
+    return (
+        f"SELECT \"{label}\", count(*) AS n FROM \"{table}\" "
+        f"WHERE ds = '{checked_ds(ds)}' AND NOT ({blank}) GROUP BY \"{label}\""
+    )
 
 
 class AthenaCounter:
@@ -244,6 +290,8 @@ class AthenaCounter:
                 cls, n = (cell.get("VarCharValue") for cell in row["Data"])
                 if (cls, n) == ("class", "n"):
                     continue  # the header row
+                if cls is None:
+                    raise ValueError(f"{self.location}/ds={ds}: {n} prediction line(s) with an id but no class")
                 counts[str(cls)] = counts.get(str(cls), 0) + int(n)
         return dict(sorted(counts.items()))
 
@@ -275,6 +323,25 @@ class AthenaInferenceStatsOperator(BaseOperator):
         )
         self.log.info("inference stats for ds=%s: %s (%.1f s)", ds, figures, time.monotonic() - started)
         return figures
+
+
+# --- SageMaker training: the gate on its final metrics --------------------------------------
+
+
+def final_metrics(description: dict[str, Any]) -> dict[str, float]:
+    """A training job's final metrics by name: DescribeTrainingJob's FinalMetricDataList, the last
+    value each of its MetricDefinitions captured in the job's log."""
+    return {m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList") or []}
+
+
+class SageMakerTrainingGateOperator(TrainingGateOperator):
+    """The training gate on the job's final metrics, from the DescribeTrainingJob answer its fit
+    task returned (`{"Training": ...}`): no call of its own. The model is left where SageMaker
+    put it, but the transform that would use it does not run (upstream_failed)."""
+
+    def reported_metrics(self, context: Any) -> dict[str, float]:
+        result = context["ti"].xcom_pull(task_ids=self.training_task_id) or {}
+        return final_metrics(result.get("Training") or {})
 
 
 # --- Kubernetes pods -----------------------------------------------------------------------
@@ -317,6 +384,11 @@ class SizedPodOperator(KubernetesPodOperator):
     the output flag whose URI gets `/shard=NNNN` (0000 for an unmapped tier). With an
     `escalation` policy, a container killed for memory is re-run once with
     water.sizing.escalate's resources: the rule the local target follows.
+
+    With `gates` (the step's checks), a pod that succeeded is checked before the task ends:
+    what it wrote (its output partitions, read through water.store from `lake`) and the
+    metrics its log reported by `metric_definitions` (read once the pod is done, before it
+    is deleted, as SageMaker reads a training job's log). A failed check fails the task.
     """
 
     def __init__(
@@ -326,8 +398,14 @@ class SizedPodOperator(KubernetesPodOperator):
         shard: dict[str, int] | None = None,
         shard_flag: str | None = None,
         escalation: SizingPolicy | None = None,
+        gates: Gates | None = None,
+        lake: dict[str, Any] | None = None,
+        metric_definitions: list[tuple[str, str]] | None = None,
         **kwargs: Any,
     ) -> None:
+        self.gates, self.lake = gates, dict(lake or {})  # lake: pipeline, lake_root, storage_conn_id
+        self.metric_definitions = list(metric_definitions or [])
+        self.reported_metrics: dict[str, float] = {}
         self.resources_dict = dict(container_resources) if isinstance(container_resources, dict) else None
         if self.resources_dict is not None:
             container_resources = k8s_resources(self.resources_dict)
@@ -375,18 +453,47 @@ class SizedPodOperator(KubernetesPodOperator):
 
     def execute(self, context: Any) -> Any:
         try:
-            return super().execute(context)
+            result = super().execute(context)
         except Exception as error:
             bigger = self._escalation(error)
             if bigger is None:
                 raise
-            return self._rerun(context, bigger)
+            result = self._rerun(context, bigger)
+        self.check(context)
+        return result
 
     def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
         try:
-            return super().trigger_reentry(context, event)
+            result = super().trigger_reentry(context, event)
         except Exception as error:
             bigger = self._escalation(error)
             if bigger is None:
                 raise
-            return self._rerun(context, bigger)
+            result = self._rerun(context, bigger)
+        self.check(context)
+        return result
+
+    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> Any:
+        if self.metric_definitions and pod is not None and not self._killed:
+            self.reported_metrics = self._metrics_from_log(pod)  # before a succeeded pod is deleted
+        return super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
+
+    def _metrics_from_log(self, pod: Any) -> dict[str, float]:
+        try:
+            logs = self.pod_manager.read_pod_logs(pod, self.base_container_name, follow=False)
+            return parse_metrics((raw.decode("utf-8", "backslashreplace") for raw in logs), self.metric_definitions)
+        except Exception as exc:  # noqa: BLE001 - the gate then says the metric was not reported
+            self.log.warning("could not read the metrics from pod %s's log: %s", pod.metadata.name, exc)
+            return {}
+
+    def check(self, context: Any) -> dict[str, Any] | None:
+        """The step's gates on what the pod wrote and reported; QualityCheckFailed names the failures."""
+        if self.gates is None:
+            return None
+        store = LakeStore(self.lake["lake_root"], self.lake["pipeline"], self.lake.get("storage_conn_id"))
+        ds = context["ds"]
+        written = {dataset: store.files(dataset, ds) for dataset in self.gates.outputs}
+        metrics = self.reported_metrics if self.metric_definitions else None
+        figures = check_in_lake(self.gates, store, ds, written, metrics)
+        self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
+        return figures

@@ -18,6 +18,7 @@ workload identity), never here.
 | `WATER_AWS_CONN_ID` | Airflow connection id for AWS (default `aws_default`) | `aws_default` |
 | `WATER_GCP_CONN_ID` | Airflow connection id for Google Cloud (default `google_cloud_default`) | `google_cloud_default` |
 | `WATER_GCP_PROJECT` | Google Cloud project that runs the BigQuery jobs | `acme-analytics` |
+| `WATER_BIGQUERY_LOCATION` | BigQuery location of the source, staging and output datasets, where every BigQuery job runs and is polled (default `US`) | `EU`, `europe-west1` |
 | `WATER_BQ_STAGING_DATASET` | BigQuery dataset for the extract's per-day tables (set a default table expiration) | `water_staging` |
 | `WATER_GCS_STAGING` | GCS prefix for BigQuery exports and loads (`gs://bucket/prefix`) | `gs://acme-water-staging/exchange` |
 | `WATER_GLUE_ROLE` | IAM role name the Glue jobs run as | `water-glue` |
@@ -26,7 +27,7 @@ workload identity), never here.
 | `WATER_SAGEMAKER_ROLE_ARN` | IAM role ARN SageMaker training and models run as | `arn:aws:iam::123456789012:role/water-sagemaker` |
 | `WATER_SAGEMAKER_CODE` | S3 prefix for the script-mode `sourcedir.tar.gz` | `s3://acme-ml-artifacts/water/sagemaker` |
 | `WATER_K8S_NAMESPACE` | Kubernetes namespace of the job pods | `water-jobs` |
-| `WATER_K8S_SERVICE_ACCOUNT` | Service account of the job pods (S3 access by workload identity) | `water-jobs` |
+| `WATER_K8S_SERVICE_ACCOUNT` | Service account of the job pods, their own (docs/k8s/jobs-service-account.yaml): the lake by workload identity, no Airflow role | `water-jobs` |
 | `WATER_JOB_IMAGE` | Repository of the job image (the Dockerfile's `jobs` stage) | `registry.example/water-jobs` |
 | `WATER_IMAGE_TAG` | Tag of the job image to run | `2026.11.1` |
 | `WATER_DEFERRABLE` | `true` to run long waits on the triggerer (operators that support it) | `true` |
@@ -53,6 +54,7 @@ from typing import Any, ClassVar
 
 from water import paths
 from water.lake import Lake
+from water.quality import Gates
 from water.spec import (
     AthenaSqlStep,
     BigQuerySqlStep,
@@ -171,6 +173,7 @@ class CloudSettings:
     aws_conn_id: str = "aws_default"
     gcp_conn_id: str = "google_cloud_default"
     deferrable: bool = False
+    bigquery_location: str = "US"
 
     # field -> (validation regex, what it should look like); a class constant, not a field
     FORMATS: ClassVar[dict[str, tuple[str, str]]] = {
@@ -190,6 +193,7 @@ class CloudSettings:
         "image_tag": (r"^[\w][\w.\-]{0,127}$", "an image tag"),
         "aws_conn_id": (_NAME, "an Airflow connection id"),
         "gcp_conn_id": (_NAME, "an Airflow connection id"),
+        "bigquery_location": (r"^(US|EU|[a-z]+-[a-z]+\d+)$", "a BigQuery location such as US, EU or europe-west1"),
     }
 
     @staticmethod
@@ -355,10 +359,19 @@ class CloudTarget(Target):
     def _staging(self, spec: PipelineSpec, dataset: str) -> str:
         """Where a stage writes aside: inside its dataset (the same IAM scope), under a `_`
         folder that Athena and the partition readers skip."""
-        return self._lake(spec).uri(f"{dataset}/_staging", "{{ ds }}")
+        return self._lake(spec).uri(self._staging_dataset(dataset), "{{ ds }}")
+
+    @staticmethod
+    def _staging_dataset(dataset: str) -> str:
+        return f"{dataset}/_staging"
 
     def _aws(self) -> dict[str, Any]:
         return {"aws_conn_id": self.settings.aws_conn_id, "region_name": self.settings.aws_region}
+
+    def _bigquery(self) -> dict[str, Any]:
+        """Of every BigQuery operator: a job outside the US multi-region is found (and polled
+        by the triggerer) only in its location."""
+        return {"gcp_conn_id": self.settings.gcp_conn_id, "location": self.settings.bigquery_location}
 
     def _gcs(self, spec: PipelineSpec, dataset: str) -> tuple[str, str]:
         """(bucket, object prefix ending in /) of a dataset's exchange folder on GCS."""
@@ -386,6 +399,26 @@ class CloudTarget(Target):
             **kwargs,
         )
 
+    def _checked_promote(self, spec: PipelineSpec, name: str, step: Any, **kwargs: Any) -> Any:
+        """The promote task of a staged step, after a `check` task of its gates on the staged
+        output when it has any: a failed check leaves the day's partition as it was. Returns
+        the first of them (what the write connects to)."""
+        from water.operators.quality import QualityGateOperator
+
+        promote = self._promote(spec, step.writes, **kwargs)
+        gates = Gates.of(name, step)
+        if gates is None:
+            return promote
+        check = QualityGateOperator(
+            task_id="check",
+            gates=gates,
+            locations={dataset: self._staging_dataset(dataset) for dataset in gates.outputs},
+            **self.lake_access(spec),
+            **kwargs,
+        )
+        check >> promote
+        return check
+
     def _group(self, group_id: str, tooltip: str):
         from airflow.sdk import TaskGroup
 
@@ -402,8 +435,10 @@ class CloudTarget(Target):
         labels: dict[str, str],
         timeout: timedelta,
     ) -> dict[str, Any]:
-        """KubernetesPodOperator arguments shared by every water pod."""
-        from kubernetes.client import V1Toleration
+        """KubernetesPodOperator arguments shared by every water pod: its own service account
+        (no Kubernetes API token; IRSA's role is the lake's objects) and a security context
+        that the Pod Security Standards' `restricted` level admits."""
+        from kubernetes.client import V1Capabilities, V1PodSecurityContext, V1SeccompProfile, V1SecurityContext, V1Toleration
 
         from water.targets.cloud.operators import pod_arguments
 
@@ -414,6 +449,17 @@ class CloudTarget(Target):
             "arguments": pod_arguments(entrypoint, args, flags),
             "namespace": s.k8s_namespace,
             "service_account_name": s.k8s_service_account,
+            "automount_service_account_token": False,
+            "security_context": V1PodSecurityContext(
+                run_as_non_root=True, run_as_user=JOB_USER, run_as_group=0, seccomp_profile=V1SeccompProfile(type="RuntimeDefault")
+            ),
+            "container_security_context": V1SecurityContext(
+                run_as_non_root=True,
+                run_as_user=JOB_USER,
+                allow_privilege_escalation=False,
+                capabilities=V1Capabilities(drop=["ALL"]),
+                seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
+            ),
             "labels": {"app.kubernetes.io/part-of": "water", "pipeline": spec.name, "ds": "{{ ds }}", **labels},
             "node_selector": dict(placement.node_selector) or None,
             "tolerations": [V1Toleration(**t.model_dump(exclude_none=True)) for t in placement.tolerations] or None,
@@ -442,6 +488,11 @@ class CloudTarget(Target):
             aws_conn_id=s.aws_conn_id,
             region_name=s.aws_region,
         )
+
+
+# The user the job pods run as: the official Airflow image's `airflow` (uid 50000, group 0),
+# which the jobs image (Dockerfile) is built on and runs as.
+JOB_USER = 50000
 
 
 def _tags(spec: PipelineSpec) -> list[dict[str, str]]:
@@ -478,8 +529,8 @@ def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQu
                 "labels": {"pipeline": spec.name, "stage": name},
             },
             project_id=s.gcp_project,
-            gcp_conn_id=s.gcp_conn_id,
             deferrable=s.deferrable,
+            **target._bigquery(),
             **timeout,
         )
         clear_export = GCSDeleteObjectsOperator(
@@ -492,8 +543,8 @@ def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQu
             export_format="PARQUET",
             compression="SNAPPY",
             project_id=s.gcp_project,
-            gcp_conn_id=s.gcp_conn_id,
             deferrable=s.deferrable,
+            **target._bigquery(),
             **timeout,
         )
         staging = target._staging(spec, step.writes)
@@ -509,7 +560,7 @@ def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQu
             flatten_structure=True,
             **timeout,
         )
-        promote = target._promote(spec, step.writes, **timeout)
+        promote = target._checked_promote(spec, name, step, **timeout)
         query >> clear_export >> export >> target._clear_s3(staging, **timeout) >> to_s3 >> promote
     return Built.one(group)
 
@@ -565,23 +616,25 @@ def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GlueP
             **target._aws(),
             **timeout,
         )
-        upload >> job >> target._promote(spec, step.writes, **timeout)
+        upload >> job >> target._checked_promote(spec, name, step, **timeout)
     return Built.one(group)
 
 
 @REGISTRY.builds("athena_sql")
 def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaSqlStep) -> Built:
-    """Athena UNLOAD to Parquet in the pipeline's catalog database (? bound to ds) -> promote."""
-    from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+    """Athena UNLOAD to Parquet in the pipeline's catalog database (? bound to ds) -> promote.
+    The unload task empties its staging prefix itself, so a retry after a partial failure runs."""
+    from water.targets.cloud.operators import AthenaUnloadOperator
 
     s = target.settings
     timeout = external(step.timeout)
     staging = target._staging(spec, step.writes)
     select = bind_ds((paths.include_dir() / step.sql).read_text(), "'{{ ds }}'")
     with target._group(name, f"Athena UNLOAD -> {step.writes}/ds=…") as group:
-        unload = AthenaOperator(
+        unload = AthenaUnloadOperator(
             task_id="unload",
             query=unload_query(select, staging),
+            location=staging,
             database=spec.database,
             output_location=s.athena_output,
             workgroup=step.workgroup,
@@ -590,7 +643,7 @@ def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaS
             **target._aws(),
             **timeout,
         )
-        target._clear_s3(staging, **timeout) >> unload >> target._promote(spec, step.writes, **timeout)
+        unload >> target._checked_promote(spec, name, step, **timeout)
     return Built.one(group)
 
 
@@ -605,6 +658,10 @@ def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Bu
     return Built.one(
         SizedPodOperator(
             container_resources=step.resources.as_k8s_dict(),
+            # the pod writes its partitions itself: its gates run once it succeeded
+            gates=Gates.of(name, step),
+            lake=target.lake_access(spec),
+            metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
             **target._pod(spec, name, step.entrypoint, step.args, flags, step.placement, {"stage": name}, step.timeout),
         )
     )
@@ -615,7 +672,7 @@ def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step:
     """sourcedir.tar.gz packaged from the script's folder -> SageMaker script-mode training."""
     from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
 
-    from water.targets.cloud.operators import PackageSourceDirOperator
+    from water.targets.cloud.operators import PackageSourceDirOperator, SageMakerTrainingGateOperator
 
     s = target.settings
     entry = Path(step.entry_point)
@@ -673,6 +730,15 @@ def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step:
             **external(step.max_runtime + timedelta(minutes=15)),  # queueing and upload on top of the job's own limit
         )
         package >> fit
+        gates = Gates.of(name, step)
+        if gates is not None:  # on the job's final metrics: the transform never gets a model below it
+            fit >> SageMakerTrainingGateOperator(
+                task_id="check",
+                gates=gates,
+                training_task_id=fit.task_id,
+                **target.lake_access(spec),
+                **external(timedelta(minutes=30)),
+            )
     return Built.one(group)
 
 
@@ -737,7 +803,7 @@ def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step
             **target._aws(),
             **timeout,
         )
-        model >> target._clear_s3(staging, **timeout) >> transform >> target._promote(spec, step.writes, **timeout)
+        model >> target._clear_s3(staging, **timeout) >> transform >> target._checked_promote(spec, name, step, **timeout)
     return Built.one(group)
 
 
@@ -802,7 +868,8 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
 
 @REGISTRY.builds("publish")
 def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Built:
-    """S3 partition -> GCS -> the BigQuery table's ds partition (WRITE_TRUNCATE)."""
+    """S3 partition -> GCS -> the BigQuery table's ds partition (WRITE_TRUNCATE); with
+    `when_nothing_published: retract`, its retraction (retract_published) for a day that ends unpublished."""
     from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
     from airflow.providers.google.cloud.transfers.gcs_to_bigquery import GCSToBigQueryOperator
     from airflow.providers.google.cloud.transfers.s3_to_gcs import S3ToGCSOperator
@@ -845,9 +912,39 @@ def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishSte
             # ds=…/segment=… folders become columns, as the local warehouse reads them
             extra_config={"hivePartitioningOptions": {"mode": "AUTO", "sourceUriPrefix": f"gs://{bucket}/{dataset_prefix}"}},
             project_id=s.gcp_project,
-            gcp_conn_id=s.gcp_conn_id,
             deferrable=s.deferrable,
+            **target._bigquery(),
             **timeout,
         )
         clear >> to_gcs >> load
-    return Built.one(group)
+    retract = common.retraction(spec, name, lambda: retract_published(target, spec, name, step))
+    return Built(group, group, on_nothing_published=retract)
+
+
+def retract_published(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Any:
+    """The day ended unpublished: delete the BigQuery table's ds partition (the decorator
+    `table$YYYYMMDD` the load replaces; nothing if the table does not exist yet), then the
+    S3 partition the publish step reads."""
+    from airflow.providers.amazon.aws.operators.s3 import S3DeleteObjectsOperator
+    from airflow.providers.google.cloud.operators.bigquery import BigQueryDeleteTableOperator
+
+    from water.targets.cloud.operators import split_s3_uri
+
+    s = target.settings
+    timeout = external(step.timeout)
+    lake_bucket, outputs_key = split_s3_uri(target._partition(spec, step.reads))
+    task_id = step.retract_task_id(name)
+    with target._group(task_id, f"the day published nothing: retract {step.table} ds=… and {step.reads}/ds=…") as group:
+        rows = BigQueryDeleteTableOperator(
+            task_id="table_partition",
+            deletion_dataset_table=f"{s.gcp_project}.{step.table}${{{{ ds_nodash }}}}",
+            ignore_if_missing=True,
+            trigger_rule=common.RETRACT_TRIGGER_RULE,
+            **target._bigquery(),
+            **timeout,
+        )
+        outputs = S3DeleteObjectsOperator(
+            task_id="lake_partition", bucket=lake_bucket, prefix=f"{outputs_key}/", aws_conn_id=s.aws_conn_id, **timeout
+        )
+        rows >> outputs
+    return group

@@ -19,8 +19,9 @@ from airflow.sdk import BaseOperator
 
 from water import paths
 from water.lake import Lake
+from water.quality import Gates
 from water.targets.local.engines.counting import parquet_rows, text_rows
-from water.targets.local.engines.partitions import data_files, file_uri, local_path, staged
+from water.targets.local.engines.partitions import data_files, file_uri, local_files, local_path, staged
 from water.spec import Resources, SizingPolicy
 
 
@@ -36,11 +37,13 @@ class LocalStageOperator(BaseOperator):
         lake_root: str,
         label_checks: dict[str, tuple[str, str]] | None = None,
         label_classes: list[str] | None = None,
+        gates: Gates | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.pipeline = pipeline
         self.lake_root = lake_root
+        self.gates = gates  # the step's checks, applied to what it wrote before the swap
         # source -> (its local folder, its label column): checked against label_classes first
         self.label_checks, self.label_classes = dict(label_checks or {}), list(label_classes or [])
 
@@ -52,10 +55,42 @@ class LocalStageOperator(BaseOperator):
         return local_path(self.lake.uri(dataset, ds))
 
     def require(self, dataset: str, ds: str) -> Path:
+        """An input partition: there, and without a zero-byte Parquet file (an empty CSV file is
+        zero rows, but a zero-byte Parquet file is a broken write, not an empty table)."""
         folder = self.partition(dataset, ds)
         if not folder.is_dir():
             raise FileNotFoundError(f"input partition {dataset}/ds={ds} is missing at {folder}")
+        broken = [p for p in data_files(folder) if p.suffix == ".parquet" and p.stat().st_size == 0]
+        if broken:
+            raise ValueError(
+                f"{self.task_id}: input partition {dataset}/ds={ds} holds a zero-byte Parquet file "
+                f"{broken[0].relative_to(folder)} (not a Parquet file: a broken write upstream); re-run the step that writes {dataset}"
+            )
         return folder
+
+    def require_data(self, dataset: str, ds: str) -> Path:
+        """An input partition that holds at least one data file (readers cannot take an empty folder)."""
+        folder = self.require(dataset, ds)
+        if not data_files(folder):
+            raise FileNotFoundError(f"{self.task_id}: input partition {dataset}/ds={ds} holds no data files at {folder}")
+        return folder
+
+    def gate(
+        self, ds: str, written: dict[str, Path], metrics: dict[str, float] | None = None
+    ) -> dict[str, Any]:
+        """The step's checks on what it wrote (`written`: dataset -> its staged folder) and the
+        metrics it reported; raises QualityCheckFailed (so the staged output is discarded and the
+        day's previous partition stays). Returns {"checks": figures} or {} without checks."""
+        if self.gates is None:
+            return {}
+        validation = None
+        if self.gates.metric is not None and self.gates.validation is not None:
+            validation = local_files(self.require(self.gates.validation, ds))
+        figures = self.gates.enforce(
+            {dataset: local_files(folder) for dataset, folder in written.items()}, metrics, validation
+        )
+        self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
+        return {"checks": figures}
 
     def job_name(self, context: Any) -> str:
         ti = context["ti"]
@@ -130,7 +165,8 @@ class LocalQueryOperator(LocalStageOperator):
             rows = run_to_parquet(
                 sql, self.dialect, out["out"] / "part-00000.parquet", self.resolve_table, named, positional
             )
-        return {"rows_out": rows}
+            checked = self.gate(ds, {self.destination: out["out"]})
+        return {"rows_out": rows, **checked}
 
 
 class LocalGlueJobOperator(LocalStageOperator):
@@ -147,7 +183,8 @@ class LocalGlueJobOperator(LocalStageOperator):
     def run(self, ds: str, context: Any) -> dict[str, Any]:
         from water.targets.local.engines.glue import run_glue_script
 
-        inputs = {arg: self.require(dataset, ds) for arg, dataset in self.sources.items()}
+        # Spark cannot read a schema from an empty folder: say which input it is
+        inputs = {arg: self.require_data(dataset, ds) for arg, dataset in self.sources.items()}
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
             target = out["out"]
             target.rmdir()  # Spark creates its output folder itself
@@ -164,10 +201,12 @@ class LocalGlueJobOperator(LocalStageOperator):
                 log=self.log.info,
             )
             rows_out = parquet_rows(target)
+            checked = self.gate(ds, {self.destination: target})
         return {
             "rows_in": sum(parquet_rows(folder) for folder in inputs.values()),
             "rows_out": rows_out,
             "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1),
+            **checked,
         }
 
 
@@ -277,6 +316,10 @@ class LocalPodOperator(LocalStageOperator):
                 log=log,
             )
             counts = {flag: self._count(out[flag], fmt) for flag, (_, fmt) in self.outputs.items()}
+            checked = self.gate(
+                ds, {dataset: out[flag] for flag, (dataset, _) in self.outputs.items()},
+                metrics if self.metric_definitions else None,
+            )
         return {
             "rows_in": rows_in,
             "rows_out": sum(counts.values()),
@@ -287,6 +330,7 @@ class LocalPodOperator(LocalStageOperator):
             "limits_enforced_by": result.enforcement,
             **({"metrics": metrics} if self.metric_definitions else {}),
             **({"shard": self.shard} if self.shard else {}),
+            **checked,
         }
 
     @staticmethod
@@ -357,6 +401,13 @@ class LocalTrainingOperator(LocalStageOperator):
         from water.targets.local.engines import sagemaker
 
         channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
+        rows = {name: text_rows(folder, header=True) for name, folder in channels.items()}
+        empty = [name for name, n in rows.items() if n == 0]
+        if empty:  # as SageMaker would, after paying for an instance: say so before starting
+            raise ValueError(
+                f"{self.task_id}: channel {empty[0]} ({self.channels[empty[0]]}/ds={ds}) holds no rows: "
+                "nothing to train on or validate with"
+            )
         with staged({"model": self.lake.uri(self.destination, ds)}) as out:
             result = sagemaker.train(
                 job_name=self.job_name(context),
@@ -369,12 +420,13 @@ class LocalTrainingOperator(LocalStageOperator):
                 model_out=out["model"],
                 log=self.log.info,
             )
-        rows = {name: text_rows(folder, header=True) for name, folder in channels.items()}
+            checked = self.gate(ds, {}, result.metrics)  # a model below the gate never replaces the day's
         return {
             "rows_in": sum(rows.values()),
             "channels": rows,
             "metrics": result.metrics,
             "peak_rss_mb": round(result.process.peak_rss_bytes / 2**20, 1),
+            **checked,
         }
 
 
@@ -400,7 +452,9 @@ class LocalTransformOperator(LocalStageOperator):
         from water.targets.local.engines import sagemaker
 
         model_tar = self.require(self.model, ds) / "model.tar.gz"
-        source = self.require(self.source_dataset, ds)
+        # No input file fails (SageMaker finds no object under the prefix); zero-byte files
+        # are zero records and give zero-byte predictions files: zero predictions.
+        source = self.require_data(self.source_dataset, ds)
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
             result = sagemaker.transform(
                 job_name=self.job_name(context),
@@ -414,10 +468,13 @@ class LocalTransformOperator(LocalStageOperator):
                 log=self.log.info,
             )
             rows_out = text_rows(out["out"])
-        rows_in = text_rows(source)
-        if rows_in != rows_out:
-            raise RuntimeError(f"transform answered {rows_out} lines for {rows_in} input lines")
-        return {"rows_in": rows_in, "rows_out": rows_out, "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1)}
+            rows_in = text_rows(source)
+            if rows_in != rows_out:
+                raise RuntimeError(f"transform answered {rows_out} lines for {rows_in} input lines")
+            checked = self.gate(ds, {self.destination: out["out"]})
+        return {
+            "rows_in": rows_in, "rows_out": rows_out, "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1), **checked,
+        }
 
 
 class LocalInferenceStatsOperator(LocalStageOperator):
@@ -452,5 +509,38 @@ class LocalPublishOperator(LocalStageOperator):
         from water.targets.local.engines.warehouse import publish_partition
 
         source = self.require(self.source_dataset, ds)
+        if not any(p.suffix == ".parquet" for p in data_files(source)):  # zero rows is a Parquet file with none
+            raise FileNotFoundError(
+                f"{self.task_id}: {self.source_dataset}/ds={ds} holds no Parquet files at {source}: nothing to publish"
+            )
         rows = publish_partition(Path(self.warehouse_dir), self.table, ds, source)
         return {"rows_in": parquet_rows(source), "rows_out": rows, "table": self.table}
+
+
+class LocalRetractOperator(LocalStageOperator):
+    """The day ended unpublished: removes what an earlier run of it published, the warehouse
+    table's ds rows (DuckDB) and the `source` partition the publish step read."""
+
+    ui_color = "#ffe0e0"
+
+    def __init__(self, *, source: str, table: str, warehouse_dir: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
+
+    def run(self, ds: str, context: Any) -> dict[str, Any]:
+        from water.targets.local.engines.warehouse import retract_partition
+
+        rows = retract_partition(Path(self.warehouse_dir), self.table, ds)  # the table first: what readers see
+        folder = self.partition(self.source_dataset, ds)
+        removed = folder.is_dir()
+        if removed:
+            shutil.rmtree(folder)
+        message = (
+            f"ds={ds} published nothing: retracted {rows:,} row(s) of {self.table} and "
+            + (f"the {self.source_dataset} partition" if removed else f"no {self.source_dataset} partition (none there)")
+        )
+        self.log.warning(message)
+        return {
+            "flag": "retracted", "table": self.table, "rows_retracted": rows,
+            "partition_removed": self.lake.uri(self.source_dataset, ds) if removed else None, "message": message,
+        }

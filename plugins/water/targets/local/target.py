@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from water import paths
 from water.lake import Lake
+from water.quality import Gates
 from water.targets.local.engines.partitions import local_path
 from water.targets.local.operators import (
     LocalCommitShardsOperator,
@@ -22,6 +23,7 @@ from water.targets.local.operators import (
     LocalPodOperator,
     LocalPublishOperator,
     LocalQueryOperator,
+    LocalRetractOperator,
     LocalTrainingOperator,
     LocalTransformOperator,
 )
@@ -87,6 +89,7 @@ class LocalTarget(Target):
             warehouse_dir=self.warehouse_dir,
             database=spec.database,
             destination=step.writes,
+            gates=Gates.of(name, step),
             **self.common(spec, step),
             **external(step.timeout),
         )
@@ -118,6 +121,7 @@ def glue_pyspark(target: LocalTarget, spec: PipelineSpec, name: str, step: GlueP
             worker_type=step.worker_type,
             sources=step.reads,
             destination=step.writes,
+            gates=Gates.of(name, step),
             **target.common(spec, step),
             **external(step.timeout),
         )
@@ -135,6 +139,7 @@ def pod(target: LocalTarget, spec: PipelineSpec, name: str, step: PodStep) -> Bu
             outputs={flag: (out.dataset, out.format) for flag, out in step.writes.items()},
             container_resources=step.resources.as_k8s_dict(),
             metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
+            gates=Gates.of(name, step),
             **target.common(spec, step),
             **external(step.timeout),
         )
@@ -152,6 +157,7 @@ def sagemaker_training(target: LocalTarget, spec: PipelineSpec, name: str, step:
             metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
             channels=step.reads,
             destination=step.writes,
+            gates=Gates.of(name, step),
             **target.common(spec, step),
             **external(step.max_runtime),
         )
@@ -169,6 +175,7 @@ def sagemaker_transform(target: LocalTarget, spec: PipelineSpec, name: str, step
             destination=step.writes,
             instance_type=step.instance_type,
             max_payload_mb=step.max_payload_mb,
+            gates=Gates.of(name, step),
             **target.common(spec, step),
             **external(step.timeout),
         )
@@ -227,13 +234,25 @@ def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: 
 
 @REGISTRY.builds("publish")
 def publish(target: LocalTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Built:
-    return Built.one(
-        LocalPublishOperator(
-            task_id=name,
+    task = LocalPublishOperator(
+        task_id=name,
+        source=step.reads,
+        table=step.table,
+        warehouse_dir=target.warehouse_dir,
+        **target.common(spec, step),
+        **external(step.timeout),
+    )
+    retract = common.retraction(
+        spec,
+        name,
+        lambda: LocalRetractOperator(
+            task_id=step.retract_task_id(name),
             source=step.reads,
             table=step.table,
             warehouse_dir=target.warehouse_dir,
-            **target.common(spec, step),
+            trigger_rule=common.RETRACT_TRIGGER_RULE,
+            **target.common(spec),
             **external(step.timeout),
-        )
+        ),
     )
+    return Built(task, task, on_nothing_published=retract)

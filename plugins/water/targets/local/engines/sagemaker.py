@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from water.quality import parse_metrics
 from water.targets.local.engines.process import ProcessResult, run_limited, python_executable
 
 # GiB of memory per vCPU by instance family; vCPUs by size.
@@ -64,17 +65,6 @@ def deterministic_targz(source: Path, target: Path) -> None:
 class TrainingResult:
     process: ProcessResult
     metrics: dict[str, float]
-
-
-def parse_metrics(lines: list[str], definitions: list[tuple[str, str]]) -> dict[str, float]:
-    """The last value each metric definition's regex captured in the log, as SageMaker keeps it."""
-    found: dict[str, float] = {}
-    for name, regex in definitions:
-        pattern = re.compile(regex)
-        for line in lines:
-            for match in pattern.finditer(line):
-                found[name] = float(match.group(1))
-    return found
 
 
 def train(

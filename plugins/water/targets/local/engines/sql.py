@@ -109,6 +109,9 @@ def folder_table(folder: Path, label: str, hive_types: dict[str, str] | None = N
     ]
     if not files:
         raise MissingTable(f"table {label} has no Parquet files under {folder}")
+    broken = [f for f in files if Path(f).stat().st_size == 0]
+    if broken:  # a table with no rows is a Parquet file with none; zero bytes is a broken write
+        raise MissingTable(f"table {label}: {broken[0]} is zero bytes, not a Parquet file")
     return files, hive_types or {}
 
 

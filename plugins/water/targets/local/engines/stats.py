@@ -11,10 +11,17 @@ PREDICTION_COLUMNS = {"id": "VARCHAR", "class": "VARCHAR", "confidence": "DOUBLE
 
 
 def count_predictions(folder: Path, threads: int = 2) -> dict[str, int]:
-    """Rows per predicted class over every output file in the folder."""
+    """Rows per predicted class over every output file in the folder.
+
+    A zero-byte file holds zero predictions (a transform of an empty input file writes one);
+    CSV readers take it for a malformed file, so it is never read.
+    """
     import duckdb
 
-    files = [str(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith((".", "_"))]
+    files = [
+        str(p) for p in sorted(folder.iterdir())
+        if p.is_file() and not p.name.startswith((".", "_")) and p.stat().st_size > 0
+    ]
     if not files:
         return {}
     columns = ", ".join(f"'{k}': '{v}'" for k, v in PREDICTION_COLUMNS.items())

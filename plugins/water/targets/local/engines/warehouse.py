@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 DATABASE = "warehouse.duckdb"
+# DuckDB lets one process at a time write the file (another run's publish, a reader): wait
+# for it, doubling the pause, this long in all before giving up.
+LOCK_WAIT_SECONDS = 60.0
+
+
+class WarehouseBusy(RuntimeError):
+    """The warehouse file stayed locked by another process for the whole wait."""
+
+
+def connect(warehouse_dir: Path, *, read_only: bool = False, wait_seconds: float | None = None):
+    """A DuckDB connection to the warehouse, waiting (bounded) while another process holds its lock."""
+    import duckdb
+
+    path = warehouse_dir / DATABASE
+    wait_seconds = LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
+    deadline, pause = time.monotonic() + wait_seconds, 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() + pause > deadline:
+                raise WarehouseBusy(
+                    f"the warehouse {path} stayed locked by another process for {wait_seconds:.0f} s "
+                    f"(DuckDB: {exc}); let that process finish, then re-run"
+                ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 def publish_partition(warehouse_dir: Path, table: str, ds: str, source: Path) -> int:
@@ -12,12 +42,10 @@ def publish_partition(warehouse_dir: Path, table: str, ds: str, source: Path) ->
 
     Hive folders in source (segment=cook/...) become columns. Returns the rows published.
     """
-    import duckdb
-
     schema, name = table.split(".")
     warehouse_dir.mkdir(parents=True, exist_ok=True)
     files = str(source / "**" / "*.parquet")
-    con = duckdb.connect(str(warehouse_dir / DATABASE))
+    con = connect(warehouse_dir)
     try:
         # The lake path carries ds=... itself; the published column is the run's ds, as a DATE.
         select = (
@@ -47,10 +75,26 @@ def publish_partition(warehouse_dir: Path, table: str, ds: str, source: Path) ->
         con.close()
 
 
-def table_rows(warehouse_dir: Path, table: str, ds: str | None = None) -> int:
-    import duckdb
+def retract_partition(warehouse_dir: Path, table: str, ds: str) -> int:
+    """Delete the `ds` rows of `table` (what an earlier run of the day published). Returns how
+    many there were: 0 when the warehouse or the table does not exist yet."""
+    schema, name = table.split(".")
+    if not (warehouse_dir / DATABASE).exists():
+        return 0
+    con = connect(warehouse_dir)
+    try:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+        ).fetchone()[0]
+        if not exists:
+            return 0
+        return con.execute(f'DELETE FROM "{schema}"."{name}" WHERE ds = CAST($ds AS DATE)', {"ds": ds}).fetchone()[0]
+    finally:
+        con.close()
 
-    con = duckdb.connect(str(warehouse_dir / DATABASE), read_only=True)
+
+def table_rows(warehouse_dir: Path, table: str, ds: str | None = None) -> int:
+    con = connect(warehouse_dir, read_only=True)
     try:
         where = " WHERE ds = CAST($ds AS DATE)" if ds else ""
         return con.execute(f"SELECT count(*) FROM {table}{where}", {"ds": ds} if ds else {}).fetchone()[0]
