@@ -54,7 +54,14 @@ class LakeStore:
         folder = self.partition(dataset, ds)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
-        path.write_text(text)
+        if path.protocol in ("file", "local", ""):  # a reader sees the old file or the new, never half
+            from pathlib import Path
+
+            from water import paths
+
+            paths.write_atomic(Path(path.path), text)
+        else:  # an object store's PUT replaces the object whole
+            path.write_text(text)
         return str(path)
 
     def files(self, dataset: str, ds: str) -> list[tuple[str, Any]]:
