@@ -90,10 +90,13 @@ def emit_figures(task_id: str, figures: dict[str, Any], *, pipeline: str, ds: st
 
 
 def on_task_success(context: Any) -> None:
-    """Task success callback: the task's figures (return value and decision/drift keys) as metrics."""
+    """Task success callback: the task's figures (its return value, and the keys its operator
+    names in `figure_keys`: the sizing decision, the drift verdict) as metrics. Only keys the
+    task pushes are pulled: a missing XCom is logged as an error by the task SDK's client."""
     ti = context["ti"]
+    keys = ("return_value", *getattr(context.get("task"), "figure_keys", ()))
     try:
-        for key in ("return_value", "decision", "drift"):
+        for key in keys:
             value = ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index)
             if isinstance(value, dict):
                 emit_figures(ti.task_id, value, pipeline=ti.dag_id, ds=context["ds"])

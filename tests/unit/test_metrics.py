@@ -80,3 +80,25 @@ def test_local_runs_send_metrics_once_an_agent_is_named(monkeypatch, tmp_path):
     settings = local_airflow.base_settings(tmp_path)["metrics"]
     assert settings["statsd_on"] == settings["statsd_datadog_enabled"] == "True"
     assert (settings["statsd_host"], settings["statsd_port"]) == ("127.0.0.1", "9125")
+
+
+def test_the_success_callback_pulls_only_the_keys_a_task_pushes():
+    """A pull of an XCom that does not exist is an [error] line in every task's log."""
+    from water.operators.drift import DriftGuardOperator
+    from water.operators.sizing import SizePostprocessOperator
+
+    class RecordingTI:
+        task_id, dag_id, map_index = "t", "p", -1
+
+        def __init__(self):
+            self.pulled = []
+
+        def xcom_pull(self, task_ids, key, map_indexes):
+            self.pulled.append(key)
+
+    seen = {}
+    for name, task in {"plain": object(), "sizing": SizePostprocessOperator, "guard": DriftGuardOperator}.items():
+        ti = RecordingTI()
+        metrics.on_task_success({"ti": ti, "task": task, "ds": "2026-11-01"})
+        seen[name] = ti.pulled
+    assert seen == {"plain": ["return_value"], "sizing": ["return_value", "decision"], "guard": ["return_value", "drift"]}

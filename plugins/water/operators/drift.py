@@ -39,6 +39,7 @@ def usable_baseline(verdict: dict[str, Any] | None, stats: dict[str, Any] | None
 
 class DriftGuardOperator(BaseBranchOperator):
     ui_color = "#fde2c8"
+    figure_keys = ("drift",)  # XCom keys beyond the return value that carry figures (metrics)
 
     def __init__(
         self,

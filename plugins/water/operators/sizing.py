@@ -26,6 +26,8 @@ from water.spec import Route
 class SizePostprocessOperator(BaseBranchOperator):
     """Branch to each route's tier task (or the no-predictions task) from its classes' rows."""
 
+    figure_keys = ("decision",)  # XCom keys beyond the return value that carry figures (metrics)
+
     ui_color = "#fff3d6"
 
     def __init__(
