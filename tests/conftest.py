@@ -97,3 +97,24 @@ def task_context():
         return {"ds": ds, "ds_nodash": ds.replace("-", ""), "run_id": ti.run_id, "ti": ti, "params": params or {}}
 
     return make
+
+
+def import_errors_beside_the_demo(tmp_path: Path, monkeypatch, specs: dict[str, bytes]) -> dict[str, str]:
+    """Each spec (name -> file bytes) as a pipeline with its own DAG file in a copy of the
+    project beside the demo, parsed by a DagBag: the demo still loads; the import errors by
+    DAG file name."""
+    import shutil
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    shutil.copytree(ROOT / "include", tmp_path / "include")
+    (tmp_path / "dags").mkdir()
+    demo_dag = ROOT / "dags" / "recipe_engagement.py"
+    shutil.copy(demo_dag, tmp_path / "dags")
+    for name, data in specs.items():
+        (tmp_path / "include" / "pipelines" / f"{name}.yaml").write_bytes(data)
+        (tmp_path / "dags" / f"{name}.py").write_text(demo_dag.read_text().replace("recipe_engagement", name))
+    monkeypatch.setenv("WATER_PROJECT_ROOT", str(tmp_path))
+    bag = DagBag(str(tmp_path / "dags"))
+    assert "recipe_engagement" in bag.dags
+    return {Path(path).stem: str(error) for path, error in bag.import_errors.items()}

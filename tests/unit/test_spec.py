@@ -4,13 +4,12 @@ breaks no other DAG; the graph of a valid spec follows from the datasets its ste
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_errors_beside_the_demo
 from water.spec import STEP_KINDS, SpecError, load_spec
 
 DEMO = ROOT / "include" / "pipelines" / "recipe_engagement.yaml"
@@ -473,11 +472,6 @@ def test_every_kind_has_a_builder_on_every_target():
 
 def test_broken_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeypatch):
     """Three broken pipelines beside the demo: each fails alone, naming its spec and field."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    shutil.copytree(ROOT / "include", tmp_path / "include")
-    (tmp_path / "dags").mkdir()
-    shutil.copy(ROOT / "dags" / "recipe_engagement.py", tmp_path / "dags")
     broken = {
         "bad_yaml": ("name: bad_yaml\nsteps: [oops\n", "not valid YAML"),
         "bad_field": (yaml.safe_dump({**demo(), "name": "bad_field", "schedule": "every day"}), "schedule"),
@@ -486,15 +480,7 @@ def test_broken_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeyp
             "steps.preprocess.resources.limits.memory",
         ),
     }
-    for name, (text, _) in broken.items():
-        (tmp_path / "include" / "pipelines" / f"{name}.yaml").write_text(text)
-        (tmp_path / "dags" / f"{name}.py").write_text(
-            (ROOT / "dags" / "recipe_engagement.py").read_text().replace("recipe_engagement", name)
-        )
-    monkeypatch.setenv("WATER_PROJECT_ROOT", str(tmp_path))
-    bag = DagBag(str(tmp_path / "dags"))
-    assert "recipe_engagement" in bag.dags
-    errors = {Path(path).stem: str(error) for path, error in bag.import_errors.items()}
+    errors = import_errors_beside_the_demo(tmp_path, monkeypatch, {name: text.encode() for name, (text, _) in broken.items()})
     assert set(errors) == set(broken)
     for name, (_, field) in broken.items():
         assert f"include/pipelines/{name}.yaml" in errors[name]

@@ -6,13 +6,12 @@ import error of its own, naming file and field, and breaks no other DAG."""
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_errors_beside_the_demo
 from water.spec import MAX_SPEC_BYTES, SpecError, load_spec
 
 DEMO = ROOT / "include" / "pipelines" / "recipe_engagement.yaml"
@@ -106,11 +105,6 @@ def test_a_recursive_alias_is_a_spec_error(tmp_path):
 
 
 def test_such_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeypatch):
-    from airflow.dag_processing.dagbag import DagBag
-
-    shutil.copytree(ROOT / "include", tmp_path / "include")
-    (tmp_path / "dags").mkdir()
-    shutil.copy(ROOT / "dags" / "recipe_engagement.py", tmp_path / "dags")
     demo = DEMO.read_text()
     start = next(line for line in demo.splitlines() if line.startswith("start_date:"))
     broken = {
@@ -118,15 +112,7 @@ def test_such_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeypat
         "not_utf8": (demo.replace("recipe_engagement", "not_utf8").encode().replace(b"description:", b"description: \xff", 1), "not UTF-8"),
         "bomb": (alias_bomb("bomb").encode(), "aliases expand"),
     }
-    for name, (data, _) in broken.items():
-        (tmp_path / "include" / "pipelines" / f"{name}.yaml").write_bytes(data)
-        (tmp_path / "dags" / f"{name}.py").write_text(
-            (ROOT / "dags" / "recipe_engagement.py").read_text().replace("recipe_engagement", name)
-        )
-    monkeypatch.setenv("WATER_PROJECT_ROOT", str(tmp_path))
-    bag = DagBag(str(tmp_path / "dags"))
-    assert "recipe_engagement" in bag.dags
-    errors = {Path(path).stem: str(error) for path, error in bag.import_errors.items()}
+    errors = import_errors_beside_the_demo(tmp_path, monkeypatch, {name: data for name, (data, _) in broken.items()})
     assert set(errors) == set(broken)
     for name, (_, words) in broken.items():
         assert f"include/pipelines/{name}.yaml" in errors[name] and words in errors[name], errors[name]
