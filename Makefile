@@ -46,6 +46,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/sizing.py
+	$(BIN)/python benchmarks/parse_cost.py
 
 # Recompile requirements.txt and requirements-dev.txt from their .in files (needs the registry).
 lock: setup

@@ -30,7 +30,7 @@ from functools import cache
 from typing import Any
 from unittest import mock
 
-from tests.contract.cloud import DS, DS_NODASH, AwsRecorder, FakeTI, offline_aws, rendered_name, spec_of
+from tests.contract.cloud import DS, DS_NODASH, AwsRecorder, FakeTI, offline_aws, rendered_name, spec_of, tasks_as_run
 from tests.contract.helm import EXAMPLE, deployed_settings, user_values
 from tests.contract.iam_simulator import Request
 
@@ -308,7 +308,7 @@ def recorded_calls(env: str, pipeline: str, run: str) -> tuple[Call, ...]:
     recorder = Recorder(fake)
     ti = RunTI(_xcom(env, pipeline, try_number), try_number=try_number, dag_id=pipeline)
     dag = deployed_dag(env, pipeline)
-    for task in dag.tasks:
+    for task in tasks_as_run(dag):
         if is_pod(task) or not needs_aws(task):
             continue
         context = _context(pipeline, task.task_id, ti)

@@ -102,6 +102,27 @@ def rendered_name(template: str, try_number: int = 1) -> str:
     return template.replace("{{ ds_nodash }}", DS_NODASH).replace("{{ ti.try_number }}", str(try_number))
 
 
+# --- a task as the task runner runs it ----------------------------------------------------
+
+FIRST_SHARD = {"index": 0, "row_start": 0, "row_end": 10}
+
+
+def as_run(task, shard: dict[str, int] | None = None):
+    """The operator the task runner runs for `task`: `prepare_for_execution()`, which a provider
+    operator's stand-in (water.targets.cloud.lazy) answers with the operator itself; a mapped
+    task unmapped first, for `shard` (its first shard by default)."""
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    if isinstance(task, MappedOperator):
+        task = task.unmap({"shard": shard or FIRST_SHARD})
+    return task.prepare_for_execution()
+
+
+def tasks_as_run(dag) -> list:
+    """as_run() of every task of the DAG (a mapped one for its first shard)."""
+    return [as_run(task) for task in dag.tasks]
+
+
 # --- a task instance and the upstream XComs the templates pull ----------------------------
 
 
@@ -212,10 +233,11 @@ def cloud_dag(cloud_dags, pipeline):
 
 @pytest.fixture
 def rendered(cloud_dag, pipeline):
-    """rendered(task_id) -> a copy of the pipeline's task with its templates rendered for ds=2026-11-01."""
+    """rendered(task_id) -> the pipeline's task as the task runner runs it (`prepare_for_execution`:
+    a provider operator's stand-in builds the operator), its templates rendered for ds=2026-11-01."""
 
     def render(task_id: str, context: dict[str, Any] | None = None):
-        task = copy.deepcopy(cloud_dag.get_task(task_id))
+        task = copy.deepcopy(cloud_dag.get_task(task_id)).prepare_for_execution()
         task.render_template_fields(context or make_context(pipeline))
         return task
 

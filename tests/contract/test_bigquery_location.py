@@ -13,17 +13,19 @@ import pytest
 from tests.contract.cloud import (  # noqa: F401 - fixtures
     CLOUD_ENV,
     PIPELINES,
+    as_run,
     cloud_dags,
     cloud_settings,
     cloud_target,
     make_context,
     spec_of,
+    tasks_as_run,
 )
 
 
 def bigquery_tasks(dag) -> list:
     """The DAG's tasks that run a BigQuery job or call the BigQuery API."""
-    return [t for t in dag.tasks if type(t).__module__.startswith("airflow.providers.google") and "BigQuery" in type(t).__name__]
+    return [t for t in tasks_as_run(dag) if type(t).__module__.startswith("airflow.providers.google") and "BigQuery" in type(t).__name__]
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -51,7 +53,7 @@ def test_a_deferred_query_job_is_polled_in_its_location(cloud_target, cloud_sett
     deferring = CloudTarget(settings=CloudSettings.from_environment({**CLOUD_ENV, "WATER_DEFERRABLE": "true"}))
     pipeline = next(p for p in PIPELINES if spec_of(p).steps_of("bigquery_sql"))
     name = next(iter(spec_of(pipeline).steps_of("bigquery_sql")))
-    task = build_dag(spec_of(pipeline), deferring).get_task(f"{name}.query")
+    task = as_run(build_dag(spec_of(pipeline), deferring).get_task(f"{name}.query"))
     assert task.deferrable
 
     def submitted(operator, context):

@@ -42,6 +42,7 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
     UPSTREAM_XCOM,
     AwsRecorder,
     FakeTI,
+    as_run,
     cloud_dag,
     cloud_dags,
     cloud_settings,
@@ -56,6 +57,7 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
     spec,
     spec_of,
     steps,
+    tasks_as_run,
 )
 
 
@@ -209,9 +211,9 @@ class Sized:
         return self.step.tier_task_id(self.name, route, tier)
 
     def task(self, route: str, tier: str, shard: dict | None = None):
-        """A fresh copy of the route's tier task (a mapped one unmapped for `shard`)."""
+        """A fresh copy of the route's tier task as it runs (a mapped one unmapped for `shard`)."""
         task = self.dag.get_task(self.task_id(route, tier))
-        return task.unmap({"shard": shard}) if shard is not None else copy.deepcopy(task)
+        return as_run(task, shard) if shard is not None else as_run(copy.deepcopy(task))
 
     def tier(self, route: str, tier: str):
         return next(t for t in self.routes[route].sizing.tiers if t.name == tier)
@@ -361,10 +363,9 @@ def test_placement_from_the_spec(cloud_target, routed_project, monkeypatch, pipe
     """A step's placement (a route's, with routes: node selector, tolerations, startup
     timeout) reaches each of its pods."""
     from airflow.sdk import DAG
-    from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    from water.targets.cloud.operators import SizedPodOperator
     from water.spec import Placement
+    from water.targets.cloud.extended import SizedPodOperator
 
     placement = Placement.model_validate(
         {
@@ -388,12 +389,7 @@ def test_placement_from_the_spec(cloud_target, routed_project, monkeypatch, pipe
     spec = spec.model_copy(update={"steps": {**spec.steps, name: placed}})
     with DAG(f"placement_{pipeline}_{name}", schedule=None) as dag:
         cloud_target.build(spec, name, placed)
-    pods = []
-    for task in dag.tasks:
-        if isinstance(task, MappedOperator) and issubclass(task.operator_class, SizedPodOperator):
-            pods.append(task.unmap({"shard": {"index": 0, "row_start": 0, "row_end": 10}}))
-        elif isinstance(task, SizedPodOperator):
-            pods.append(task)
+    pods = [task for task in tasks_as_run(dag) if isinstance(task, SizedPodOperator)]
     if placed.kind == "pod":
         expected = [name]
     else:
@@ -424,7 +420,7 @@ def pod_with(reason: str | None, container: str = "base", last_reason: str | Non
 
 
 def test_oom_killed_reads_the_containers_termination_reason():
-    from water.targets.cloud.operators import oom_killed
+    from water.targets.cloud.extended import oom_killed
 
     assert oom_killed(pod_with("OOMKilled"))
     assert oom_killed(pod_with(None, last_reason="OOMKilled"))

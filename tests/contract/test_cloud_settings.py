@@ -15,6 +15,7 @@ from sqlglot import exp
 from tests.contract.cloud import (  # noqa: F401 - fixtures
     CLOUD_ENV,
     PIPELINES,
+    as_run,
     cloud_dag,
     cloud_dags,
     cloud_settings,
@@ -24,6 +25,7 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
     spec,
     spec_of,
     steps,
+    tasks_as_run,
 )
 
 
@@ -248,8 +250,8 @@ def test_deferrable_reaches_every_operator_that_has_it(spec):
 
     settings = CloudSettings.from_environment({**CLOUD_ENV, "WATER_DEFERRABLE": "true"})
     dag = build_dag(spec, CloudTarget(settings=settings))
-    deferrable = {t.task_id for t in dag.tasks if getattr(t, "deferrable", None) is True}
-    waits = {t.task_id for t in dag.tasks if hasattr(t, "deferrable")}
+    deferrable = {t.task_id for t in tasks_as_run(dag) if getattr(t, "deferrable", None) is True}
+    waits = {t.task_id for t in tasks_as_run(dag) if hasattr(t, "deferrable")}
     # S3ToGCSOperator's deferrable mode is a Storage Transfer job that needs AWS keys: kept off
     assert waits - deferrable == {f"{name}.to_gcs" for name in spec.steps_of("publish")}
     assert _deferrable_waits(spec) <= deferrable
@@ -258,7 +260,7 @@ def test_deferrable_reaches_every_operator_that_has_it(spec):
         name, step = sized
         for route_name, route in step.all_routes(spec.classes, name).items():
             mapped = dag.get_task(step.tier_task_id(name, route_name, route.sizing.tiers[-1].name))
-            assert mapped.partial_kwargs["deferrable"] is True
+            assert as_run(mapped).deferrable is True
     # and with WATER_DEFERRABLE=false, none defers
     dag = build_dag(spec, CloudTarget(settings=CloudSettings.from_environment(CLOUD_ENV)))
-    assert not any(getattr(t, "deferrable", None) is True for t in dag.tasks)
+    assert not any(getattr(t, "deferrable", None) is True for t in tasks_as_run(dag))

@@ -32,6 +32,7 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
     cloud_target,
     make_context,
     spec_of,
+    tasks_as_run,
 )
 from tests.contract.helm import CHART, ENVIRONMENTS, ROOT, filled, settings_of, user_values
 from tests.contract.test_cloud_pods import build_pod
@@ -184,18 +185,10 @@ def test_the_checks_refuse_what_the_standard_refuses():
 
 
 def pod_tasks(dag) -> list:
-    """Every pod task of the DAG; a mapped one (the largest tier's shards) as its first shard."""
-    from airflow.sdk.definitions.mappedoperator import MappedOperator
+    """Every pod task of the DAG as it runs; a mapped one (the largest tier's shards) as its first shard."""
+    from water.targets.cloud.extended import SizedPodOperator
 
-    from water.targets.cloud.operators import SizedPodOperator
-
-    tasks = []
-    for task in dag.tasks:
-        if isinstance(task, MappedOperator) and issubclass(task.operator_class, SizedPodOperator):
-            tasks.append(task.unmap({"shard": {"index": 0, "row_start": 0, "row_end": 10}}))
-        elif isinstance(task, SizedPodOperator):
-            tasks.append(task)
-    return tasks
+    return [task for task in tasks_as_run(dag) if isinstance(task, SizedPodOperator)]
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
     DS,
     LAKE_BUCKET,
     PIPELINES,
+    as_run,
     cloud_dags,
     cloud_settings,
     cloud_target,
@@ -127,7 +128,7 @@ def seed(client, pipeline: str) -> None:
 
 
 def arguments(cloud_dags, pipeline: str, task_id: str) -> list[str]:
-    task = copy.deepcopy(cloud_dags(pipeline).get_task(task_id))
+    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(task_id)))
     task.render_template_fields(make_context(pipeline))
     return list(task.arguments)
 

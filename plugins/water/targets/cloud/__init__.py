@@ -1,4 +1,6 @@
-"""The cloud target: `target` (its builders and settings) and `operators` (water's own operators on AWS).
+"""The cloud target: `target` (its builders and settings), `operators` (water's own operators on AWS),
+`extended` (provider operators water extends) and `lazy` (how the DAG names provider operators
+so that parsing it imports none of them).
 
 Empty on purpose, as water.targets.local: importing the package imports no provider.
 """

@@ -1,7 +1,9 @@
 """Operators of the cloud target that the providers do not ship.
 
 Everything else the cloud target runs is a provider operator as it comes (BigQuery, Glue,
-Athena, SageMaker, transfers). These few fill the gaps, built on the providers' hooks:
+Athena, SageMaker, transfers) or one water extends (water.targets.cloud.extended). These few
+fill the gaps, built on the providers' hooks, which they import only when they run: the DAG
+file imports this module, and parsing it must not import the providers' client stacks.
 
 - `S3PromotePartitionOperator`: swaps a staged prefix into a lake partition (write aside,
   then promote), so a failed step leaves the previous good partition in place.
@@ -9,9 +11,6 @@ Athena, SageMaker, transfers). These few fill the gaps, built on the providers' 
 - `PackageSourceDirOperator`: tars a script-mode source directory and uploads it to S3.
 - `AthenaInferenceStatsOperator`: counts predictions per class with an Athena aggregate and
   writes `stats/ds=…/inference_stats.json`, as the local target does.
-- `SizedPodOperator`: a KubernetesPodOperator that takes resources as a plain dict (the form
-  that travels through XCom and mapping), adds a shard's row range, re-runs once on the
-  next tier up when its container was OOMKilled, and applies its step's `checks`.
 - `SageMakerTrainingGateOperator`: a training step's `checks.metric` on the job's final
   metrics (DescribeTrainingJob's FinalMetricDataList).
 """
@@ -25,19 +24,15 @@ import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.amazon.aws.hooks.athena import AthenaHook
-from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-from airflow.providers.amazon.aws.operators.athena import AthenaOperator
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import BaseOperator
 
-from water.operators.quality import TrainingGateOperator, check_in_lake
-from water.quality import Gates, parse_metrics
-from water.sizing import escalate, k8s_resources
-from water.spec import SizingPolicy
-from water.store import LakeStore
+from water.operators.quality import TrainingGateOperator
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PREDICTION_COLUMNS = (("id", "string"), ("class", "string"), ("confidence", "double"))  # water's inference contract: the id may be a number or a string
@@ -102,6 +97,8 @@ class S3PromotePartitionOperator(BaseOperator):
         return [(bucket, key, name) for name, (bucket, key) in sorted(objects.items())]
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
         sources = self.source_uris(context)
         objects = self.plan(hook, sources)
@@ -138,6 +135,8 @@ class S3CommitShardsOperator(S3PromotePartitionOperator):
         return [f"{self.shards_root.rstrip('/')}/{relative}" for relative in shard_folders(decision)]
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
         missing = [uri for uri in self.source_uris(context) if not self.plan(hook, [uri])]
         if missing:
@@ -173,6 +172,8 @@ class PackageSourceDirOperator(BaseOperator):
         self.folder, self.destination, self.aws_conn_id = folder, destination, aws_conn_id
 
     def execute(self, context: Any) -> str:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
         bucket, key = split_s3_uri(self.destination)
         data = sourcedir_tarball(Path(self.folder))
         S3Hook(aws_conn_id=self.aws_conn_id).load_bytes(data, key=key, bucket_name=bucket, replace=True)
@@ -180,7 +181,7 @@ class PackageSourceDirOperator(BaseOperator):
         return self.destination
 
 
-# --- Athena: UNLOAD into an emptied prefix -------------------------------------------------
+# --- S3: emptying a prefix (extended.AthenaUnloadOperator's first step) ----------------------
 
 
 def empty_prefix(hook: S3Hook, uri: str) -> int:
@@ -190,25 +191,6 @@ def empty_prefix(hook: S3Hook, uri: str) -> int:
     if keys:
         hook.delete_objects(bucket, keys)
     return len(keys)
-
-
-class AthenaUnloadOperator(AthenaOperator):
-    """An Athena UNLOAD (`query`) into `location`, emptied first by this same task.
-
-    UNLOAD refuses a target that holds objects (HIVE_PATH_ALREADY_EXISTS), and a try that
-    failed half-way leaves some there: emptied in the task itself, every try starts clean.
-    """
-
-    template_fields: Sequence[str] = (*AthenaOperator.template_fields, "location")
-
-    def __init__(self, *, location: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.location = location
-
-    def execute(self, context: Any) -> str | None:
-        removed = empty_prefix(S3Hook(aws_conn_id=self.aws_conn_id), self.location)
-        self.log.info("emptied %s (%d object(s) of an earlier try)", self.location, removed)
-        return super().execute(context)
 
 
 # --- Athena: counting predictions ----------------------------------------------------------
@@ -280,6 +262,8 @@ class AthenaCounter:
         return query_id
 
     def __call__(self, ds: str) -> dict[str, int]:
+        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+
         hook = AthenaHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
         ddl, count = self.requests(ds)
         self._run(hook, ddl)
@@ -309,6 +293,8 @@ class AthenaInferenceStatsOperator(BaseOperator):
         self.counter, self.classes, self.destination = counter, list(classes), destination
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
         started = time.monotonic()
         ds = context["ds"]
         counts = self.counter(ds)
@@ -361,139 +347,3 @@ def pod_arguments(
     for flag, uri in flags.items():
         argv += [f"--{flag}", uri]
     return argv
-
-
-def oom_killed(pod: Any, container: str = "base") -> bool:
-    """Whether the pod's `container` was terminated by the kernel for memory (reason OOMKilled)."""
-    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
-    for status in statuses:
-        if status.name != container:
-            continue
-        for state in (status.state, status.last_state):
-            if state is not None and state.terminated is not None and state.terminated.reason == "OOMKilled":
-                return True
-    return False
-
-
-class SizedPodOperator(KubernetesPodOperator):
-    """A pod sized by a plain resources dict; re-run once one tier up when OOMKilled.
-
-    `container_resources` may be a {"requests", "limits"} dict (from the spec, or an XCom /
-    mapped value, which Airflow does not template): it becomes V1ResourceRequirements here.
-    `shard` ({index, row_start, row_end}) appends --row-start/--row-end; `shard_flag` names
-    the output flag whose URI gets `/shard=NNNN` (0000 for an unmapped tier). With an
-    `escalation` policy, a container killed for memory is re-run once with
-    water.sizing.escalate's resources: the rule the local target follows.
-
-    With `gates` (the step's checks), a pod that succeeded is checked before the task ends:
-    what it wrote (its output partitions, read through water.store from `lake`) and the
-    metrics its log reported by `metric_definitions` (read once the pod is done, before it
-    is deleted, as SageMaker reads a training job's log). A failed check fails the task.
-    """
-
-    def __init__(
-        self,
-        *,
-        container_resources: Any = None,
-        shard: dict[str, int] | None = None,
-        shard_flag: str | None = None,
-        escalation: SizingPolicy | None = None,
-        gates: Gates | None = None,
-        lake: dict[str, Any] | None = None,
-        metric_definitions: list[tuple[str, str]] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.gates, self.lake = gates, dict(lake or {})  # lake: pipeline, lake_root, storage_conn_id
-        self.metric_definitions = list(metric_definitions or [])
-        self.reported_metrics: dict[str, float] = {}
-        self.resources_dict = dict(container_resources) if isinstance(container_resources, dict) else None
-        if self.resources_dict is not None:
-            container_resources = k8s_resources(self.resources_dict)
-        arguments = list(kwargs.pop("arguments", None) or [])
-        if shard_flag:
-            flag = f"--{shard_flag}"
-            at = arguments.index(flag) + 1
-            arguments[at] = f"{arguments[at].rstrip('/')}/shard={(shard or {}).get('index', 0):04d}"
-        if shard:
-            arguments += ["--row-start", str(shard["row_start"]), "--row-end", str(shard["row_end"])]
-            kwargs["labels"] = {**(kwargs.get("labels") or {}), "shard": f"{shard['index']:04d}"}
-        super().__init__(container_resources=container_resources, arguments=arguments, **kwargs)
-        self.shard, self.shard_flag, self.escalation = shard, shard_flag, escalation
-        self.escalated: str | None = None
-
-    def _final_pod(self) -> Any:
-        """The pod as the cluster last saw it (a failed pod is kept: delete_succeeded_pod)."""
-        if self.pod is not None:
-            try:
-                return self.pod_manager.read_pod(self.pod)
-            except Exception:  # noqa: BLE001 - fall back to what the operator last read
-                self.log.warning("could not re-read pod %s; using its last known state", self.pod.metadata.name)
-        return self.remote_pod
-
-    def _escalation(self, error: Exception) -> dict[str, dict[str, str]] | None:
-        """Bigger resources when this first attempt died of OOM and a policy allows one more."""
-        if self.escalation is None or self.escalated is not None or self.resources_dict is None:
-            return None
-        if not oom_killed(self._final_pod(), self.base_container_name):
-            return None
-        label, bigger = escalate(self.escalation, self.resources_dict)
-        self.log.warning(
-            "%s: container OOMKilled at memory limit %s; re-running once as %s (limit %s)",
-            error.__class__.__name__, self.resources_dict["limits"]["memory"], label, bigger["limits"]["memory"],
-        )
-        self.escalated = label
-        return bigger
-
-    def _rerun(self, context: Any, bigger: dict[str, dict[str, str]]) -> Any:
-        self.resources_dict = bigger
-        self.container_resources = k8s_resources(bigger)
-        # A new pod (new name suffix); the failed one is labelled already-checked, so not reattached.
-        self.pod = self.pod_request_obj = self.remote_pod = None
-        return self.execute_sync(context)  # the second pod is watched from the worker
-
-    def execute(self, context: Any) -> Any:
-        try:
-            result = super().execute(context)
-        except Exception as error:
-            bigger = self._escalation(error)
-            if bigger is None:
-                raise
-            result = self._rerun(context, bigger)
-        self.check(context)
-        return result
-
-    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
-        try:
-            result = super().trigger_reentry(context, event)
-        except Exception as error:
-            bigger = self._escalation(error)
-            if bigger is None:
-                raise
-            result = self._rerun(context, bigger)
-        self.check(context)
-        return result
-
-    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> Any:
-        if self.metric_definitions and pod is not None and not self._killed:
-            self.reported_metrics = self._metrics_from_log(pod)  # before a succeeded pod is deleted
-        return super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
-
-    def _metrics_from_log(self, pod: Any) -> dict[str, float]:
-        try:
-            logs = self.pod_manager.read_pod_logs(pod, self.base_container_name, follow=False)
-            return parse_metrics((raw.decode("utf-8", "backslashreplace") for raw in logs), self.metric_definitions)
-        except Exception as exc:  # noqa: BLE001 - the gate then says the metric was not reported
-            self.log.warning("could not read the metrics from pod %s's log: %s", pod.metadata.name, exc)
-            return {}
-
-    def check(self, context: Any) -> dict[str, Any] | None:
-        """The step's gates on what the pod wrote and reported; QualityCheckFailed names the failures."""
-        if self.gates is None:
-            return None
-        store = LakeStore(self.lake["lake_root"], self.lake["pipeline"], self.lake.get("storage_conn_id"))
-        ds = context["ds"]
-        written = {dataset: store.files(dataset, ds) for dataset in self.gates.outputs}
-        metrics = self.reported_metrics if self.metric_definitions else None
-        figures = check_in_lake(self.gates, store, ds, written, metrics)
-        self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
-        return figures

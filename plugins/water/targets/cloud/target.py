@@ -42,6 +42,7 @@ water.targets.cloud.operators.predictions_table_ddl).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -72,8 +73,42 @@ from water.spec import (
 )
 from water.targets import common
 from water.targets.base import Built, Registry, Target, external, per_shard
+from water.targets.cloud.lazy import OperatorRef
 
 REGISTRY = Registry("cloud")
+
+# The operators the cloud target runs that come with a provider's client stack, by import
+# path: parsing the DAG file imports none of them, each task imports its own where it runs
+# (water.targets.cloud.lazy). Extra links (name -> XCom key) and colours are the classes' own.
+BIGQUERY_INSERT_JOB = OperatorRef(
+    "airflow.providers.google.cloud.operators.bigquery.BigQueryInsertJobOperator",
+    {"BigQuery Table": "bigquery_table", "BigQuery Job Detail": "bigquery_job_detail"},
+    "#A1BBFF",
+)
+BIGQUERY_DELETE_TABLE = OperatorRef("airflow.providers.google.cloud.operators.bigquery.BigQueryDeleteTableOperator", {}, "#81A0FF")
+BIGQUERY_TO_GCS = OperatorRef(
+    "airflow.providers.google.cloud.transfers.bigquery_to_gcs.BigQueryToGCSOperator", {"BigQuery Table": "bigquery_table"}, "#e4e6f0"
+)
+GCS_TO_BIGQUERY = OperatorRef(
+    "airflow.providers.google.cloud.transfers.gcs_to_bigquery.GCSToBigQueryOperator", {"BigQuery Table": "bigquery_table"}, "#f0eee4"
+)
+GCS_DELETE_OBJECTS = OperatorRef("airflow.providers.google.cloud.operators.gcs.GCSDeleteObjectsOperator")
+GCS_TO_S3 = OperatorRef("airflow.providers.amazon.aws.transfers.gcs_to_s3.GCSToS3Operator", {}, "#f0eee4")
+S3_TO_GCS = OperatorRef("airflow.providers.google.cloud.transfers.s3_to_gcs.S3ToGCSOperator", {}, "#e09411")
+S3_DELETE_OBJECTS = OperatorRef("airflow.providers.amazon.aws.operators.s3.S3DeleteObjectsOperator")
+LOCAL_TO_S3 = OperatorRef("airflow.providers.amazon.aws.transfers.local_to_s3.LocalFilesystemToS3Operator")
+GLUE_JOB = OperatorRef(
+    "airflow.providers.amazon.aws.operators.glue.GlueJobOperator", {"AWS Glue Job Run Details": "_link_GlueJobRunDetailsLink"}, "#ededed"
+)
+SAGEMAKER_TRAINING = OperatorRef("airflow.providers.amazon.aws.operators.sagemaker.SageMakerTrainingOperator", {}, "#ededed")
+SAGEMAKER_MODEL = OperatorRef("airflow.providers.amazon.aws.operators.sagemaker.SageMakerModelOperator", {}, "#ededed")
+SAGEMAKER_TRANSFORM = OperatorRef(
+    "airflow.providers.amazon.aws.operators.sagemaker.SageMakerTransformOperator",
+    {"Amazon SageMaker Transform Job Details": "_link_SageMakerTransformJobLink"},
+    "#ededed",
+)
+ATHENA_UNLOAD = OperatorRef("water.targets.cloud.extended.AthenaUnloadOperator", {"Query Results": "_link_AthenaQueryResultsLink"}, "#44b5e2")
+SIZED_POD = OperatorRef("water.targets.cloud.extended.SizedPodOperator")
 
 # IAM actions the cloud target's operators and hooks call; docs/iam/airflow-role-policy.json grants exactly these (tests/contract/test_iam.py).
 AWS_ACTIONS = sorted(
@@ -91,7 +126,10 @@ AWS_ACTIONS = sorted(
         "glue:GetJob",
         "glue:GetJobRun",
         "glue:GetJobRuns",
+        "glue:GetTags",
         "glue:StartJobRun",
+        "glue:TagResource",
+        "glue:UntagResource",
         "glue:UpdateJob",
         # Glue Data Catalog, as Athena queries and the predictions table DDL use it
         "glue:CreateTable",
@@ -233,16 +271,14 @@ class CloudSettings:
 
 @lru_cache(maxsize=None)
 def _ecr_domain(region: str) -> str:
-    """The ECR domain suffix of the region's partition, from botocore's own endpoint data."""
-    import botocore.exceptions
-    import botocore.loaders
-    import botocore.regions
-
-    resolver = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
-    try:
-        return resolver.get_partition_dns_suffix(resolver.get_partition_for_region(region))
-    except botocore.exceptions.UnknownRegionError:
-        raise SettingsError(f"WATER_AWS_REGION={region!r} is not a region botocore knows") from None
+    """The ECR domain suffix of the region's partition, from botocore's own partition data
+    (data/partitions.json), read as botocore's resolver reads it but without importing
+    botocore, which the DAG file would pay at every parse."""
+    (botocore,) = importlib.util.find_spec("botocore").submodule_search_locations
+    for partition in json.loads((Path(botocore) / "data" / "partitions.json").read_text())["partitions"]:
+        if region in partition["regions"] or re.match(partition["regionRegex"], region):
+            return partition["outputs"]["dnsSuffix"]
+    raise SettingsError(f"WATER_AWS_REGION={region!r} is not a region botocore knows")
 
 
 def sklearn_image(region: str, framework_version: str) -> str:
@@ -380,11 +416,10 @@ class CloudTarget(Target):
         return bucket, f"{path}/"
 
     def _clear_s3(self, uri: str, **kwargs: Any) -> Any:
-        from airflow.providers.amazon.aws.operators.s3 import S3DeleteObjectsOperator
         from water.targets.cloud.operators import split_s3_uri
 
         bucket, key = split_s3_uri(uri)
-        return S3DeleteObjectsOperator(
+        return S3_DELETE_OBJECTS(
             task_id="clear_staging", bucket=bucket, prefix=f"{key}/", aws_conn_id=self.settings.aws_conn_id, **kwargs
         )
 
@@ -438,8 +473,6 @@ class CloudTarget(Target):
         """KubernetesPodOperator arguments shared by every water pod: its own service account
         (no Kubernetes API token; IRSA's role is the lake's objects) and a security context
         that the Pod Security Standards' `restricted` level admits."""
-        from kubernetes.client import V1Capabilities, V1PodSecurityContext, V1SeccompProfile, V1SecurityContext, V1Toleration
-
         from water.targets.cloud.operators import pod_arguments
 
         s = self.settings
@@ -450,19 +483,10 @@ class CloudTarget(Target):
             "namespace": s.k8s_namespace,
             "service_account_name": s.k8s_service_account,
             "automount_service_account_token": False,
-            "security_context": V1PodSecurityContext(
-                run_as_non_root=True, run_as_user=JOB_USER, run_as_group=0, seccomp_profile=V1SeccompProfile(type="RuntimeDefault")
-            ),
-            "container_security_context": V1SecurityContext(
-                run_as_non_root=True,
-                run_as_user=JOB_USER,
-                allow_privilege_escalation=False,
-                capabilities=V1Capabilities(drop=["ALL"]),
-                seccomp_profile=V1SeccompProfile(type="RuntimeDefault"),
-            ),
+            "restricted_as": JOB_USER,  # SizedPodOperator's security contexts
             "labels": {"app.kubernetes.io/part-of": "water", "pipeline": spec.name, "ds": "{{ ds }}", **labels},
             "node_selector": dict(placement.node_selector) or None,
-            "tolerations": [V1Toleration(**t.model_dump(exclude_none=True)) for t in placement.tolerations] or None,
+            "tolerations": [t.model_dump(exclude_none=True) for t in placement.tolerations] or None,  # V1Toleration fields
             "env_vars": {"AWS_DEFAULT_REGION": s.aws_region, "AWS_REGION": s.aws_region},
             "startup_timeout_seconds": int(placement.startup_timeout.total_seconds()),
             "on_finish_action": "delete_succeeded_pod",
@@ -502,17 +526,12 @@ def _tags(spec: PipelineSpec) -> list[dict[str, str]]:
 @REGISTRY.builds("bigquery_sql")
 def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQuerySqlStep) -> Built:
     """BigQuery SQL into a per-day staging table -> Parquet on GCS -> S3 -> promote."""
-    from airflow.providers.amazon.aws.transfers.gcs_to_s3 import GCSToS3Operator
-    from airflow.providers.google.cloud.operators.bigquery import BigQueryInsertJobOperator
-    from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
-    from airflow.providers.google.cloud.transfers.bigquery_to_gcs import BigQueryToGCSOperator
-
     s = target.settings
     timeout = external(step.timeout)
     table_id = f"{spec.name}_{step.writes.replace('/', '_')}_{{{{ ds_nodash }}}}"
     gcs_bucket, gcs_prefix = target._gcs(spec, step.writes)
     with target._group(name, f"BigQuery SQL -> Parquet on GCS -> S3 {step.writes}/ds=…") as group:
-        query = BigQueryInsertJobOperator(
+        query = BIGQUERY_INSERT_JOB(
             task_id="query",
             configuration={
                 "query": {
@@ -533,10 +552,10 @@ def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQu
             **target._bigquery(),
             **timeout,
         )
-        clear_export = GCSDeleteObjectsOperator(
+        clear_export = GCS_DELETE_OBJECTS(
             task_id="clear_export", bucket_name=gcs_bucket, prefix=gcs_prefix, gcp_conn_id=s.gcp_conn_id, **timeout
         )
-        export = BigQueryToGCSOperator(
+        export = BIGQUERY_TO_GCS(
             task_id="export",
             source_project_dataset_table=f"{s.gcp_project}.{s.bq_staging_dataset}.{table_id}",
             destination_cloud_storage_uris=[f"gs://{gcs_bucket}/{gcs_prefix}part-*.parquet"],
@@ -548,7 +567,7 @@ def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQu
             **timeout,
         )
         staging = target._staging(spec, step.writes)
-        to_s3 = GCSToS3Operator(
+        to_s3 = GCS_TO_S3(
             task_id="to_s3",
             gcs_bucket=gcs_bucket,
             prefix=gcs_prefix,
@@ -568,9 +587,6 @@ def bigquery_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: BigQu
 @REGISTRY.builds("glue_pyspark")
 def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GluePySparkStep) -> Built:
     """The script uploaded to WATER_GLUE_SCRIPTS -> GlueJobOperator -> promote."""
-    from airflow.providers.amazon.aws.operators.glue import GlueJobOperator
-    from airflow.providers.amazon.aws.transfers.local_to_s3 import LocalFilesystemToS3Operator
-
     from water.targets.cloud.operators import split_s3_uri
 
     s = target.settings
@@ -579,7 +595,7 @@ def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GlueP
     script_uri = f"{s.glue_scripts}/{spec.name}/{script.name}"
     scripts_bucket, script_key = split_s3_uri(script_uri)
     with target._group(name, f"Glue PySpark job -> {step.writes}/ds=…") as group:
-        upload = LocalFilesystemToS3Operator(
+        upload = LOCAL_TO_S3(
             task_id="upload_script",
             filename=str(script),
             dest_bucket=scripts_bucket,
@@ -588,7 +604,7 @@ def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GlueP
             aws_conn_id=s.aws_conn_id,
             **external(timedelta(minutes=10)),
         )
-        job = GlueJobOperator(
+        job = GLUE_JOB(
             task_id="glue_job",
             job_name=f"water-{spec.name}-{name}",
             job_desc=f"water {spec.name}: {step.script}",
@@ -624,14 +640,12 @@ def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GlueP
 def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaSqlStep) -> Built:
     """Athena UNLOAD to Parquet in the pipeline's catalog database (? bound to ds) -> promote.
     The unload task empties its staging prefix itself, so a retry after a partial failure runs."""
-    from water.targets.cloud.operators import AthenaUnloadOperator
-
     s = target.settings
     timeout = external(step.timeout)
     staging = target._staging(spec, step.writes)
     select = bind_ds((paths.include_dir() / step.sql).read_text(), "'{{ ds }}'")
     with target._group(name, f"Athena UNLOAD -> {step.writes}/ds=…") as group:
-        unload = AthenaUnloadOperator(
+        unload = ATHENA_UNLOAD(
             task_id="unload",
             query=unload_query(select, staging),
             location=staging,
@@ -649,14 +663,12 @@ def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaS
 
 @REGISTRY.builds("pod")
 def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Built:
-    from water.targets.cloud.operators import SizedPodOperator
-
     flags = {
         **{flag: target._partition(spec, dataset) for flag, dataset in step.reads.items()},
         **{flag: target._partition(spec, out.dataset) for flag, out in step.writes.items()},
     }
     return Built.one(
-        SizedPodOperator(
+        SIZED_POD(
             container_resources=step.resources.as_k8s_dict(),
             # the pod writes its partitions itself: its gates run once it succeeded
             gates=Gates.of(name, step),
@@ -670,8 +682,6 @@ def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Bu
 @REGISTRY.builds("sagemaker_training")
 def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step: SageMakerTrainingStep) -> Built:
     """sourcedir.tar.gz packaged from the script's folder -> SageMaker script-mode training."""
-    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerTrainingOperator
-
     from water.targets.cloud.operators import PackageSourceDirOperator, SageMakerTrainingGateOperator
 
     s = target.settings
@@ -685,7 +695,7 @@ def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step:
             aws_conn_id=s.aws_conn_id,
             **external(timedelta(minutes=10)),
         )
-        fit = SageMakerTrainingOperator(
+        fit = SAGEMAKER_TRAINING(
             task_id="fit",
             config={
                 "TrainingJobName": sagemaker_name(spec.name, name),
@@ -745,8 +755,6 @@ def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step:
 @REGISTRY.builds("sagemaker_transform")
 def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step: SageMakerTransformStep) -> Built:
     """A SageMaker model from the training step's artifact -> batch transform -> promote."""
-    from airflow.providers.amazon.aws.operators.sagemaker import SageMakerModelOperator, SageMakerTransformOperator
-
     s = target.settings
     timeout = external(step.timeout)
     training_name = spec.writer(step.model)
@@ -754,7 +762,7 @@ def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step
     image = sklearn_image(s.aws_region, training.framework_version)
     staging = target._staging(spec, step.writes)
     with target._group(name, f"SageMaker model + batch transform -> {step.writes}/ds=…") as group:
-        model = SageMakerModelOperator(
+        model = SAGEMAKER_MODEL(
             task_id="model",
             config={
                 "ModelName": sagemaker_name(spec.name, f"{name}-model"),
@@ -776,7 +784,7 @@ def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step
             **target._aws(),
             **external(timedelta(minutes=10)),
         )
-        transform = SageMakerTransformOperator(
+        transform = SAGEMAKER_TRANSFORM(
             task_id="transform",
             config={
                 "TransformJobName": sagemaker_name(spec.name, name),
@@ -827,7 +835,7 @@ REGISTRY.builds("drift_guard")(common.drift_guard)  # target-agnostic: the lake 
 
 @REGISTRY.builds("sized_postprocess")
 def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
-    from water.targets.cloud.operators import S3CommitShardsOperator, SizedPodOperator
+    from water.targets.cloud.operators import S3CommitShardsOperator
 
     def tier_task(route_name: str, route: Route, tier: Tier, shards: Any | None) -> Any:
         flags = {
@@ -847,7 +855,7 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
             "shard_flag": "output",
             "escalation": route.sizing,
         }
-        return per_shard(SizedPodOperator, arguments, shards)
+        return per_shard(SIZED_POD, arguments, shards)
 
     def commit_task() -> Any:
         return S3CommitShardsOperator(
@@ -870,10 +878,6 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
 def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Built:
     """S3 partition -> GCS -> the BigQuery table's ds partition (WRITE_TRUNCATE); with
     `when_nothing_published: retract`, its retraction (retract_published) for a day that ends unpublished."""
-    from airflow.providers.google.cloud.operators.gcs import GCSDeleteObjectsOperator
-    from airflow.providers.google.cloud.transfers.gcs_to_bigquery import GCSToBigQueryOperator
-    from airflow.providers.google.cloud.transfers.s3_to_gcs import S3ToGCSOperator
-
     from water.targets.cloud.operators import split_s3_uri
 
     s = target.settings
@@ -882,10 +886,10 @@ def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishSte
     lake_bucket, outputs_key = split_s3_uri(target._partition(spec, step.reads))
     dataset_prefix = prefix.removesuffix("ds={{ ds }}/")
     with target._group(name, f"S3 {step.reads}/ds=… -> GCS -> the BigQuery table's ds partition") as group:
-        clear = GCSDeleteObjectsOperator(
+        clear = GCS_DELETE_OBJECTS(
             task_id="clear_export", bucket_name=bucket, prefix=prefix, gcp_conn_id=s.gcp_conn_id, **timeout
         )
-        to_gcs = S3ToGCSOperator(
+        to_gcs = S3_TO_GCS(
             task_id="to_gcs",
             bucket=lake_bucket,
             prefix=f"{outputs_key}/",
@@ -898,7 +902,7 @@ def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishSte
             deferrable=False,  # its deferrable mode is a Storage Transfer job holding AWS keys: not here
             **timeout,
         )
-        load = GCSToBigQueryOperator(
+        load = GCS_TO_BIGQUERY(
             task_id="load",
             bucket=bucket,
             source_objects=[f"{prefix}*.parquet"],
@@ -925,9 +929,6 @@ def retract_published(target: CloudTarget, spec: PipelineSpec, name: str, step: 
     """The day ended unpublished: delete the BigQuery table's ds partition (the decorator
     `table$YYYYMMDD` the load replaces; nothing if the table does not exist yet), then the
     S3 partition the publish step reads."""
-    from airflow.providers.amazon.aws.operators.s3 import S3DeleteObjectsOperator
-    from airflow.providers.google.cloud.operators.bigquery import BigQueryDeleteTableOperator
-
     from water.targets.cloud.operators import split_s3_uri
 
     s = target.settings
@@ -935,7 +936,7 @@ def retract_published(target: CloudTarget, spec: PipelineSpec, name: str, step: 
     lake_bucket, outputs_key = split_s3_uri(target._partition(spec, step.reads))
     task_id = step.retract_task_id(name)
     with target._group(task_id, f"the day published nothing: retract {step.table} ds=… and {step.reads}/ds=…") as group:
-        rows = BigQueryDeleteTableOperator(
+        rows = BIGQUERY_DELETE_TABLE(
             task_id="table_partition",
             deletion_dataset_table=f"{s.gcp_project}.{step.table}${{{{ ds_nodash }}}}",
             ignore_if_missing=True,
@@ -943,7 +944,7 @@ def retract_published(target: CloudTarget, spec: PipelineSpec, name: str, step: 
             **target._bigquery(),
             **timeout,
         )
-        outputs = S3DeleteObjectsOperator(
+        outputs = S3_DELETE_OBJECTS(
             task_id="lake_partition", bucket=lake_bucket, prefix=f"{outputs_key}/", aws_conn_id=s.aws_conn_id, **timeout
         )
         rows >> outputs
