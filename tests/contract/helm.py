@@ -1,4 +1,5 @@
-"""Helm's handling of values files, in Python, for the contract tests.
+"""Helm's handling of values files, for the contract tests: the same code `water deploy` checks
+the values with (water.cli.chart_values), here against the chart vendored in chart/.
 
 `helm upgrade -f base.yaml -f ENV.yaml` merges the files (maps merge, lists and scalars
 replace), coalesces the result over the chart's values.yaml (a null deletes a default) and
@@ -7,11 +8,14 @@ validates it with the chart's values.schema.json.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import yaml
+
+from water.cli.chart_values import coalesce, load_yaml, merge_files, schema_errors, unknown_keys, values_problems
+
+__all__ = ["coalesce", "load_yaml", "merge_files", "schema_errors", "unknown_keys", "values_problems"]
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES_DIR = ROOT / "helm-values"
@@ -40,89 +44,6 @@ def filled(value):
     for name, example in EXAMPLE.items():
         text = text.replace("${" + name + "}", example)
     return json.loads(text)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Helm refuses a values file with a key twice; PyYAML would keep the last silently."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml(path: Path):
-    return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-
-
-def _overlay(under: dict, over: dict, null_removes: bool) -> dict:
-    out = copy.deepcopy(under)
-    for key, value in over.items():
-        if value is None and null_removes:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _overlay(out[key], value, null_removes)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def merge_files(base: dict, override: dict) -> dict:
-    """Later -f files over earlier ones: maps merge key by key, anything else replaces."""
-    return _overlay(base, override, null_removes=False)
-
-
-def coalesce(defaults: dict, user: dict) -> dict:
-    """User values over the chart's values.yaml; a user null removes the default."""
-    return _overlay(defaults, user, null_removes=True)
-
-
-def _resolve(schema: dict, root: dict) -> dict:
-    while "$ref" in schema:
-        ref = schema["$ref"]
-        assert ref.startswith("#/definitions/"), ref
-        schema = root["definitions"][ref.removeprefix("#/definitions/")]
-    return schema
-
-
-def unknown_keys(values, schema: dict, defaults, root: dict, path: str = "") -> list[str]:
-    """Keys the chart does not know, at levels where the schema does not forbid them.
-
-    Where a level lists `properties` but sets no `additionalProperties`, a key must be one
-    of them or one that the chart's values.yaml declares there (templates read values.yaml's
-    names: `securityContexts.containers` is read, the schema's `container` is not). Where
-    `additionalProperties` is a schema (free-form maps: config sections, annotations), any
-    key goes and its value is walked with that schema.
-    """
-    schema = _resolve(schema, root)
-    found: list[str] = []
-    if isinstance(values, list):
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for i, item in enumerate(values):
-                found += unknown_keys(item, items, None, root, f"{path}[{i}]")
-        return found
-    if not isinstance(values, dict):
-        return found
-    props = schema.get("properties", {})
-    extra = schema.get("additionalProperties")
-    defaults = defaults if isinstance(defaults, dict) else {}
-    for key, value in values.items():
-        where = f"{path}.{key}" if path else key
-        if key in props:
-            found += unknown_keys(value, props[key], defaults.get(key), root, where)
-        elif isinstance(extra, dict):
-            found += unknown_keys(value, extra, defaults.get(key), root, where)
-        elif extra is None and props and key not in defaults:
-            found.append(where)
-        # extra is False: the schema itself rejects the key (jsonschema reports it)
-    return found
 
 
 def user_values(env: str) -> dict:

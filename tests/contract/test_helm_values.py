@@ -3,7 +3,8 @@
 The files are merged and coalesced as helm does (tests/contract/helm.py) and validated
 with the chart's values.schema.json, vendored in tests/contract/chart/. The schema leaves some levels open (the top level
 among them: `executr: X` passes it), so every key is also checked against the keys the
-chart's values.yaml declares.
+chart's values.yaml declares. The check is water.cli.chart_values', which `water deploy`
+runs against the chart version it pulls (tests/unit/test_cluster_cli.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from tests.contract.helm import (
     deployed_settings,
     load_yaml,
     merge_files,
+    schema_errors,
     settings_of,
     unknown_keys,
     user_values,
+    values_problems,
 )
+from water.cli.chart_values import pinned_airflow
 
 SHARED_CHART = ROOT.parent / "shared" / "airflow-chart"  # the workspace's copy, when beside this clone
 
@@ -53,11 +57,6 @@ def schema() -> dict:
 @pytest.fixture(scope="module")
 def chart_defaults() -> dict:
     return yaml.safe_load((CHART / "values.yaml").read_text())
-
-
-def schema_errors(values: dict, schema: dict) -> list[str]:
-    validator = jsonschema.Draft7Validator(schema)
-    return [f"{'.'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in validator.iter_errors(values)]
 
 
 # --- the chart's own contract ------------------------------------------------------------
@@ -95,6 +94,38 @@ def test_merged_values_validate_against_chart_schema(env, schema, chart_defaults
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_key_is_one_the_chart_knows(env, schema, chart_defaults):
     assert unknown_keys(user_values(env), schema, chart_defaults, schema) == []
+
+
+def deploy_sources(env: str, **overrides) -> list[tuple[str, dict]]:
+    """What `water deploy ENV` validates: the values files (one replaced by overrides[name]) and
+    the --set-string values, as the deploy check reads them."""
+    from water.cli import chart_values, cluster
+
+    settings = cluster.load_settings(env)
+    files = [(name, overrides.get(name, load_yaml(ROOT / name))) for name in ("helm-values/base.yaml", f"helm-values/{env}.yaml")]
+    return [*files, ("--set-string", chart_values.set_string_values(cluster.set_strings(settings, "0123")))]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_deploy_check_passes_the_values(env, schema, chart_defaults):
+    assert values_problems(deploy_sources(env), schema, chart_defaults) == []
+
+
+def test_the_deploy_check_names_the_file_and_the_field(schema, chart_defaults):
+    prod = load_yaml(VALUES_DIR / "prod.yaml")
+    broken = merge_files(prod, {"scheduler": {"replicaz": 2}, "executr": "KubernetesExecutor", "statsd": {"enabled": "no"}})
+    assert values_problems(deploy_sources("prod", **{"helm-values/prod.yaml": broken}), schema, chart_defaults) == [
+        "helm-values/prod.yaml: scheduler.replicaz: not a field the chart's schema allows here (check the spelling)",
+        "helm-values/prod.yaml: statsd.enabled: 'no' is not of type 'boolean'",
+        "helm-values/prod.yaml: executr: not a key of the chart (neither its schema nor its values.yaml has it here; check the spelling)",
+    ]
+    # a field both a file and --set-string set is the --set-string's (helm's order)
+    tagged = merge_files(prod, {"images": {"pod_template": {"tag": 5}}})
+    no_tag_schema = json.loads(json.dumps(schema))
+    no_tag_schema["properties"]["images"]["properties"]["pod_template"]["properties"]["tag"] = {"type": "integer"}
+    assert values_problems(deploy_sources("prod", **{"helm-values/prod.yaml": tagged}), no_tag_schema, chart_defaults) == [
+        "--set-string: images.pod_template.tag: '0123' is not of type 'integer'"
+    ]
 
 
 def test_merge_is_helms(chart_defaults):
@@ -145,12 +176,8 @@ def test_kubernetes_executor_with_dags_in_the_image(env):
     # the task pods run the very image the scheduler parses the DAGs from: the executor's
     # worker_container_repository/tag come from images.airflow; no second image to drift
     assert "pod_template" not in values["images"]
-    assert values["airflowVersion"] == _requirements_airflow_version()
-
-
-def _requirements_airflow_version() -> str:
-    (version,) = re.findall(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
-    return version
+    shipped = pinned_airflow((ROOT / "requirements.txt").read_text())
+    assert shipped and values["airflowVersion"] == shipped
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -306,9 +333,7 @@ def deploy_helm_argv(env: str) -> list[str]:
 
 def hooked_jobs(values: dict) -> list[str]:
     """The jobs still run as hooks, or still given the custom env that hooks would create."""
-    return [
-        f"{job}.{key}" for job in HOOK_JOBS for key in ("useHelmHooks", "applyCustomEnv") if values[job][key] is not False
-    ]
+    return [f"{job}.{key}" for job in HOOK_JOBS for key in ("useHelmHooks", "applyCustomEnv") if values[job][key] is not False]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -325,7 +350,9 @@ def test_no_post_install_hook_is_left_for_helm_wait(env, chart_defaults):
 
 def test_the_chart_defaults_run_the_jobs_as_hooks(chart_defaults):
     """What the check above guards against: the chart's own default."""
-    assert hooked_jobs(coalesce(chart_defaults, {})) == [f"{j}.{k}" for j in HOOK_JOBS for k in ("useHelmHooks", "applyCustomEnv")]
+    assert hooked_jobs(coalesce(chart_defaults, {})) == [
+        f"{j}.{k}" for j in HOOK_JOBS for k in ("useHelmHooks", "applyCustomEnv")
+    ]
 
 
 def _cleanup_arguments(values: dict):

@@ -11,14 +11,16 @@ import json
 import shlex
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT
 from water.cli import TOOL_MISSING, app, cluster
+
+VENDORED_CHART = ROOT / "tests" / "contract" / "chart"  # the official chart's values.schema.json and values.yaml
 
 CONFIG = """\
 [cluster]
@@ -41,7 +43,7 @@ AIRFLOW_IMAGE = f"{LOCAL_REGISTRY}/water-airflow:{TAG}"
 JOBS_IMAGE = f"{LOCAL_REGISTRY}/water-jobs:{TAG}"
 
 
-@pytest.fixture()
+@pytest.fixture
 def project(tmp_path, monkeypatch):
     (tmp_path / "water.toml").write_text(CONFIG)
     (tmp_path / "helm-values").mkdir()
@@ -100,9 +102,27 @@ def test_pods_logs_edit_dry_run(project):
     prod = ["kubectl", "--context", "prod cluster", "--namespace", "water"]
     cases = {
         ("pods",): [*kubectl, "get", "pods", "--output", "wide"],
-        ("pods", "churn", "--watch", "--env", "prod"): [*prod, "get", "pods", "--output", "wide", "--selector", "dag_id=churn", "--watch"],
+        ("pods", "churn", "--watch", "--env", "prod"): [
+            *prod,
+            "get",
+            "pods",
+            "--output",
+            "wide",
+            "--selector",
+            "dag_id=churn",
+            "--watch",
+        ],
         ("logs", "churn-train-x1"): [*kubectl, "logs", "churn-train-x1"],
-        ("logs", "p1", "-f", "-c", "base", "--tail", "50", "--previous"): [*kubectl, "logs", "p1", "--container", "base", "--follow", "--tail=50", "--previous"],
+        ("logs", "p1", "-f", "-c", "base", "--tail", "50", "--previous"): [
+            *kubectl,
+            "logs",
+            "p1",
+            "--container",
+            "base",
+            "--follow",
+            "--tail=50",
+            "--previous",
+        ],
         ("edit", "p1", "-e", "prod"): [*prod, "edit", "pod/p1"],
     }
     for args, argv in cases.items():
@@ -122,7 +142,9 @@ def test_default_tag_is_the_commit(project):
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "-A"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=project, check=True)
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.strip()
     result = water("deploy", "dev", "--dry-run")
     assert f"water-airflow:{head} " in result.stdout
     (project / "helm-values" / "dev.yaml").write_text("executor: CeleryExecutor\n")
@@ -144,15 +166,19 @@ def test_a_bad_tag_is_refused(project):
 
 FAKE = """\
 #!{python}
-import json, os, sys
+import json, os, shutil, sys
 tool = os.path.basename(sys.argv[0])
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"argv": [tool, *sys.argv[1:]], "cwd": os.getcwd()}}) + "\\n")
-sys.exit(int(os.environ.get("FAKE_EXIT_" + tool.upper(), "0")))
+code = int(os.environ.get("FAKE_EXIT_" + tool.upper(), "0"))
+if tool == "helm" and sys.argv[1] == "pull" and os.environ.get("FAKE_CHART") and not code:
+    # helm pull CHART --untar --untardir DIR unpacks the chart into DIR/NAME
+    shutil.copytree(os.environ["FAKE_CHART"], os.path.join(sys.argv[sys.argv.index("--untardir") + 1], "airflow"))
+sys.exit(code)
 """
 
 
-@pytest.fixture()
+@pytest.fixture
 def fake_tools(tmp_path, monkeypatch):
     """docker, helm and kubectl on a PATH of their own; returns (bin dir, recorded calls)."""
     bin_dir, log = tmp_path / "bin", tmp_path / "calls.jsonl"
@@ -193,7 +219,19 @@ def test_pods_logs_edit_run_kubectl(project, fake_tools, monkeypatch):
     assert water("logs", "p1", "--follow").exit_code == 0
     assert water("edit", "p1", "--env", "prod").exit_code == 0
     assert [c["argv"] for c in calls()] == [
-        ["kubectl", "--context", "kind-water", "--namespace", "water-dev", "get", "pods", "--output", "wide", "--selector", "dag_id=churn"],
+        [
+            "kubectl",
+            "--context",
+            "kind-water",
+            "--namespace",
+            "water-dev",
+            "get",
+            "pods",
+            "--output",
+            "wide",
+            "--selector",
+            "dag_id=churn",
+        ],
         ["kubectl", "--context", "kind-water", "--namespace", "water-dev", "logs", "p1", "--follow"],
         ["kubectl", "--context", "prod cluster", "--namespace", "water", "edit", "pod/p1"],
     ]
@@ -246,10 +284,16 @@ def test_deploy_needs_the_env_in_water_toml_too(project):
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (CONFIG.replace('namespace = "water-dev"', 'namespace = "Water_Dev"'), "cluster.namespace: 'Water_Dev' is not a Kubernetes namespace"),
+        (
+            CONFIG.replace('namespace = "water-dev"', 'namespace = "Water_Dev"'),
+            "cluster.namespace: 'Water_Dev' is not a Kubernetes namespace",
+        ),
         (CONFIG.replace("registry =", "regsitry ="), "cluster.regsitry: unknown field"),
         (CONFIG.replace('[env.prod]\ncontext = "prod cluster"', "[env.prod]\ncontxt = 1"), "env.prod.contxt: unknown field"),
-        (CONFIG.replace("[cluster]\ncontext", "[cluster]\n#context"), "cluster.context: not set (write it in [cluster] or [env.dev])"),
+        (
+            CONFIG.replace("[cluster]\ncontext", "[cluster]\n#context"),
+            "cluster.context: not set (write it in [cluster] or [env.dev])",
+        ),
         ("[cluster\n", "water.toml: not valid TOML"),
         ("[clusters]\n", "clusters: unknown table"),
     ],
@@ -305,3 +349,125 @@ def test_the_repository_config_covers_every_values_file(monkeypatch):
     for env in sorted(set(envs) | set(cluster.helm_environments())):
         settings = cluster.load_settings(env)
         assert settings.context and settings.namespace, env
+
+
+# --- the pinned chart, checked before anything is built ---------------------------------------
+
+CHART_YAML = "apiVersion: v2\nname: airflow\nversion: 1.18.0\nappVersion: 3.2.2\n"  # as [env.prod] pins it
+
+
+@pytest.fixture
+def pinned_chart(project, fake_tools, monkeypatch, tmp_path):
+    """The chart the fake `helm pull` unpacks: the vendored schema and defaults with a Chart.yaml;
+    the project's values set the Airflow version requirements.txt pins. Returns the chart folder."""
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text(CHART_YAML)
+    for name in ("values.schema.json", "values.yaml"):
+        (chart / name).write_bytes((VENDORED_CHART / name).read_bytes())
+    (project / "requirements.txt").write_text("apache-airflow==3.3.2\n    # via -r requirements.in\n")
+    (project / "helm-values" / "base.yaml").write_text('airflowVersion: "3.3.2"\nexecutor: KubernetesExecutor\n')
+    (project / "helm-values" / "prod.yaml").write_text("scheduler:\n  replicas: 2\n")
+    monkeypatch.setenv("FAKE_CHART", str(chart))
+    return chart
+
+
+def edit_schema(chart: Path, edit) -> None:
+    schema = json.loads((chart / "values.schema.json").read_text())
+    edit(schema)
+    (chart / "values.schema.json").write_text(json.dumps(schema))
+
+
+def test_deploy_validates_the_values_against_the_pinned_chart_before_building(project, fake_tools, pinned_chart):
+    _, calls = fake_tools
+    result = water("deploy", "prod", "--tag", TAG)
+    assert result.exit_code == 0, result.output
+    pull, *rest = [c["argv"] for c in calls()]
+    assert pull[:6] == ["helm", "pull", "apache-airflow/airflow", "--version", "1.18.0", "--untar"]
+    assert pull[6] == "--untardir" and not Path(pull[7]).exists()  # a temporary folder, removed after
+    assert rest == deploy_argv("prod cluster", "water", "prod", ["--version", "1.18.0"], PROD_REGISTRY)
+    assert (
+        "chart apache-airflow/airflow 1.18.0 (appVersion 3.2.2): the values of 'prod' (airflowVersion 3.3.2) pass"
+        in result.stdout
+    )
+
+
+def _typed_replicas(schema):
+    schema["properties"]["scheduler"]["properties"]["replicas"]["type"] = "string"
+
+
+def _no_pod_template_image(schema):
+    del schema["properties"]["images"]["properties"]["pod_template"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "values", "message"),
+    [
+        (_typed_replicas, {}, "helm-values/prod.yaml: scheduler.replicas: 2 is not of type 'string'"),
+        (_no_pod_template_image, {}, "--set-string: images.pod_template: not a field the chart's schema allows here"),
+        (None, {"prod": "executr: KubernetesExecutor\n"}, "helm-values/prod.yaml: executr: not a key of the chart"),
+        (None, {"base": "executor: KubernetesExecutor\nscheduler:\n  replicaz: 2\n"},
+         "helm-values/base.yaml: scheduler.replicaz: not a field the chart's schema allows here"),
+        (None, {"base": 'airflowVersion: "3.2.2"\n'}, "helm-values/base.yaml: airflowVersion: '3.2.2', but the image runs Airflow 3.3.2"),
+        (None, {"base": "executor: KubernetesExecutor\n"}, "airflowVersion: not set, so the chart configures Airflow '3.0.5' (its default)"),
+    ],
+    ids=["schema-types-a-field-differently", "schema-lacks-a-field-water-sets", "top-level-typo", "nested-typo",
+         "airflow-version-not-the-image's", "airflow-version-unset"],
+)  # fmt: skip
+def test_values_the_pinned_chart_refuses_stop_the_deploy(project, fake_tools, pinned_chart, edit, values, message):
+    _, calls = fake_tools
+    if edit:
+        edit_schema(pinned_chart, edit)
+    for env, text in values.items():
+        (project / "helm-values" / f"{env}.yaml").write_text(text)
+    result = water("deploy", "prod", "--tag", TAG)
+    assert result.exit_code == 2, result.output
+    assert (
+        "chart apache-airflow/airflow 1.18.0 (appVersion 3.2.2, water.toml env.prod.chart_version) refuses the values of 'prod'"
+        in result.stderr
+    )
+    assert message in result.stderr
+    assert [c["argv"][:2] for c in calls()] == [["helm", "pull"]]  # nothing built, pushed or installed
+
+
+@pytest.mark.parametrize(
+    ("chart_yaml", "message"),
+    [
+        (CHART_YAML.replace("name: airflow", "name: other"), "Chart.yaml: name is 'other', not 'airflow'"),
+        (
+            CHART_YAML.replace("appVersion: 3.2.2", "appVersion: 2.9.3"),
+            "Chart.yaml: appVersion 2.9.3: this chart version is for Airflow 2",
+        ),
+        (
+            CHART_YAML.replace("version: 1.18.0", "version: 1.18.1"),
+            "'1.18.0' pulled chart version '1.18.1': pin one version exactly",
+        ),
+    ],
+    ids=["not-the-airflow-chart", "chart-for-airflow-2", "another-version"],
+)
+def test_a_chart_not_made_for_the_airflow_water_ships_stops_the_deploy(project, fake_tools, pinned_chart, chart_yaml, message):
+    _, calls = fake_tools
+    (pinned_chart / "Chart.yaml").write_text(chart_yaml)
+    result = water("deploy", "prod", "--tag", TAG)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert [c["argv"][:2] for c in calls()] == [["helm", "pull"]]
+
+
+def test_a_failed_chart_pull_stops_the_deploy(project, fake_tools, pinned_chart, monkeypatch):
+    _, calls = fake_tools
+    monkeypatch.setenv("FAKE_EXIT_HELM", "1")  # e.g. no such chart version, or the repository is not added
+    result = water("deploy", "prod", "--tag", TAG)
+    assert result.exit_code == 1
+    assert "helm pull apache-airflow/airflow --version 1.18.0" in result.stderr and "failed (exit code 1)" in result.stderr
+    assert [c["argv"][:2] for c in calls()] == [["helm", "pull"]]
+
+
+def test_no_chart_is_pulled_without_docker_or_in_a_dry_run(project, fake_tools, pinned_chart):
+    bin_dir, calls = fake_tools
+    assert water("deploy", "prod", "--tag", TAG, "--dry-run").exit_code == 0
+    assert calls() == []  # a dry run contacts no repository
+    (bin_dir / "docker").unlink()
+    result = water("deploy", "prod", "--tag", TAG)
+    assert result.exit_code == TOOL_MISSING and "docker is not installed" in result.stderr
+    assert calls() == []

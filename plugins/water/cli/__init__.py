@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -44,12 +44,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
 ) -> None:
     """Run `water COMMAND --help` for a command's options."""
 
 
-def _ds(value: Optional[str], pipeline: str) -> str:
+def _ds(value: str | None, pipeline: str) -> str:
     from water.spec import load_pipeline
 
     if value is None:
@@ -60,7 +60,7 @@ def _ds(value: Optional[str], pipeline: str) -> str:
         raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
-def _run_ds(value: Optional[str], pipeline: str) -> str:
+def _run_ds(value: str | None, pipeline: str) -> str:
     """The logical date of a run: not before the spec's start_date, where Airflow runs no task."""
     from water.spec import load_pipeline, spec_path
 
@@ -74,14 +74,14 @@ def _run_ds(value: Optional[str], pipeline: str) -> str:
     return ds
 
 
-def _mixes(values: list[str], pipeline: str) -> dict[date, dict[str, float]]:
+def _mixes(values: list[str] | None, pipeline: str) -> dict[date, dict[str, float]]:
     """--mix DAY=SHARES in the pipeline's own classes (80/15/5 in class order, or cook=80,...)."""
     from water.cli.seeding import parse_mix
     from water.spec import load_pipeline
 
     classes = load_pipeline(pipeline).classes if values else []
     mixes = {}
-    for item in values:
+    for item in values or []:
         day, _, mix = item.partition("=")
         try:
             mixes[date.fromisoformat(day)] = parse_mix(mix, classes)
@@ -94,11 +94,22 @@ def _mixes(values: list[str], pipeline: str) -> dict[date, dict[str, float]]:
 @app.command(rich_help_panel=LOCAL)
 def run(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name (a spec in include/pipelines/).")] = "recipe_engagement",
-    ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
-    users: Annotated[Optional[int], typer.Option(min=100, help="Users the pipeline's seed entrypoint writes when the day is missing or sized otherwise [default: the seed's].")] = None,
-    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as a JSON object, checked against the DAG's params.")] = None,
+    ds: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
+    users: Annotated[
+        int | None,
+        typer.Option(
+            min=100,
+            help="Users the pipeline's seed entrypoint writes when the day is missing or sized otherwise [default: the seed's].",
+        ),
+    ] = None,
+    conf: Annotated[str | None, typer.Option(help="DAG run conf as a JSON object, checked against the DAG's params.")] = None,
     retries: Annotated[int, typer.Option(min=0, help="Retries per task for this run (scheduled runs use the spec's).")] = 0,
-    mix: Annotated[list[str], typer.Option(help="Seed the day with this mix of the pipeline's classes, e.g. 2026-11-02=80/15/5 (needs a seed entrypoint).")] = [],
+    mix: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Seed the day with this mix of the pipeline's classes, e.g. 2026-11-02=80/15/5 (needs a seed entrypoint)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a pipeline once on the local target (airflow dags test) and print its summary.
@@ -114,7 +125,12 @@ def run(
     try:
         ds = _run_ds(ds, pipeline)
         result = runner.run_pipeline(
-            pipeline, ds, users=users, conf=run_conf, retries=retries, console=err if as_json else console,
+            pipeline,
+            ds,
+            users=users,
+            conf=run_conf,
+            retries=retries,
+            console=err if as_json else console,
             mixes=_mixes(mix, pipeline),
         )
     except (SpecError, SeedError, runner.RunArgumentError) as exc:
@@ -137,12 +153,18 @@ def run(
 
 @app.command(rich_help_panel=LOCAL)
 def seed(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline whose source data to write (its spec's sources and local_data).")] = "recipe_engagement",
-    ds: Annotated[Optional[str], typer.Option("--date", help="Last day to seed [default: the spec's start_date].")] = None,
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline whose source data to write (its spec's sources and local_data).")
+    ] = "recipe_engagement",
+    ds: Annotated[str | None, typer.Option("--date", help="Last day to seed [default: the spec's start_date].")] = None,
     days: Annotated[int, typer.Option(min=1, help="How many days, ending at --date.")] = 1,
-    users: Annotated[Optional[int], typer.Option(min=100, help="Users the seed entrypoint writes [default: the seed's].")] = None,
-    mix: Annotated[list[str], typer.Option(help="Mix of the pipeline's classes for a day, e.g. 2026-11-02=80/15/5.")] = [],
-    seed_value: Annotated[Optional[int], typer.Option("--seed", min=0, help="Random seed; the same seed writes the same bytes [default: the seed's].")] = None,
+    users: Annotated[int | None, typer.Option(min=100, help="Users the seed entrypoint writes [default: the seed's].")] = None,
+    mix: Annotated[
+        list[str] | None, typer.Option(help="Mix of the pipeline's classes for a day, e.g. 2026-11-02=80/15/5.")
+    ] = None,
+    seed_value: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Random seed; the same seed writes the same bytes [default: the seed's].")
+    ] = None,
 ) -> None:
     """Write a pipeline's local source data: its fixtures, and its seed entrypoint's tables for the days."""
     from water.cli.seeding import SeedError, day_range, seed_pipeline
@@ -152,7 +174,11 @@ def seed(
         spec = load_pipeline(pipeline)
         end = date.fromisoformat(_ds(ds, pipeline))
         seed_pipeline(
-            spec, day_range(end, days), users=users, mixes=_mixes(mix, pipeline), seed_value=seed_value,
+            spec,
+            day_range(end, days),
+            users=users,
+            mixes=_mixes(mix, pipeline),
+            seed_value=seed_value,
             progress=lambda text: console.print(text, markup=False, highlight=False),
         )
     except (SpecError, SeedError) as exc:
@@ -191,7 +217,7 @@ def validate() -> None:
 @app.command(rich_help_panel=LOCAL)
 def report(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
-    ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the newest report].")] = None,
+    ds: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD [default: the newest report].")] = None,
 ) -> None:
     """Print the path of a run's HTML report (written by every run under the lake's reports/)."""
     from water import lake
@@ -204,7 +230,9 @@ def report(
     chosen = ds or (days[-1] if days else None)
     if chosen not in days:
         known = f"; reports exist for {', '.join(days)}" if days else ""
-        err.print(f"no report for {pipeline} ds={chosen or '-'} under {paths.shown(reports)}{known} — `water run {pipeline}` writes one")
+        err.print(
+            f"no report for {pipeline} ds={chosen or '-'} under {paths.shown(reports)}{known} — `water run {pipeline}` writes one"
+        )
         raise typer.Exit(1)
     print(reports / f"ds={chosen}" / "report.html")
 
@@ -212,7 +240,10 @@ def report(
 @app.command(rich_help_panel=DEPLOY)
 def catalog(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
-    lake: Annotated[str, typer.Option(envvar="WATER_CLOUD_LAKE", help="The cloud lake root the tables point at (WATER_LAKE of the deployment).")] = "s3://LAKE-BUCKET/lake",
+    lake: Annotated[
+        str,
+        typer.Option(envvar="WATER_CLOUD_LAKE", help="The cloud lake root the tables point at (WATER_LAKE of the deployment)."),
+    ] = "s3://LAKE-BUCKET/lake",
 ) -> None:
     """Print the Glue Data Catalog DDL (Athena) the pipeline's SQL reads, columns from a local run."""
     from water.cli.catalog import CatalogError, catalog_ddl
@@ -233,7 +264,9 @@ def catalog(
 @app.command(rich_help_panel=LOCAL)
 def new(
     name: Annotated[str, typer.Argument(help="The pipeline's name, snake_case (e.g. churn).")],
-    example: Annotated[str, typer.Option("--from", help="The pipeline to start from (its steps, scripts and local data).")] = "recipe_engagement",
+    example: Annotated[
+        str, typer.Option("--from", help="The pipeline to start from (its steps, scripts and local data).")
+    ] = "recipe_engagement",
 ) -> None:
     """Scaffold a new pipeline from an example (its spec, every script its steps run, a DAG file); it runs as it is."""
     from water.cli import scaffold
@@ -255,7 +288,7 @@ def new(
 # The local Airflow stack (water.cli.stack): a scheduler, the web UI and its REST API.
 
 
-def _conf(value: Optional[str]) -> Optional[dict]:
+def _conf(value: str | None) -> dict | None:
     if not value:
         return None
     try:
@@ -263,7 +296,7 @@ def _conf(value: Optional[str]) -> Optional[dict]:
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--conf is not JSON: {exc}") from None
     if not isinstance(conf, dict):
-        raise typer.BadParameter("--conf must be a JSON object, e.g. '{\"force_tier\": \"medium\"}'")
+        raise typer.BadParameter('--conf must be a JSON object, e.g. \'{"force_tier": "medium"}\'')
     return conf
 
 
@@ -290,9 +323,23 @@ def _api_failed(exc, pipeline: str) -> typer.Exit:
 
 @app.command(rich_help_panel=LOCAL)
 def up(
-    port: Annotated[int, typer.Option(envvar="WATER_STACK_PORT", min=1, max=65535, help="Port of the web UI and REST API.")] = 8080,
-    database: Annotated[Optional[str], typer.Option(envvar="WATER_STACK_DATABASE", help="Metadata database URL [default: PostgreSQL on localhost:5432 if it answers (database water), else SQLite].")] = None,
-    seed_days: Annotated[int, typer.Option(min=0, help="Make sure each pipeline's seeded source data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.")] = 3,
+    port: Annotated[
+        int, typer.Option(envvar="WATER_STACK_PORT", min=1, max=65535, help="Port of the web UI and REST API.")
+    ] = 8080,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WATER_STACK_DATABASE",
+            help="Metadata database URL [default: PostgreSQL on localhost:5432 if it answers (database water), else SQLite].",
+        ),
+    ] = None,
+    seed_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Make sure each pipeline's seeded source data covers this many days up to today, so the UI's trigger (logical date: now) and the schedules find data; 0 to skip.",
+        ),
+    ] = 3,
 ) -> None:
     """Start a local Airflow (web UI, scheduler, dag-processor, triggerer) on the project; idempotent."""
     from water.cli import stack
@@ -302,7 +349,8 @@ def up(
     for name in pipeline_names() if seed_days else []:
         try:
             seed_pipeline(
-                load_pipeline(name), day_range(date.today(), seed_days),
+                load_pipeline(name),
+                day_range(date.today(), seed_days),
                 progress=lambda text: console.print(f"  {text}", markup=False, highlight=False),
             )
         except (SpecError, SeedError) as exc:  # one pipeline's problem is its own: the stack still starts
@@ -313,7 +361,9 @@ def up(
         err.print(f"[red]{escape(str(exc))}[/]", highlight=False)
         raise typer.Exit(1) from None
     console.print(f"Airflow UI: [bold]{info.url}[/]   login: [bold]{info.user}[/] / [bold]{info.password}[/]", highlight=False)
-    console.print(f"metadata database: {info.database}; logs: {paths.shown(stack.logs_dir())}; stop with `water down`", highlight=False)
+    console.print(
+        f"metadata database: {info.database}; logs: {paths.shown(stack.logs_dir())}; stop with `water down`", highlight=False
+    )
 
 
 @app.command(rich_help_panel=LOCAL)
@@ -328,9 +378,11 @@ def down() -> None:
 @app.command(rich_help_panel=LOCAL)
 def trigger(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
-    ds: Annotated[Optional[str], typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
-    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as JSON, checked against the DAG's params.")] = None,
-    unpause: Annotated[bool, typer.Option("--unpause/--no-unpause", help="Unpause the DAG on trigger, as the UI's form does.")] = True,
+    ds: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD [default: the spec's start_date].")] = None,
+    conf: Annotated[str | None, typer.Option(help="DAG run conf as JSON, checked against the DAG's params.")] = None,
+    unpause: Annotated[
+        bool, typer.Option("--unpause/--no-unpause", help="Unpause the DAG on trigger, as the UI's form does.")
+    ] = True,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 1 if it fails.")] = False,
     timeout: Annotated[int, typer.Option(help="Seconds --wait waits.")] = 3600,
 ) -> None:
@@ -362,7 +414,7 @@ def trigger(
 
 @app.command(rich_help_panel=LOCAL)
 def status(
-    pipeline: Annotated[Optional[str], typer.Argument(help="One pipeline [default: every water DAG].")] = None,
+    pipeline: Annotated[str | None, typer.Argument(help="One pipeline [default: every water DAG].")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Runs per pipeline, newest first.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
@@ -381,7 +433,9 @@ def status(
     elif rows:
         stack.render_status(rows, console)
     else:
-        console.print(f"no runs yet: `water trigger {pipeline or 'PIPELINE'}`, or unpause it in the UI ({api.url})", highlight=False)
+        console.print(
+            f"no runs yet: `water trigger {pipeline or 'PIPELINE'}`, or unpause it in the UI ({api.url})", highlight=False
+        )
 
 
 @app.command(rich_help_panel=LOCAL)
@@ -389,9 +443,11 @@ def backfill(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name.")],
     start: Annotated[str, typer.Option("--start", help="First day YYYY-MM-DD.")],
     end: Annotated[str, typer.Option("--end", help="Last day YYYY-MM-DD (included).")],
-    conf: Annotated[Optional[str], typer.Option(help="DAG run conf as JSON for every run.")] = None,
+    conf: Annotated[str | None, typer.Option(help="DAG run conf as JSON for every run.")] = None,
     reprocess: Annotated[str, typer.Option(help="Days that already have a run: none (skip them), failed, completed.")] = "none",
-    unpause: Annotated[bool, typer.Option("--unpause/--no-unpause", help="Unpause the DAG, as the UI's backfill form does.")] = True,
+    unpause: Annotated[
+        bool, typer.Option("--unpause/--no-unpause", help="Unpause the DAG, as the UI's backfill form does.")
+    ] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs it would create; create none.")] = False,
 ) -> None:
     """Backfill a pipeline's scheduled runs for a range of days on the local stack (Airflow's backfills API)."""
@@ -405,7 +461,15 @@ def backfill(
     api = _stack_api()
     try:
         backfill_id, dates = stack.backfill(
-            api, pipeline, start, end, run_conf, reprocess, unpause, dry_run, log=lambda text: console.print(text, highlight=False)
+            api,
+            pipeline,
+            start,
+            end,
+            run_conf,
+            reprocess,
+            unpause,
+            dry_run,
+            log=lambda text: console.print(text, highlight=False),
         )
     except ApiError as exc:
         raise _api_failed(exc, pipeline) from None
@@ -430,6 +494,9 @@ def _cluster(commands, dry_run: bool) -> None:
     except cluster.ToolMissing as exc:
         err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(TOOL_MISSING) from None
+    except cluster.CommandFailed as exc:  # helm pull before a deploy; helm's own message is above
+        err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if code:
@@ -443,9 +510,9 @@ DRY_RUN_OPTION = typer.Option("--dry-run", help="Print the commands, shell-quote
 
 @app.command(rich_help_panel=CLUSTER)
 def pods(
-    pipeline: Annotated[Optional[str], typer.Argument(help="Only this pipeline's pods (label dag_id).")] = None,
+    pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline's pods (label dag_id).")] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep watching for changes.")] = False,
-    env: Annotated[Optional[str], ENV_OPTION] = None,
+    env: Annotated[str | None, ENV_OPTION] = None,
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """List the pods in water's namespace (kubectl get pods)."""
@@ -458,10 +525,10 @@ def pods(
 def logs(
     pod: Annotated[str, typer.Argument(help="The pod's name (see `water pods`).")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream new lines as they come.")] = False,
-    container: Annotated[Optional[str], typer.Option("--container", "-c", help="The container, when the pod has several.")] = None,
-    tail: Annotated[Optional[int], typer.Option(min=0, help="Only the last N lines.")] = None,
+    container: Annotated[str | None, typer.Option("--container", "-c", help="The container, when the pod has several.")] = None,
+    tail: Annotated[int | None, typer.Option(min=0, help="Only the last N lines.")] = None,
     previous: Annotated[bool, typer.Option("--previous", "-p", help="The previous, terminated container's log.")] = False,
-    env: Annotated[Optional[str], ENV_OPTION] = None,
+    env: Annotated[str | None, ENV_OPTION] = None,
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Print a pod's log (kubectl logs)."""
@@ -473,7 +540,7 @@ def logs(
 @app.command(rich_help_panel=CLUSTER)
 def edit(
     pod: Annotated[str, typer.Argument(help="The pod's name (see `water pods`).")],
-    env: Annotated[Optional[str], ENV_OPTION] = None,
+    env: Annotated[str | None, ENV_OPTION] = None,
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
     """Edit a pod's live object in $EDITOR (kubectl edit)."""
@@ -485,13 +552,20 @@ def edit(
 @app.command(rich_help_panel=DEPLOY)
 def deploy(
     env: Annotated[str, typer.Argument(help="The environment: helm-values/ENV.yaml and [env.ENV] in water.toml.")],
-    tag: Annotated[Optional[str], typer.Option(help="Image tag [default: the commit's short hash, -dirty when files changed].")] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Image tag [default: the commit's short hash, -dirty when files changed].")
+    ] = None,
     dry_run: Annotated[bool, DRY_RUN_OPTION] = False,
 ) -> None:
-    """Build and push the airflow and jobs images, then helm upgrade --install the release."""
+    """Build and push the airflow and jobs images, then helm upgrade --install the release.
+
+    With a pinned chart_version, the chart is pulled first and the values are validated against
+    its values.schema.json; nothing is built when it refuses them (not with --dry-run).
+    """
     from water.cli import cluster
 
-    _cluster(lambda: cluster.deploy_plan(env, tag), dry_run)
+    say = None if dry_run else (lambda line: print(line, flush=True))
+    _cluster(lambda: cluster.deploy_plan(env, tag, say), dry_run)
 
 
 class Interrupted(BaseException):

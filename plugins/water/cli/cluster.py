@@ -3,24 +3,30 @@
 Every command is docker, helm or kubectl, run from the project root in the kube context and
 namespace that water.toml names ([cluster], with [env.NAME] overriding it for one
 environment). Commands are built as argv lists first, so `--dry-run` prints exactly what
-would run, and nothing starts before every tool the command needs is found.
+would run, and nothing starts before every tool the command needs is found. A deploy with a
+pinned chart_version first pulls that chart and validates the values against it
+(check_pinned_chart, chart_values): nothing is built before the chart accepts them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
 from copy import copy
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 from water import paths
+from water.cli import chart_values
 
 CONFIG_FILE = "water.toml"
 HELM_VALUES = "helm-values"
@@ -35,6 +41,14 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1"}
 
 class ConfigError(ValueError):
     """water.toml, an environment or an argument is wrong; the message names file and field."""
+
+
+class CommandFailed(RuntimeError):
+    """A command water runs before the plan (helm pull) failed; its own message is shown."""
+
+    def __init__(self, argv: Sequence[str], code: int):
+        self.code = code
+        super().__init__(f"{shell_line(argv)} failed (exit code {code})")
 
 
 class ToolMissing(RuntimeError):
@@ -211,16 +225,23 @@ def deploy_commands(settings: Settings, env: str, tag: str) -> list[list[str]]:
     helm += ["--kube-context", settings.context, "--namespace", settings.namespace]
     for values in values_files(env):
         helm += ["--values", values]
-    # The scheduler's and the task pods' image (images.airflow, images.pod_template); the job
-    # pods take the same tag from images.airflow.tag (helm-values: WATER_IMAGE_TAG).
-    # --set-string: a commit hash of digits would otherwise become a number.
-    for key in ("airflow", "pod_template"):
-        helm += [
-            "--set-string", f"images.{key}.repository={settings.registry}/{settings.airflow_image}",
-            "--set-string", f"images.{key}.tag={tag}",
-        ]
+    for key, value in set_strings(settings, tag).items():
+        helm += ["--set-string", f"{key}={value}"]
     helm += ["--wait", "--timeout", settings.helm_timeout]
     return [*commands, helm]
+
+
+def set_strings(settings: Settings, tag: str) -> dict[str, str]:
+    """The values `water deploy` sets over the values files: the scheduler's and the task pods'
+    image (images.airflow, images.pod_template); the job pods take the same tag from
+    images.airflow.tag (helm-values: WATER_IMAGE_TAG). --set-string: a commit hash of digits
+    would otherwise become a number."""
+    image = f"{settings.registry}/{settings.airflow_image}"
+    return {
+        f"images.{key}.{field}": value
+        for key in ("airflow", "pod_template")
+        for field, value in (("repository", image), ("tag", tag))
+    }
 
 
 def check_deployable(settings: Settings, env: str) -> None:
@@ -245,13 +266,94 @@ def check_deployable(settings: Settings, env: str) -> None:
         raise ConfigError(f"{shown}: cannot deploy {env!r} to context {settings.context!r}:\n  " + "\n  ".join(problems))
 
 
-def deploy_plan(env: str, tag: str | None = None) -> list[list[str]]:
+def values_sources(settings: Settings, env: str, tag: str) -> list[tuple[str, dict]]:
+    """What `helm upgrade` gets, in its order: each values file, then the --set-string values."""
+    root = paths.project_root()
+    sources = []
+    for name in values_files(env):
+        try:
+            values = chart_values.load_yaml(root / name)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not valid YAML for helm: {exc}") from None
+        if not isinstance(values, (dict, type(None))):
+            raise ConfigError(f"{name}: a values file is a map of keys, not a {type(values).__name__}")
+        sources.append((name, values or {}))
+    return [*sources, ("--set-string", chart_values.set_string_values(set_strings(settings, tag)))]
+
+
+def shipped_airflow() -> str | None:
+    """The Airflow version the image installs: requirements.txt's apache-airflow pin, if any."""
+    try:
+        return chart_values.pinned_airflow((paths.project_root() / "requirements.txt").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def pull_command(settings: Settings, into: Path) -> list[str]:
+    return ["helm", "pull", settings.chart, "--version", str(settings.chart_version), "--untar", "--untardir", str(into)]
+
+
+def check_pinned_chart(settings: Settings, env: str, tag: str, say: Callable[[str], None]) -> None:
+    """Pull the pinned chart and validate what `helm upgrade` would install against that chart's
+    own values.schema.json and Chart.yaml. ConfigError naming the source, field and chart version;
+    CommandFailed when helm pull fails."""
+    chart = f"{settings.chart} {settings.chart_version}"
+    sources = values_sources(settings, env, tag)  # a values file helm cannot read stops it before the pull
+    with tempfile.TemporaryDirectory(prefix="water-chart-") as tmp:
+        argv = pull_command(settings, Path(tmp))
+        say(f"$ {shell_line(argv)}")
+        code = subprocess.run(argv, cwd=paths.project_root(), check=False).returncode
+        if code:
+            raise CommandFailed(argv, code)
+        pulled = [p.parent for p in Path(tmp).glob("*/Chart.yaml")]
+        if len(pulled) != 1:
+            raise ConfigError(f"helm pull {chart} left no chart folder with a Chart.yaml in {tmp}")
+        folder = pulled[0]
+        meta = yaml.safe_load((folder / "Chart.yaml").read_text()) or {}
+        schema_file, defaults_file = folder / "values.schema.json", folder / "values.yaml"
+        if not schema_file.is_file():
+            raise ConfigError(f"chart {chart} has no values.schema.json: water validates the values against it before deploying")
+        try:
+            schema = json.loads(schema_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"chart {chart}: values.schema.json is not JSON: {exc}") from None
+        defaults = (yaml.safe_load(defaults_file.read_text()) if defaults_file.is_file() else None) or {}
+    where = f"water.toml env.{env}.chart_version"
+    if str(meta.get("version", "")).removeprefix("v") != str(settings.chart_version).removeprefix("v"):
+        raise ConfigError(
+            f"{where}: {settings.chart_version!r} pulled chart version {meta.get('version')!r}: pin one version exactly, "
+            f"so helm upgrade installs the chart the values were checked against"
+        )
+    problems = chart_values.airflow_problems(meta, sources, defaults, shipped_airflow())
+    problems += chart_values.values_problems(sources, schema, defaults)
+    if problems:
+        raise ConfigError(
+            f"chart {chart} (appVersion {meta.get('appVersion')}, {where}) refuses the values of {env!r}; "
+            f"nothing was built, pushed or installed:\n  " + "\n  ".join(problems)
+        )
+    user: dict = {}
+    for _, values in sources:
+        user = chart_values.merge_files(user, values)
+    say(
+        f"chart {chart} (appVersion {meta.get('appVersion')}): the values of {env!r} "
+        f"(airflowVersion {user.get('airflowVersion', defaults.get('airflowVersion'))}) pass its values.schema.json"
+    )
+
+
+def deploy_plan(env: str, tag: str | None = None, say: Callable[[str], None] | None = None) -> list[list[str]]:
     """`water deploy ENV`: the environment's values files and settings are checked first, then
-    the images are named (after the commit unless a tag is given)."""
+    the images are named (after the commit unless a tag is given). With say (a real deploy, not
+    a dry run) and a pinned chart_version, the tools are looked for and the values are checked
+    against that chart (check_pinned_chart) before anything is built."""
     values_files(env)
     settings = load_settings(env)
     check_deployable(settings, env)
-    return deploy_commands(settings, env, tag or default_tag())
+    tag = tag or default_tag()
+    commands = deploy_commands(settings, env, tag)
+    if say is not None and settings.chart_version:
+        require_tools(commands)
+        check_pinned_chart(settings, env, tag, say)
+    return commands
 
 
 def pods_command(settings: Settings, pipeline: str | None = None, watch: bool = False) -> list[str]:
@@ -265,7 +367,12 @@ def pods_command(settings: Settings, pipeline: str | None = None, watch: bool = 
 
 
 def logs_command(
-    settings: Settings, pod: str, follow: bool = False, container: str | None = None, tail: int | None = None, previous: bool = False
+    settings: Settings,
+    pod: str,
+    follow: bool = False,
+    container: str | None = None,
+    tail: int | None = None,
+    previous: bool = False,
 ) -> list[str]:
     argv = _kubectl(settings, "logs", pod)
     if container:
@@ -297,9 +404,7 @@ def require_tools(commands: Sequence[Sequence[str]]) -> None:
             raise ToolMissing(tool)
 
 
-def execute(
-    commands: Sequence[Sequence[str]], *, dry_run: bool, say: Callable[[str], None], cwd: Path | None = None
-) -> int:
+def execute(commands: Sequence[Sequence[str]], *, dry_run: bool, say: Callable[[str], None], cwd: Path | None = None) -> int:
     """Run the commands one by one from the project root (or print them, with dry_run); stop at the
     first that fails and return its exit code. 0 when all succeed."""
     cwd = cwd or paths.project_root()
@@ -311,7 +416,7 @@ def execute(
     for argv in commands:
         if len(commands) > 1:
             say(f"$ {shell_line(argv)}")
-        code = subprocess.run(list(argv), cwd=cwd).returncode
+        code = subprocess.run(list(argv), cwd=cwd, check=False).returncode
         if code != 0:
             return code
     return 0
