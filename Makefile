@@ -9,20 +9,50 @@ STAMP := $(VENV)/.installed
 IAM_SIMULATE := tests/contract/iam_simulate
 IAM_STAMP := $(IAM_SIMULATE)/node_modules/.installed
 
-.PHONY: setup run test test-fast bench lock clean
+.PHONY: setup test-setup run lint test test-fast bench lock clean
 
-setup: $(STAMP) $(IAM_STAMP)
+# setup: what the demo needs (`make run`); test-setup: that and what only the tests need.
+setup: run-packages $(STAMP)
+test-setup: setup test-packages $(IAM_STAMP)
 
-# npm ci: exactly package-lock.json's versions. Without node the IAM simulation tests skip.
-$(IAM_STAMP): $(IAM_SIMULATE)/package.json $(IAM_SIMULATE)/package-lock.json
+# What pip cannot install: a JVM for local Spark (the demo and the Spark tests), Debian's
+# chromium (the web-UI test drives /usr/bin/chromium), node and npm (the IAM simulation). What
+# is missing is installed with apt-get when this runs as root; elsewhere the tests that need it
+# skip, saying how to get it. Each entry: the command or path that must exist, then its package.
+.PHONY: run-packages test-packages
+APT_GET ?= apt-get
+RUN_PACKAGES := java:openjdk-17-jre-headless
+TEST_PACKAGES := /usr/bin/chromium:chromium npm:npm
+run-packages:
+	@$(call apt_install,$(RUN_PACKAGES))
+test-packages:
+	@$(call apt_install,$(TEST_PACKAGES))
+
+define apt_install
+missing=""; \
+for need in $(1); do command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need##*:}"; done; \
+if [ -z "$$missing" ]; then exit 0; fi; \
+if [ "$$(id -u)" != 0 ] || ! command -v $(APT_GET) >/dev/null; then \
+  echo "not installed:$$missing (not root, or no apt-get): what needs it skips; on Debian: sudo apt-get install -y$$missing"; \
+  exit 0; \
+fi; \
+echo "installing$$missing (apt-get)"; \
+$(APT_GET) update -qq >/dev/null || echo "apt-get update failed: installing from the package lists there are"; \
+for package in $$missing; do \
+  DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq $$package >/dev/null \
+    || echo "apt-get could not install $$package: what needs it skips"; \
+done
+endef
+
+# npm ci: exactly package-lock.json's versions. Without npm the IAM simulation tests skip.
+$(IAM_STAMP): $(IAM_SIMULATE)/package.json $(IAM_SIMULATE)/package-lock.json | test-packages
 	@if command -v npm >/dev/null; then \
 	  npm ci --prefix $(IAM_SIMULATE) --no-audit --no-fund --loglevel=error && touch $@; \
-	else echo "npm not found: the IAM policy simulation tests will skip (install Node.js to run them)"; fi
+	else echo "npm not found: the IAM policy simulation tests will skip (install npm, then make setup)"; fi
 
 # The virtualenv from the fully pinned requirements (what water runs on, and the test tools),
 # plus water itself (editable).
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@command -v java >/dev/null || { echo "Java 17 is needed for local Spark (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt -r requirements-dev.txt
@@ -33,15 +63,23 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: setup
 	$(BIN)/water run recipe_engagement --date 2026-11-01
 
-# lint-imports first: the runtime never imports water.cli (pyproject.toml [tool.importlinter]).
-test: setup
+# The project's Python held to pyproject.toml's rules: ruff's lint and format, the import
+# contract (the runtime never imports water.cli: [tool.importlinter]) and mypy ([tool.mypy]
+# names the files). .pre-commit-config.yaml runs the same tools before a commit.
+PY_SOURCES := plugins dags tests benchmarks include
+lint: $(STAMP)
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/mypy
 
-# Everything but the end-to-end runs.
-test-fast: setup
-	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -m "not e2e"
+# Lint first, then every test.
+test: test-setup lint
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+
+# Lint first, then everything but the end-to-end runs and the tests on local Spark.
+test-fast: test-setup lint
+	$(BIN)/python -m pytest -m "not e2e and not spark" -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -92,7 +92,7 @@ def floor_modules(dag_file: Path) -> list[str]:
 
 def cpu_seconds(env: dict[str, str], *args: str) -> tuple[float, float]:
     """(CPU s of the whole process, of the DAG file itself) of one fresh process."""
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, cwd=ROOT, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)[:200]} failed:\n{proc.stderr[-3000:]}")
     whole, own = proc.stdout.strip().splitlines()[-1].split()
@@ -171,8 +171,14 @@ def main() -> None:
         table.add_column(column, justify="left" if column in ("bytecode", "DAG file", "parse runs") else "right")
     for r in results:
         table.add_row(
-            r["bytecode"], r["dag_file"], f"{r['parse_cpu_s']:.2f}", f"{r['file_cpu_s']:.2f}", f"{r['floor_cpu_s']:.2f}",
-            f"{r['ratio']:.2f}", f"{r['sdk_cpu_s']:.2f}", " ".join(f"{s:.2f}" for s in r["parse_runs"]),
+            r["bytecode"],
+            r["dag_file"],
+            f"{r['parse_cpu_s']:.2f}",
+            f"{r['file_cpu_s']:.2f}",
+            f"{r['floor_cpu_s']:.2f}",
+            f"{r['ratio']:.2f}",
+            f"{r['sdk_cpu_s']:.2f}",
+            " ".join(f"{s:.2f}" for s in r["parse_runs"]),
         )
     console.print(table)
     for name, modules in floors.items():

@@ -47,7 +47,9 @@ def main() -> None:
     local_airflow.migrate(log=console.print)
     started = time.monotonic()
     seed_pipeline(
-        load_pipeline("recipe_engagement"), [date.fromisoformat(args.date)], users=args.users,
+        load_pipeline("recipe_engagement"),
+        [date.fromisoformat(args.date)],
+        users=args.users,
         progress=lambda text: console.print(text, markup=False),
     )
     seed_seconds = time.monotonic() - started
@@ -57,7 +59,11 @@ def main() -> None:
     started = time.monotonic()
     proc = subprocess.run(
         [water, "run", "recipe_engagement", "--date", args.date, "--users", str(args.users), "--json"],
-        cwd=ROOT, capture_output=True, text=True, env=os.environ,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        check=False,  # a failed run is reported below with its stderr
     )
     wall = time.monotonic() - started
     if proc.returncode != 0:
@@ -74,29 +80,53 @@ def main() -> None:
         work = f.get("work_seconds", 0.0)
         work_total += work
         peak, limit = f.get("peak_rss_mb"), f.get("memory_limit_mb")
-        stages.append({"stage": task["task_id"], "task_seconds": task["seconds"], "work_seconds": work,
-                       "rows_out": f.get("rows_out"), "peak_rss_mb": peak, "memory_limit_mb": limit})
+        stages.append(
+            {
+                "stage": task["task_id"],
+                "task_seconds": task["seconds"],
+                "work_seconds": work,
+                "rows_out": f.get("rows_out"),
+                "peak_rss_mb": peak,
+                "memory_limit_mb": limit,
+            }
+        )
         table.add_row(
-            task["task_id"], f"{task['seconds']:.1f}", f"{work:.1f}",
+            task["task_id"],
+            f"{task['seconds']:.1f}",
+            f"{work:.1f}",
             f"{f['rows_out']:,}" if isinstance(f.get("rows_out"), int) else "",
-            f"{peak:.0f}" if peak else "", f"{limit:.0f}" if limit else "",
+            f"{peak:.0f}" if peak else "",
+            f"{limit:.0f}" if limit else "",
             f"{peak / limit:.2f}" if peak and limit else "",
         )
     console.print(table)
     ratio = wall / work_total
     pods_within = all(s["peak_rss_mb"] < s["memory_limit_mb"] for s in stages if s["memory_limit_mb"])
     console.print(f"seeding (not in the run): {seed_seconds:.1f}s")
-    console.print(f"whole `water run`: {wall:.1f}s; stage work: {work_total:.1f}s; "
-                  f"overhead ratio {ratio:.3f} (target ≤ 1.15: {'met' if ratio <= 1.15 else 'NOT met'})")
+    console.print(
+        f"whole `water run`: {wall:.1f}s; stage work: {work_total:.1f}s; "
+        f"overhead ratio {ratio:.3f} (target ≤ 1.15: {'met' if ratio <= 1.15 else 'NOT met'})"
+    )
     console.print(f"every pod below its memory limit: {pods_within}")
     console.print(f"validation accuracy {summary['validation_accuracy']}, predicted {summary['predicted_class_counts']}")
     out = ROOT / "benchmarks" / "results" / f"bench-{args.users}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "users": args.users, "ds": args.date, "seed_seconds": round(seed_seconds, 1), "wall_seconds": round(wall, 1),
-        "work_seconds": round(work_total, 1), "overhead_ratio": round(ratio, 3), "pods_within_limits": pods_within,
-        "validation_accuracy": summary["validation_accuracy"], "stages": stages,
-    }, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "users": args.users,
+                "ds": args.date,
+                "seed_seconds": round(seed_seconds, 1),
+                "wall_seconds": round(wall, 1),
+                "work_seconds": round(work_total, 1),
+                "overhead_ratio": round(ratio, 3),
+                "pods_within_limits": pods_within,
+                "validation_accuracy": summary["validation_accuracy"],
+                "stages": stages,
+            },
+            indent=2,
+        )
+    )
     console.print(f"written {out.relative_to(ROOT)}")
 
 

@@ -58,9 +58,7 @@ def build_features(raw):
         F.round(F.coalesce(F.sum("duration_s"), F.lit(0.0)), 1).alias("total_duration_s"),
     )
     views = F.greatest(F.col("n_views"), F.lit(1))
-    return features.withColumn("cook_rate", F.col("n_cooks") / views).withColumn(
-        "save_rate", F.col("n_saves") / views
-    )
+    return features.withColumn("cook_rate", F.col("n_cooks") / views).withColumn("save_rate", F.col("n_saves") / views)
 
 
 def main(argv):

@@ -20,11 +20,14 @@ def dag_doc(spec: PipelineSpec, target: str) -> str:
         f"| {', '.join(upstream[name]) or '-'} |"
         for name, step in ((n, spec.steps[n]) for n in spec.order())
     )
-    sources = "\n".join(
-        f"- {_dataset(name)}{f' — {s.description}' if s.description else ''}"
-        + (f" (labels in `{s.label_column}`, checked against the classes)" if s.label_column else "")
-        for name, s in spec.sources.items()
-    ) or "- (none)"
+    sources = (
+        "\n".join(
+            f"- {_dataset(name)}{f' — {s.description}' if s.description else ''}"
+            + (f" (labels in `{s.label_column}`, checked against the classes)" if s.label_column else "")
+            for name, s in spec.sources.items()
+        )
+        or "- (none)"
+    )
     sections = [
         f"""# {spec.name}
 
@@ -55,7 +58,9 @@ Sources (read here, written elsewhere):
                 for t in route.sizing.tiers
             )
             scale = route.sizing.scale_out
-            title = f"### Route {route_name}: {', '.join(route.classes)} → `include/{route.entrypoint}`\n\n" if step.routes else ""
+            title = (
+                f"### Route {route_name}: {', '.join(route.classes)} → `include/{route.entrypoint}`\n\n" if step.routes else ""
+            )
             tables.append(
                 f"{title}| tier | rows | cpu request / limit | memory request / limit |\n|---|---|---|---|\n{tiers}\n\n"
                 f"Beyond the last tier: {scale.rows_per_shard:,} rows per shard, at most {scale.max_shards} shards."
@@ -63,8 +68,10 @@ Sources (read here, written elsewhere):
         dropped = f"\n\nDropped on purpose: {', '.join(step.drop)}." if step.drop else ""
         first = next(iter(routes.values())).sizing.tiers[0].name
         per_route = f"""; per route or class: `{{"force_tier": {{"{next(iter(routes))}": "{first}"}}}}`""" if step.routes else ""
-        how = "Each route is sized from its own classes' rows, and the routes run in parallel." if step.routes else (
-            "The tier is chosen from the rows inference_stats counted."
+        how = (
+            "Each route is sized from its own classes' rows, and the routes run in parallel."
+            if step.routes
+            else ("The tier is chosen from the rows inference_stats counted.")
         )
         sections.append(f"""## Sizing of {name}
 

@@ -29,7 +29,7 @@ PASSING = (OK, WARN, ACCEPTED, NO_BASELINE, NO_ROWS)  # verdicts whose predictio
 def shares(counts: dict[str, int], classes: list[str]) -> dict[str, float]:
     total = sum(int(counts.get(c, 0)) for c in classes)
     if total <= 0:
-        return {c: 0.0 for c in classes}
+        return dict.fromkeys(classes, 0.0)
     return {c: int(counts.get(c, 0)) / total for c in classes}
 
 
@@ -41,20 +41,20 @@ def _floored(p: list[float]) -> list[float]:
 
 def psi(actual: list[float], expected: list[float]) -> float:
     p, q = _floored(actual), _floored(expected)
-    return sum((a - e) * math.log(a / e) for a, e in zip(p, q))
+    return sum((a - e) * math.log(a / e) for a, e in zip(p, q, strict=True))
 
 
 def js_distance(actual: list[float], expected: list[float]) -> float:
     p, q = _floored(actual), _floored(expected)
-    m = [(a + e) / 2 for a, e in zip(p, q)]
+    m = [(a + e) / 2 for a, e in zip(p, q, strict=True)]
 
     def kl(x: list[float], y: list[float]) -> float:
-        return sum(a * math.log2(a / b) for a, b in zip(x, y) if a > 0)
+        return sum(a * math.log2(a / b) for a, b in zip(x, y, strict=True) if a > 0)
 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
 
 
-def not_assessed(verdict: str) -> str:
+def not_assessed(verdict: str | None) -> str:
     """Why a day's drift was not assessed (no baseline, or no rows today)."""
     if verdict == NO_ROWS:
         return "no rows today: drift not assessed"
@@ -132,6 +132,17 @@ def assess(
         verdict = ACCEPTED
         notes.append("accepted by the run's conf accept_drift=true")
     return Assessment(
-        verdict, metric, round(score, 6), round(scores["psi"], 6), round(scores["js"], 6), warn, block,
-        today, baseline, base, rows, accepted=accept and verdict == ACCEPTED, notes=notes,
+        verdict,
+        metric,
+        round(score, 6),
+        round(scores["psi"], 6),
+        round(scores["js"], 6),
+        warn,
+        block,
+        today,
+        baseline,
+        base,
+        rows,
+        accepted=accept and verdict == ACCEPTED,
+        notes=notes,
     )

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TaskGroup
 
 from water import metrics, notify
 from water.docs import dag_doc
 from water.operators.report import RUN_REPORT, RunReportOperator
 from water.spec import PipelineSpec, load_pipeline
 from water.targets import Target, get_target
-from water.targets.base import Built
+from water.targets.base import Built, Node
 
 
 def _params(spec: PipelineSpec) -> dict[str, Param]:
@@ -32,7 +32,7 @@ def _params(spec: PipelineSpec) -> dict[str, Param]:
         name, step = sized
         routes = step.all_routes(spec.classes, name)
         if not step.routes:
-            tier_names = [t.name for t in step.sizing.tiers]
+            tier_names = [t.name for t in routes[name].sizing.tiers]  # the one route: the step's own sizing
             params["force_tier"] = Param(
                 None,
                 type=["null", "string"],
@@ -75,14 +75,14 @@ def _params(spec: PipelineSpec) -> dict[str, Param]:
     return params
 
 
-def _entry_task_ids(node: Any) -> list[str]:
+def _entry_task_ids(node: Node) -> list[str]:
     """The task ids a branch must name to run `node` (a task, or a task group's first tasks)."""
-    if hasattr(node, "roots") and not hasattr(node, "task_id"):
+    if isinstance(node, TaskGroup):
         return [root.task_id for root in node.roots]
     return [node.task_id]
 
 
-def timetable(schedule: str | None) -> Any:
+def timetable(schedule: str | None) -> str | CronDataIntervalTimetable | None:
     """The DAG schedule of a spec's `schedule:` (a cron or preset: when a run starts).
 
     Each run processes one whole, finished day: its logical date (`ds`) is the start of a data
@@ -106,7 +106,7 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
         "on_execute_callback": notify.on_run_start(spec.notifications.slack_conn_id),
         "on_success_callback": metrics.on_task_success,
     }
-    start = datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tzinfo=timezone.utc)
+    start = datetime(spec.start_date.year, spec.start_date.month, spec.start_date.day, tzinfo=UTC)
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description.strip().splitlines()[0][:200],
@@ -134,7 +134,11 @@ def build_dag(spec: PipelineSpec, target: Target) -> DAG:
                 [dag.get_task(task_id) for task_id in endings] >> retraction
         guard = spec.step_of("drift_guard")
         if guard:
-            built[guard[0]].head.continue_task_ids = [
+            from water.operators.drift import DriftGuardOperator
+
+            guard_task = built[guard[0]].head
+            assert isinstance(guard_task, DriftGuardOperator), guard_task  # what every target builds for the kind
+            guard_task.continue_task_ids = [
                 task_id for name in spec.guarded_steps() for task_id in _entry_task_ids(built[name].head)
             ]
         leaves = list(dag.leaves)
@@ -162,7 +166,7 @@ def build_pipeline_dag(name: str) -> DAG:
     return build_dag(load_pipeline(name), get_target())
 
 
-def by_dag_order(dag: Any, tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def by_dag_order(dag: DAG | None, tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Task records ({"task_id": …}, mapped ones as `id[i]`) in the DAG's topological order."""
     order = {task.task_id: i for i, task in enumerate(dag.topological_sort())} if dag is not None else {}
 

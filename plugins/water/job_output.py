@@ -14,10 +14,14 @@ installed; this module needs pyarrow, and boto3 on S3.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 
-def output_folder(uri: str) -> tuple[Any, str]:
+def output_folder(uri: str) -> tuple[pafs.FileSystem, str]:
     """(pyarrow filesystem, path) of an output folder, emptied of what an earlier run wrote there."""
     import pyarrow.fs as pafs
 
@@ -30,7 +34,7 @@ def output_folder(uri: str) -> tuple[Any, str]:
     return fs, root
 
 
-def folder(fs: Any, path: str) -> str:
+def folder(fs: pafs.FileSystem, path: str) -> str:
     """`path`, ready for files to be written into it: made where folders are real, never on S3."""
     if fs.type_name != "s3":
         fs.create_dir(path, recursive=True)
@@ -51,7 +55,7 @@ def delete_s3_objects(path: str) -> int:
         for item in page.get("Contents", [])
     ]
     for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
-        batch = [{"Key": key} for key in keys[start : start + 1000]]
+        batch: list[ObjectIdentifierTypeDef] = [{"Key": key} for key in keys[start : start + 1000]]
         answer = client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         if answer.get("Errors"):
             first = answer["Errors"][0]

@@ -14,14 +14,20 @@ takes the registered secrets out of what water records itself (the outbox, warni
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+    from structlog.typing import EventDict, WrappedLogger
 
 _TOKEN_MIN_LENGTH = 8  # a URL path segment this long with a digit in it is treated as a token
 
 
-def secret_parts(conn: Any) -> list[str]:
+def secret_parts(conn: Connection) -> list[str]:
     """What of a connection must never be shown: its password, every URL in its fields (whole,
     its path, its token-like path segments, query values, user info), sensitive extra values."""
     from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
@@ -41,7 +47,7 @@ def secret_parts(conn: Any) -> list[str]:
     return list(dict.fromkeys(p for p in parts if p))
 
 
-def _flat(extra: Any, key: str = "") -> list[tuple[str, Any]]:
+def _flat(extra: object, key: str = "") -> list[tuple[str, object]]:
     if isinstance(extra, dict):
         return [pair for k, v in extra.items() for pair in _flat(v, str(k))]
     if isinstance(extra, list):
@@ -57,7 +63,7 @@ def _url_parts(value: str) -> list[str]:
     url = urlsplit(value if "://" in value else f"//{value}")
     path = url.path.strip("/")
     tokens = [s for s in path.split("/") if len(s) >= _TOKEN_MIN_LENGTH and any(c.isdigit() for c in s)]
-    parts = [path[path.index(tokens[0]):], *tokens] if tokens else []
+    parts = [path[path.index(tokens[0]) :], *tokens] if tokens else []
     parts += [v for _, v in parse_qsl(url.query)]
     if url.password:
         parts.append(unquote(url.password))
@@ -66,7 +72,7 @@ def _url_parts(value: str) -> list[str]:
     return parts + [quote(p) for p in parts]
 
 
-def protect(conn: Any) -> None:
+def protect(conn: Connection) -> None:
     """Mask the connection's secrets in every log of this process (and its task supervisor)."""
     from airflow.sdk.log import mask_secret
 
@@ -75,11 +81,16 @@ def protect(conn: Any) -> None:
     mask_process_logs()
 
 
-def redact(value: Any) -> Any:
+Redactable = TypeVar("Redactable", str, dict[str, Any])
+
+
+def redact(value: Redactable) -> Redactable:
     """The value (a text, or a JSON-like structure) with every registered secret as ***."""
     from airflow.sdk._shared.secrets_masker import redact as airflow_redact
 
-    return airflow_redact(value)
+    # Airflow's redact gives back what it was given (a str for a str, a dict for a dict);
+    # its annotation is the union of every kind it takes.
+    return cast("Redactable", airflow_redact(value))
 
 
 # --- this process's logging --------------------------------------------------------------
@@ -103,15 +114,15 @@ def mask_process_logs() -> None:
         logging.setLogRecordFactory(_masking_record_factory(factory))
 
 
-def _mask_event(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _mask_event(logger: WrappedLogger, method: str, event: EventDict) -> dict[str, Any]:
     if event.get("exc_info"):  # rendered here, so the traceback's texts are masked too
         import structlog
 
         event = structlog.processors.format_exc_info(logger, method, event)
-    return redact(event)
+    return redact(dict(event))
 
 
-def _masking_record_factory(make_record):
+def _masking_record_factory(make_record: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         record.msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
@@ -121,10 +132,8 @@ def _masking_record_factory(make_record):
             record.args = {k: redact(a) if isinstance(a, str) else a for k, a in record.args.items()}
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
-            try:
+            with contextlib.suppress(AttributeError, TypeError):  # an exception type with read-only args
                 exc.args = tuple(redact(a) if isinstance(a, str) else a for a in exc.args)
-            except (AttributeError, TypeError):  # an exception type with read-only args
-                pass
         return record
 
     factory.masks_secrets = True  # type: ignore[attr-defined]

@@ -12,8 +12,13 @@ shares, the sizing tier and shards, drift PSI and JS distance, run duration and 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+    from datadog.dogstatsd.base import DogStatsd
 
 log = logging.getLogger(__name__)
 PREFIX = "water"
@@ -23,13 +28,16 @@ logging.getLogger("datadog.dogstatsd").setLevel(logging.ERROR)
 
 
 @lru_cache(maxsize=1)
-def client():
+def client() -> DogStatsd | None:
     """A DogStatsd client for Airflow's configured agent, or None when metrics are off."""
     from airflow.sdk.configuration import conf
 
-    if not (conf.getboolean("metrics", "statsd_on", fallback=False) or conf.getboolean("metrics", "statsd_datadog_enabled", fallback=False)):
+    if not (
+        conf.getboolean("metrics", "statsd_on", fallback=False)
+        or conf.getboolean("metrics", "statsd_datadog_enabled", fallback=False)
+    ):
         return None
-    from datadog.dogstatsd import DogStatsd
+    from datadog.dogstatsd.base import DogStatsd
 
     return DogStatsd(
         host=conf.get("metrics", "statsd_host", fallback="localhost"),
@@ -40,27 +48,27 @@ def client():
     )
 
 
-def _tags(tags: dict[str, Any]) -> list[str]:
+def _tags(tags: Mapping[str, object]) -> list[str]:
     return [f"{k}:{v}" for k, v in sorted(tags.items()) if v not in (None, "")]
 
 
-def gauge(name: str, value: float, **tags: Any) -> None:
+def gauge(name: str, value: float | None, **tags: object) -> None:
     statsd = client()
     if statsd is None or value is None:
         return
     try:
         statsd.gauge(name, float(value), tags=_tags(tags))
-    except Exception as exc:  # noqa: BLE001 - metrics never fail a run
+    except Exception as exc:
         log.warning("metric %s not sent: %s", name, exc)
 
 
-def increment(name: str, **tags: Any) -> None:
+def increment(name: str, **tags: object) -> None:
     statsd = client()
     if statsd is None:
         return
     try:
         statsd.increment(name, tags=_tags(tags))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.warning("metric %s not sent: %s", name, exc)
 
 
@@ -89,7 +97,7 @@ def emit_figures(task_id: str, figures: dict[str, Any], *, pipeline: str, ds: st
         increment("drift.verdict", **base, verdict=figures["verdict"])
 
 
-def on_task_success(context: Any) -> None:
+def on_task_success(context: Context) -> None:
     """Task success callback: the task's figures (its return value, and the keys its operator
     names in `figure_keys`: the sizing decision, the drift verdict) as metrics. Only keys the
     task pushes are pulled: a missing XCom is logged as an error by the task SDK's client."""
@@ -100,5 +108,5 @@ def on_task_success(context: Any) -> None:
             value = ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index)
             if isinstance(value, dict):
                 emit_figures(ti.task_id, value, pipeline=ti.dag_id, ds=context["ds"])
-    except Exception as exc:  # noqa: BLE001 - metrics never fail a run
+    except Exception as exc:
         log.warning("task metrics not sent: %s", exc)

@@ -15,13 +15,17 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import quote
 
 from water import masking, paths
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +62,19 @@ class Notice:
         ]
         if self.facts:
             blocks.append(
-                {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.facts.items())[:10]]}
+                {
+                    "type": "section",
+                    "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in list(self.facts.items())[:10]],
+                }
             )
         if self.lines:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "```" + "\n".join(self.lines) + "```"}})
         if self.links:
             blocks.append(
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(f"<{u}|{n}>" for n, u in self.links.items())}]}
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": " · ".join(f"<{u}|{n}>" for n, u in self.links.items())}],
+                }
             )
         return {"text": self.text(), "blocks": blocks}
 
@@ -72,7 +82,8 @@ class Notice:
 def ui_base_url() -> str:
     from airflow.sdk.configuration import conf
 
-    return conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
+    base_url: str = conf.get("api", "base_url", fallback="http://localhost:8080/")  # conf: a module attribute, untyped
+    return base_url.rstrip("/")
 
 
 def run_url(dag_id: str, run_id: str) -> str:
@@ -114,17 +125,17 @@ def send(notice: Notice, conn_id: str | None) -> str:
     """Deliver one notice; never raises. Returns how it went: slack | outbox | undelivered."""
     outcome, error = "outbox", None
     try:
-        configured = bool(conn_id) and _protected_connection(conn_id)
-    except Exception as exc:  # noqa: BLE001 - a secrets backend outage must not fail the run
+        configured = _protected_connection(conn_id) if conn_id else False
+    except Exception as exc:
         configured, error = False, masking.redact(f"connection lookup failed: {exc}")
     payload = masking.redact(notice.payload())  # a task's error text quoted in a message
-    if configured:
+    if configured and conn_id:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 _post(conn_id, payload)
                 outcome, error = "slack", None
                 break
-            except Exception as exc:  # noqa: BLE001 - Slack down: log, retry briefly, move on
+            except Exception as exc:
                 outcome, error = "undelivered", masking.redact(f"{type(exc).__name__}: {exc}")
                 log.warning("Slack (%s) attempt %d/%d failed: %s", conn_id, attempt, ATTEMPTS, error)
                 if attempt < ATTEMPTS:
@@ -137,7 +148,7 @@ def send(notice: Notice, conn_id: str | None) -> str:
 
 def _to_outbox(notice: Notice, payload: dict[str, Any], outcome: str, conn_id: str | None, error: str | None) -> None:
     record = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "kind": notice.kind,
         "pipeline": notice.pipeline,
         "ds": notice.ds,
@@ -160,12 +171,20 @@ def _to_outbox(notice: Notice, payload: dict[str, Any], outcome: str, conn_id: s
 # --- notices built from a task's context --------------------------------------------------
 
 
-def _run_facts(context: Any) -> tuple[str, str, str]:
+def _run_facts(context: Context) -> tuple[str, str, str]:
     ti = context["ti"]
     return ti.dag_id, context["ds"], ti.run_id
 
 
-def notice_for(context: Any, kind: str, title: str, **extra: Any) -> Notice:
+class NoticeParts(TypedDict, total=False):
+    """Notice's optional parts, as notice_for takes them."""
+
+    facts: dict[str, str]
+    lines: list[str]
+    links: dict[str, str]
+
+
+def notice_for(context: Context, kind: str, title: str, **extra: Unpack[NoticeParts]) -> Notice:
     dag_id, ds, run_id = _run_facts(context)
     notice = Notice(kind, dag_id, ds, run_id, title, **extra)
     notice.facts = {"pipeline": dag_id, "ds": ds, "run": run_id, **notice.facts}
@@ -173,11 +192,11 @@ def notice_for(context: Any, kind: str, title: str, **extra: Any) -> Notice:
     return notice
 
 
-def on_run_start(conn_id: str | None):
+def on_run_start(conn_id: str | None) -> Callable[[Context], None]:
     """An on_execute_callback for every task; the run's first task (a root, first try) says
     'pipeline X started for ds'."""
 
-    def callback(context: Any) -> None:
+    def callback(context: Context) -> None:
         task = context.get("task")
         if task is None or task.upstream_task_ids or context["ti"].try_number > 1:
             return  # only the run's first task; a retry of it is not a new start

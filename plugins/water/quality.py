@@ -12,11 +12,15 @@ figures ("features: check min_rows failed: 0 rows < 1000").
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from water.spec import DatasetChecks, MetricCheck
+from water.spec import CheckedStep, DatasetChecks, MetricCheck, Step
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 # A file of a partition: its path relative to the partition (Hive folders such as segment=cook/
 # become columns) and how to open it for binary reading.
@@ -47,7 +51,7 @@ class Profile:
         return {"rows": self.rows, "files": self.files, **({"nulls": dict(self.nulls)} if self.nulls else {})}
 
 
-def type_family(arrow_type: Any) -> str:
+def type_family(arrow_type: pa.DataType) -> str:
     """The spec's name for an Arrow type ("integer", "string", ...), or the Arrow type itself."""
     import pyarrow as pa
 
@@ -126,7 +130,7 @@ def _add_parquet(result: Profile, relative: str, opener: Callable[[], IO[bytes]]
             result.nulls[name] = result.nulls.get(name, 0) + nulls
 
 
-def _footer_nulls(metadata: Any, index: int) -> int | None:
+def _footer_nulls(metadata: pq.FileMetaData, index: int) -> int | None:
     """Null values of a top-level column from the row groups' statistics, or None when absent."""
     total = 0
     for group in range(metadata.num_row_groups):
@@ -211,7 +215,7 @@ def label_counts(files: Iterable[PartitionFile], column: str) -> dict[str, int]:
                 raise ValueError(f"{relative}: no column {column!r} in its header ({exc})") from None
             for batch in reader:
                 grouped = pa.table(batch).group_by(column).aggregate([(column, "count")])
-                for value, n in zip(grouped[column].to_pylist(), grouped[f"{column}_count"].to_pylist()):
+                for value, n in zip(grouped[column].to_pylist(), grouped[f"{column}_count"].to_pylist(), strict=True):
                     if value is not None:
                         counts[value] = counts.get(value, 0) + int(n)
     return dict(sorted(counts.items()))
@@ -221,7 +225,7 @@ def metric_failures(check: MetricCheck, metrics: dict[str, float], labels: dict[
     """The training gate: `check.name` at least `at_least`, and at least the majority-class share
     of the validation labels plus `above_majority_by`. `labels` (class -> rows) is needed for the latter."""
     name = check.name
-    value = metrics.get(name)
+    value = metrics.get(name) if name is not None else None
     if value is None:
         reported = ", ".join(sorted(metrics)) or "none"
         return [f"metric failed: {name} was not reported by the training job (metrics reported: {reported})"]
@@ -231,9 +235,11 @@ def metric_failures(check: MetricCheck, metrics: dict[str, float], labels: dict[
     if check.above_majority_by is not None:
         total = sum((labels or {}).values())
         if not total:
-            failures.append(f"metric failed: the validation channel holds no labelled rows, so {name} {value:.4f} has no baseline")
+            failures.append(
+                f"metric failed: the validation channel holds no labelled rows, so {name} {value:.4f} has no baseline"
+            )
         else:
-            majority, rows = max(labels.items(), key=lambda item: (item[1], item[0]))
+            majority, rows = max((labels or {}).items(), key=lambda item: (item[1], item[0]))
             share = rows / total
             floor = share + check.above_majority_by
             if value < floor:
@@ -278,17 +284,19 @@ class Gates:
     validation: str | None = None  # the dataset whose labels give the majority-class baseline
 
     @classmethod
-    def of(cls, name: str, step: Any) -> Gates | None:
+    def of(cls, name: str, step: Step) -> Gates | None:
         """The gates of step `name`, or None when it has no checks."""
-        outputs = step.output_checks() if hasattr(step, "output_checks") else {}
-        metric = step.metric_check() if hasattr(step, "metric_check") else None
+        if not isinstance(step, CheckedStep):
+            return None  # only the checked kinds have checks
+        outputs = step.output_checks()
+        metric = step.metric_check()
         if not outputs and metric is None:
             return None
         return cls(step=name, outputs=outputs, metric=metric, validation=step.validation_dataset())
 
     def failures(
         self,
-        written: dict[str, Iterable[PartitionFile]],
+        written: Mapping[str, Iterable[PartitionFile]],
         metrics: dict[str, float] | None = None,
         validation: Iterable[PartitionFile] | None = None,
     ) -> tuple[list[str], dict[str, Any]]:
@@ -304,15 +312,22 @@ class Gates:
             figures[dataset] = found.as_figures()
             failures += dataset_failures(checks, found, dataset if many else None)
         if self.metric is not None and metrics is not None:
-            labels = label_counts(validation or [], self.metric.label_column) if self.metric.above_majority_by is not None else None
+            labels = (
+                label_counts(validation or [], self.metric.label_column) if self.metric.above_majority_by is not None else None
+            )
             figures["metric"] = {
-                self.metric.name: metrics.get(self.metric.name),
+                self.metric.name: metrics.get(self.metric.name) if self.metric.name is not None else None,
                 **({"majority_share": majority_share(labels)} if labels is not None else {}),
             }
             failures += metric_failures(self.metric, metrics, labels)
         return failures, figures
 
-    def enforce(self, written, metrics=None, validation=None) -> dict[str, Any]:
+    def enforce(
+        self,
+        written: Mapping[str, Iterable[PartitionFile]],
+        metrics: dict[str, float] | None = None,
+        validation: Iterable[PartitionFile] | None = None,
+    ) -> dict[str, Any]:
         """Raise QualityCheckFailed naming the step when any check failed; else the figures."""
         failures, figures = self.failures(written, metrics, validation)
         enforce(self.step, failures)

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from water.drift import not_assessed
+from water.spec import Roles
 
 PALETTE = ("#2f6db5", "#e0892b", "#5aa469", "#b5452f", "#7d5ab5", "#8c8c8c")
 FAILED_STATES = ("failed", "upstream_failed")
@@ -34,7 +35,9 @@ def route_lines(routes: dict[str, dict[str, Any]], previous: dict[str, dict[str,
     """'weekly_menu (cook): 15,932 rows → large × 2 (before: 6,800 rows, medium)' per route."""
 
     def tier(d: dict[str, Any]) -> str:
-        return "skipped, no rows" if d["tier"] == "no_predictions" else d["tier"] + (f" × {d['shards']}" if d["shards"] > 1 else "")
+        return (
+            "skipped, no rows" if d["tier"] == "no_predictions" else d["tier"] + (f" × {d['shards']}" if d["shards"] > 1 else "")
+        )
 
     lines = []
     for name, d in routes.items():
@@ -44,7 +47,7 @@ def route_lines(routes: dict[str, dict[str, Any]], previous: dict[str, dict[str,
     return lines
 
 
-def earlier_outputs(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, Any] | None:
+def earlier_outputs(tasks: list[dict[str, Any]], roles: Roles) -> dict[str, Any] | None:
     """When the run ended the day before publishing (quarantine, no_predictions): what became
     of the day's earlier outputs, by the publish step's `when_nothing_published`:
     {"outcome": "retracted" | "kept" | "not retracted", "table", "dataset", "rows_retracted"}.
@@ -79,7 +82,7 @@ def earlier_outputs_text(earlier: dict[str, Any]) -> str:
 def headline(record: dict[str, Any]) -> dict[str, Any]:
     """rows, tier, drift verdict, accuracy, rows published: what messages and summaries show."""
     by_id = {t["task_id"]: t.get("figures") or {} for t in record["tasks"]}
-    roles = record.get("roles") or {}
+    roles: Roles = record.get("roles") or Roles()
 
     def figures(role: str) -> dict[str, Any]:
         return by_id.get(roles.get(role) or "", {})
@@ -103,11 +106,11 @@ def headline(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _e(value: Any) -> str:
+def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _num(value: Any) -> str:
+def _num(value: object) -> str:
     if isinstance(value, bool) or value is None:
         return _e(value if value is not None else "")
     if isinstance(value, int):
@@ -117,7 +120,7 @@ def _num(value: Any) -> str:
     return _e(value)
 
 
-def _seconds(value: Any) -> str:
+def _seconds(value: object) -> str:
     return f"{value:.1f}" if isinstance(value, (int, float)) else ""
 
 
@@ -137,7 +140,9 @@ def mix_chart(history: list[dict[str, Any]], classes: list[str], width: int = 64
     plot_w, plot_h = width - pad_left - 10, height - pad_bottom - pad_top
     step = plot_w / len(history)
     bar = min(48.0, max(4.0, step * 0.7))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 24}" role="img" aria-label="class mix by day">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 24}" role="img" aria-label="class mix by day">'
+    ]
     for tick in (0, 0.5, 1):
         y = pad_top + plot_h * (1 - tick)
         parts.append(f'<line x1="{pad_left}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
@@ -156,7 +161,7 @@ def mix_chart(history: list[dict[str, Any]], classes: list[str], width: int = 64
         label_y = pad_top + plot_h + 14
         parts.append(f'<text x="{x + bar / 2:.1f}" y="{label_y}" font-size="9" text-anchor="middle">{_e(day["ds"][5:])}</text>')
         if day.get("psi") is not None:
-            colour = {"block": "#b5452f", "warn": "#e0892b"}.get(day.get("verdict"), "#333")
+            colour = {"block": "#b5452f", "warn": "#e0892b"}.get(day.get("verdict") or "", "#333")
             parts.append(
                 f'<text x="{x + bar / 2:.1f}" y="{pad_top - 5}" font-size="9" text-anchor="middle" fill="{colour}">{day["psi"]:.2f}</text>'
             )
@@ -205,11 +210,15 @@ def render(record: dict[str, Any], history: list[dict[str, Any]], classes: list[
         )
     decision = record.get("decision") or {}
     drift = record.get("drift") or {}
-    drift_rows = "".join(
-        f"<tr><td>{_e(c)}</td><td class='n'>{(drift.get('baseline_shares') or {}).get(c, 0):.1%}</td>"
-        f"<td class='n'>{(drift.get('shares') or {}).get(c, 0):.1%}</td></tr>"
-        for c in classes
-    ) if drift.get("baseline_shares") else ""
+    drift_rows = (
+        "".join(
+            f"<tr><td>{_e(c)}</td><td class='n'>{(drift.get('baseline_shares') or {}).get(c, 0):.1%}</td>"
+            f"<td class='n'>{(drift.get('shares') or {}).get(c, 0):.1%}</td></tr>"
+            for c in classes
+        )
+        if drift.get("baseline_shares")
+        else ""
+    )
     counts = head.get("class_counts") or {}
     facts = [
         ("outcome", record["state"]),
@@ -225,25 +234,25 @@ def render(record: dict[str, Any], history: list[dict[str, Any]], classes: list[
     data = json.dumps({**record, "headline": head, "history": history}, sort_keys=True, default=str).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>{_e(record['dag_id'])} ds={_e(record['ds'])} — {_e(record['state'])}</title>
+<title>{_e(record["dag_id"])} ds={_e(record["ds"])} — {_e(record["state"])}</title>
 <style>
 body{{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:980px}}
 h1{{font-size:20px}} h2{{font-size:16px;margin-top:28px}}
 table{{border-collapse:collapse}} td,th{{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}}
 td.n,th.n{{text-align:right;font-variant-numeric:tabular-nums}}
 tr.failed td,tr.upstream_failed td{{color:#b5452f;font-weight:600}} tr.skipped td{{color:#999}}
-.badge{{padding:2px 8px;border-radius:10px;color:#fff;background:{'#5aa469' if record['state'] == 'success' else '#b5452f'}}}
+.badge{{padding:2px 8px;border-radius:10px;color:#fff;background:{"#5aa469" if record["state"] == "success" else "#b5452f"}}}
 </style></head><body>
-<h1>{_e(record['dag_id'])} · ds={_e(record['ds'])} <span class="badge">{_e(record['state'])}</span></h1>
-<p>run <code>{_e(record['run_id'])}</code> · target {_e(record.get('target'))}</p>
-<table id="facts">{''.join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)}</table>
+<h1>{_e(record["dag_id"])} · ds={_e(record["ds"])} <span class="badge">{_e(record["state"])}</span></h1>
+<p>run <code>{_e(record["run_id"])}</code> · target {_e(record.get("target"))}</p>
+<table id="facts">{"".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts)}</table>
 {routes_table(head["routes"], record.get("previous_routes") or {})}
 <h2>Predicted class mix, last {len(history)} day(s)</h2>
 {mix_chart(history, classes)}
 {f"<h2>Drift: class shares side by side</h2><table id='drift'><tr><th>class</th><th class='n'>baseline</th><th class='n'>today</th></tr>{drift_rows}</table>" if drift_rows else ""}
 <h2>Rows per stage</h2>
 <table id="stages"><tr><th>task</th><th>state</th><th class="n">seconds</th><th class="n">rows in</th><th class="n">rows out</th></tr>
-{''.join(rows)}
+{"".join(rows)}
 </table>
 <script type="application/json" id="water-run">{data}</script>
 </body></html>

@@ -5,7 +5,10 @@ Pure functions, shared by the branching operator, the targets and the cost simul
   largest tier's size; past max_shards x rows_per_shard, an error saying what to change.
 - `decide_routes`: `decide` per route of a sized step, each from its own classes' rows.
 - `escalate`: the resources to retry with after an out-of-memory kill.
-- `k8s_resources`: an XCom dict -> V1ResourceRequirements (mapped fields are not templated).
+- `k8s_resources`: a tier's {requests, limits} dict -> V1ResourceRequirements.
+
+A decision names tiers, not resources: each tier's task is built with its tier's resources
+from the spec, and the decision only picks the branch (and a mapped tier's shards).
 """
 
 from __future__ import annotations
@@ -13,9 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from water.spec import SizingPolicy, parse_quantity
+from water.spec import Route, SizingPolicy, parse_quantity
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1ResourceRequirements
 
 NO_PREDICTIONS = "no_predictions"
 
@@ -30,7 +36,6 @@ class Decision:
     rows: int
     class_counts: dict[str, int]
     shards: list[dict[str, int]] = field(default_factory=list)  # {index, row_start, row_end}
-    resources: dict[str, dict[str, str]] = field(default_factory=dict)
     forced: bool = False
     reason: str = ""
 
@@ -40,11 +45,7 @@ class Decision:
 
 def _row_ranges(rows: int, shards: int) -> list[dict[str, int]]:
     size = math.ceil(rows / shards)
-    return [
-        {"index": i, "row_start": i * size, "row_end": min(rows, (i + 1) * size)}
-        for i in range(shards)
-        if i * size < rows
-    ]
+    return [{"index": i, "row_start": i * size, "row_end": min(rows, (i + 1) * size)} for i in range(shards) if i * size < rows]
 
 
 def _shard_count(policy: SizingPolicy, rows: int) -> int:
@@ -74,13 +75,20 @@ def decide(
         tier = tiers[force_tier]
         shards = _shard_count(policy, rows) if tier is largest and rows > largest.max_rows else 1
         return Decision(
-            tier.name, rows, class_counts, _row_ranges(rows, shards), tier.resources.as_k8s_dict(),
-            forced=True, reason=f"force_tier={force_tier} from the run's conf ({rows:,} rows)",
+            tier.name,
+            rows,
+            class_counts,
+            _row_ranges(rows, shards),
+            forced=True,
+            reason=f"force_tier={force_tier} from the run's conf ({rows:,} rows)",
         )
     for tier in policy.tiers:
         if rows <= tier.max_rows:
             return Decision(
-                tier.name, rows, class_counts, _row_ranges(rows, 1), tier.resources.as_k8s_dict(),
+                tier.name,
+                rows,
+                class_counts,
+                _row_ranges(rows, 1),
                 reason=f"{rows:,} rows <= {tier.name}.max_rows {tier.max_rows:,}",
             )
     capacity = scale.max_shards * scale.rows_per_shard
@@ -95,7 +103,10 @@ def decide(
         )
     shards = _shard_count(policy, rows)
     return Decision(
-        largest.name, rows, class_counts, _row_ranges(rows, shards), largest.resources.as_k8s_dict(),
+        largest.name,
+        rows,
+        class_counts,
+        _row_ranges(rows, shards),
         reason=f"{rows:,} rows > {largest.name}.max_rows {largest.max_rows:,}: {shards} shards of <= {scale.rows_per_shard:,}",
     )
 
@@ -113,7 +124,7 @@ def route_force(force_tier: str | dict[str, str] | None, route: str, classes: li
 
 
 def decide_routes(
-    routes: dict[str, Any],
+    routes: dict[str, Route],
     class_counts: dict[str, int],
     force_tier: str | dict[str, str] | None = None,
     spec_file: str = "the pipeline spec",
@@ -161,8 +172,9 @@ def describe(routes: dict[str, dict[str, Any]]) -> str:
     def one(d: dict[str, Any]) -> str:
         if d["tier"] == NO_PREDICTIONS:
             return "no rows"
+        tier: str = d["tier"]
         count = len(d["shards"])
-        return d["tier"] + (f" × {count}" if count > 1 else "")
+        return tier + (f" × {count}" if count > 1 else "")
 
     if len(routes) == 1:
         return one(next(iter(routes.values())))
@@ -200,8 +212,8 @@ def _double(quantity: str) -> str:
     return f"{int(mib.to_integral_value(rounding='ROUND_CEILING'))}Mi"
 
 
-def k8s_resources(resources: dict[str, dict[str, str]]):
-    """V1ResourceRequirements from the dict that travels through XCom."""
+def k8s_resources(resources: dict[str, dict[str, str]]) -> V1ResourceRequirements:
+    """V1ResourceRequirements from a {requests, limits} dict (Resources.as_k8s_dict, escalate)."""
     from kubernetes.client import V1ResourceRequirements
 
     return V1ResourceRequirements(

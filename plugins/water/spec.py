@@ -7,10 +7,11 @@ spec file and every offending field. Loading reads only local files (safe at par
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypedDict, get_args, overload
 
 import yaml
 from pydantic import (
@@ -23,8 +24,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
-from water import paths
+from water import events, paths
 
 IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 
@@ -187,7 +189,7 @@ def is_table(name: str) -> bool:
     return "." in name
 
 
-def _scalar(value: Any) -> Any:
+def _scalar(value: Any) -> str | int | float | bool:
     if isinstance(value, (str, int, float, bool)):
         return value
     raise ValueError(f"{value!r} is not valid here: use a string, number or boolean")
@@ -318,26 +320,32 @@ class CheckedStep(Step):
             if label not in written:
                 problems.append((f"outputs.{label}", f"not one of the step's writes flags ({', '.join(written)})"))
         if own.any() and len(written) > 1:
-            problems.append((
-                next(f for f in ("min_rows", "max_null_share", "columns") if getattr(own, f)),
-                f"the step writes {len(written)} datasets; give each its checks under "
-                f"checks.outputs.<flag> ({', '.join(written)})",
-            ))
+            problems.append(
+                (
+                    next(f for f in ("min_rows", "max_null_share", "columns") if getattr(own, f)),
+                    f"the step writes {len(written)} datasets; give each its checks under "
+                    f"checks.outputs.<flag> ({', '.join(written)})",
+                )
+            )
         for label, gate in [*([(next(iter(written)), own)] if len(written) == 1 else []), *self.checks.outputs.items()]:
             if label not in written or not gate.any():
                 continue
             dataset, row_format = written[label]
             where = f"outputs.{label}." if label in self.checks.outputs else ""
             if row_format == "files":
-                problems.append((
-                    where + next(f for f in ("min_rows", "max_null_share", "columns") if getattr(gate, f)),
-                    f"{dataset} is written as files (a model), not rows; a training step checks its metric (checks.metric)",
-                ))
+                problems.append(
+                    (
+                        where + next(f for f in ("min_rows", "max_null_share", "columns") if getattr(gate, f)),
+                        f"{dataset} is written as files (a model), not rows; a training step checks its metric (checks.metric)",
+                    )
+                )
             elif row_format == "csv" and (gate.columns or gate.max_null_share):
-                problems.append((
-                    where + ("columns" if gate.columns else "max_null_share"),
-                    f"{dataset} is CSV without a header: its columns have no names, only min_rows applies",
-                ))
+                problems.append(
+                    (
+                        where + ("columns" if gate.columns else "max_null_share"),
+                        f"{dataset} is CSV without a header: its columns have no names, only min_rows applies",
+                    )
+                )
         problems += self._metric_problems()
         return problems
 
@@ -347,20 +355,29 @@ class CheckedStep(Step):
             return []
         definitions = [m.name for m in getattr(self, "metric_definitions", [])]
         if not definitions:
-            return [("metric", "only a training step (sagemaker_training, or a pod with metric_definitions) reports a metric to check")]
+            return [
+                (
+                    "metric",
+                    "only a training step (sagemaker_training, or a pod with metric_definitions) reports a metric to check",
+                )
+            ]
         name = check.name or getattr(self, "objective_metric", None)
         problems = []
         if name is None:
-            problems.append(("metric.name", f"name the metric to check (one of {', '.join(definitions)}); the step has no objective_metric"))
+            problems.append(
+                ("metric.name", f"name the metric to check (one of {', '.join(definitions)}); the step has no objective_metric")
+            )
         elif name not in definitions:
             problems.append(("metric.name", f"{name!r} is not among metric_definitions ({', '.join(definitions)})"))
         reads = getattr(self, "reads", {})
         if check.above_majority_by is not None and check.validation not in reads:
-            problems.append((
-                "metric.validation",
-                f"{check.validation!r} is not one of the step's reads ({', '.join(reads)}); "
-                "name the channel whose labels give the majority-class baseline",
-            ))
+            problems.append(
+                (
+                    "metric.validation",
+                    f"{check.validation!r} is not one of the step's reads ({', '.join(reads)}); "
+                    "name the channel whose labels give the majority-class baseline",
+                )
+            )
         return problems
 
     def validation_dataset(self) -> str | None:
@@ -760,7 +777,10 @@ class SizedPostprocessStep(CheckedStep):
         # up in this process's include/, not the one the spec was loaded with.
         return {
             name: Route.model_construct(
-                classes=list(classes), entrypoint=self.entrypoint, args=self.args, sizing=self.sizing,
+                classes=list(classes),
+                entrypoint=self.entrypoint,
+                args=self.args,
+                sizing=self.sizing,
                 placement=self.placement,
             )
         }
@@ -838,9 +858,9 @@ AnyStep = Annotated[
     | PublishStep,
     Field(discriminator="kind"),
 ]
+# kind -> its model: AnyStep is Annotated[union of the models, ...], each model's kind a Literal.
 STEP_KINDS: dict[str, type[Step]] = {
-    cls.model_fields["kind"].annotation.__args__[0]: cls  # type: ignore[union-attr]
-    for cls in AnyStep.__origin__.__args__  # type: ignore[attr-defined]
+    get_args(cls.model_fields["kind"].annotation)[0]: cls for cls in get_args(get_args(AnyStep)[0])
 }
 # Kinds the factory wires itself (a branch, or a fan-out), at most one of each per pipeline.
 SINGLETON_KINDS = ("drift_guard", "sized_postprocess")
@@ -875,8 +895,73 @@ class ReportSettings(Strict):
     history_days: int = Field(default=14, ge=1, le=366)
 
 
+def _event_key(value: Any) -> str:
+    if isinstance(value, str) and events.ROUTING_KEY.match(value):
+        return value
+    raise ValueError(f"{value!r} is not a completion event: write pipeline.<name>.{'|'.join(events.OUTCOMES)}")
+
+
+class Trigger(Strict):
+    """Start this pipeline when another finishes: `on` is a completion event's routing key,
+    `pipeline.<name>.succeeded|failed|quarantined` (one, or a list). The started run processes
+    the finished run's ds. A schedule may be given too, or left out."""
+
+    on: list[Annotated[str, BeforeValidator(_event_key)]] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        # YAML 1.1 reads an unquoted `on` key as the boolean true.
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        if isinstance(data, dict) and isinstance(data.get("on"), str):
+            data = {**data, "on": [data["on"]]}
+        return data
+
+    @field_validator("on")
+    @classmethod
+    def _known_pipelines(cls, keys: list[str], info: ValidationInfo) -> list[str]:
+        pipelines = Path((info.context or {}).get("include_dir") or paths.include_dir()) / "pipelines"
+        for key in keys:
+            match = events.ROUTING_KEY.match(key)
+            if match and not (pipelines / f"{match['pipeline']}.yaml").is_file():
+                raise ValueError(f"{key!r}: no pipeline {match['pipeline']!r} (include/pipelines/{match['pipeline']}.yaml)")
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"lists an event twice: {keys}")
+        return keys
+
+    def pipelines(self) -> list[str]:
+        """The pipelines whose completion starts this one."""
+        return [m["pipeline"] for key in self.on if (m := events.ROUTING_KEY.match(key))]
+
+
 class Notifications(Strict):
     slack_conn_id: str = "slack_water"
+
+
+class NothingPublished(TypedDict):
+    """What a day that ends before the publish step does with that day's earlier outputs."""
+
+    endings: list[str]  # the tasks that end such a day
+    setting: Literal["retract", "keep"]
+    retract: str | None  # the retraction's task, when there is one
+    table: str
+    dataset: str
+
+
+class Roles(TypedDict, total=False):
+    """Which task holds which figure (PipelineSpec.roles). Not total: a run record written by
+    an older water, or an unknown pipeline's roles ({}), lacks keys; readers use .get."""
+
+    stats: str | None
+    stats_dataset: str | None
+    training: str | None
+    objective_metric: str | None
+    drift: str | None
+    quarantine: str | None
+    decision: str | None
+    publish: str | None
+    nothing_published: NothingPublished | None
 
 
 class PipelineSpec(Strict):
@@ -897,6 +982,7 @@ class PipelineSpec(Strict):
     # (docs/iam/airflow-role-policy.json: database/water_*) covers every pipeline's.
     catalog_database: str | None = Field(default=None, pattern=r"^water_[a-z0-9_]{1,249}$")
     notifications: Notifications = Notifications()
+    trigger: Trigger | None = None  # started by another pipeline's completion event
     sources: dict[DatasetOrTable, Source] = Field(default_factory=dict)
     local_data: LocalData = LocalData()
     steps: dict[Annotated[str, Field(pattern=IDENTIFIER)], AnyStep] = Field(min_length=1)
@@ -908,6 +994,12 @@ class PipelineSpec(Strict):
         if len(set(classes)) != len(classes):
             raise ValueError(f"class names must be unique, got {classes}")
         return classes
+
+    @model_validator(mode="after")
+    def _not_triggered_by_itself(self) -> PipelineSpec:
+        if self.trigger and self.name in self.trigger.pipelines():
+            raise ValueError(f"trigger.on: {self.name} would start itself when it finishes; name another pipeline")
+        return self
 
     @property
     def dag_id(self) -> str:
@@ -925,14 +1017,43 @@ class PipelineSpec(Strict):
         """The step that writes `dataset`, or None for a source."""
         return next((name for name, step in self.steps.items() if dataset in step.outputs()), None)
 
-    def steps_of(self, kind: str) -> dict[str, Step]:
+    # The step model of each kind, for the type checker (the discriminated union picks it at run time).
+    @overload
+    def steps_of(self, kind: Literal["bigquery_sql"]) -> dict[str, BigQuerySqlStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["athena_sql"]) -> dict[str, AthenaSqlStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["glue_pyspark"]) -> dict[str, GluePySparkStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["pod"]) -> dict[str, PodStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["sagemaker_training"]) -> dict[str, SageMakerTrainingStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["sagemaker_transform"]) -> dict[str, SageMakerTransformStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["inference_stats"]) -> dict[str, InferenceStatsStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["drift_guard"]) -> dict[str, DriftGuardStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["sized_postprocess"]) -> dict[str, SizedPostprocessStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["publish"]) -> dict[str, PublishStep]: ...
+    @overload
+    def steps_of(self, kind: str) -> dict[str, Step]: ...
+    def steps_of(self, kind: str) -> Mapping[str, Step]:
         return {name: step for name, step in self.steps.items() if step.kind == kind}
 
     def counting_step(self, predictions: str) -> str | None:
         """The inference_stats step that counts `predictions` (a sized step takes its counts)."""
         return next((n for n, s in self.steps_of("inference_stats").items() if s.reads == predictions), None)
 
-    def step_of(self, kind: str) -> tuple[str, Any] | None:
+    @overload
+    def step_of(self, kind: Literal["drift_guard"]) -> tuple[str, DriftGuardStep] | None: ...
+    @overload
+    def step_of(self, kind: Literal["sized_postprocess"]) -> tuple[str, SizedPostprocessStep] | None: ...
+    @overload
+    def step_of(self, kind: str) -> tuple[str, Step] | None: ...
+    def step_of(self, kind: str) -> tuple[str, Step] | None:
         """The (name, step) of a singleton kind, or None when the pipeline has none."""
         found = self.steps_of(kind)
         return next(iter(found.items())) if found else None
@@ -944,8 +1065,8 @@ class PipelineSpec(Strict):
             name: sorted({w for d in step.inputs() if (w := self.writer(d)) and w != name}, key=list(self.steps).index)
             for name, step in self.steps.items()
         }
-        for name, step in self.steps_of("sized_postprocess").items():  # sizing reads its stats' counts
-            counting = self.counting_step(step.reads)
+        for name, sized in self.steps_of("sized_postprocess").items():  # sizing reads its stats' counts
+            counting = self.counting_step(sized.reads)
             edges[name] = sorted({*edges[name], *([counting] if counting else [])}, key=list(self.steps).index)
         guard = self.step_of("drift_guard")
         if guard:
@@ -1005,9 +1126,7 @@ class PipelineSpec(Strict):
         for name, step in self.steps.items():
             for dataset in step.inputs():
                 if dataset not in writers and dataset not in self.sources:
-                    problems.append(
-                        f"steps.{name}: reads {dataset!r}, which no step writes and sources does not declare"
-                    )
+                    problems.append(f"steps.{name}: reads {dataset!r}, which no step writes and sources does not declare")
         for kind in SINGLETON_KINDS:
             found = list(self.steps_of(kind))
             if len(found) > 1:
@@ -1033,31 +1152,31 @@ class PipelineSpec(Strict):
         stats_outputs = {s.writes for s in self.steps_of("inference_stats").values()}
         guard = self.step_of("drift_guard")
         if guard:
-            name, step = guard
-            if step.reads not in stats_outputs:
-                raise ValueError(f"steps.{name}.reads: {step.reads!r} is not written by an inference_stats step")
-            if self.writer(step.guards) is None:
-                raise ValueError(f"steps.{name}.guards: {step.guards!r} is not written by any step")
-        for name, step in self.steps_of("sagemaker_transform").items():
-            trainer = self.writer(step.model)
+            name, guard_step = guard
+            if guard_step.reads not in stats_outputs:
+                raise ValueError(f"steps.{name}.reads: {guard_step.reads!r} is not written by an inference_stats step")
+            if self.writer(guard_step.guards) is None:
+                raise ValueError(f"steps.{name}.guards: {guard_step.guards!r} is not written by any step")
+        for name, transform in self.steps_of("sagemaker_transform").items():
+            trainer = self.writer(transform.model)
             training = self.steps.get(trainer or "")
             if not isinstance(training, SageMakerTrainingStep):
-                raise ValueError(f"steps.{name}.model: {step.model!r} is not written by a sagemaker_training step")
-            if Path(step.entry_point).parent != Path(training.entry_point).parent:
+                raise ValueError(f"steps.{name}.model: {transform.model!r} is not written by a sagemaker_training step")
+            if Path(transform.entry_point).parent != Path(training.entry_point).parent:
                 raise ValueError(
                     f"steps.{name}.entry_point: must sit beside {trainer}'s entry_point "
                     f"({Path(training.entry_point).parent}/), whose folder is the model's code"
                 )
         sized = self.step_of("sized_postprocess")
         if sized:
-            name, step = sized
-            if self.counting_step(step.reads) is None:
+            name, sized_step = sized
+            if self.counting_step(sized_step.reads) is None:
                 raise ValueError(
-                    f"steps.{name}.reads: no inference_stats step counts {step.reads!r} (sizing needs its counts)"
+                    f"steps.{name}.reads: no inference_stats step counts {sized_step.reads!r} (sizing needs its counts)"
                 )
-            if step.shards_dataset in {o for s in self.steps.values() for o in s.outputs()} | set(self.sources):
-                raise ValueError(f"steps.{name}.writes: {step.shards_dataset!r} is reserved for its shards")
-            self._routes_cover_classes(name, step)
+            if sized_step.shards_dataset in {o for s in self.steps.values() for o in s.outputs()} | set(self.sources):
+                raise ValueError(f"steps.{name}.writes: {sized_step.shards_dataset!r} is reserved for its shards")
+            self._routes_cover_classes(name, sized_step)
         for name in self.steps_of("publish"):
             if PublishStep.retract_task_id(name) in self.steps and self.retracts(name):
                 raise ValueError(
@@ -1091,12 +1210,12 @@ class PipelineSpec(Strict):
                 f"steps.{name}.routes: no route takes {missing}; add them to a route's classes, or to drop to discard them"
             )
 
-    def roles(self) -> dict[str, Any]:
+    def roles(self) -> Roles:
         """Which task holds which figure, found by kind (never by a step's name): what the run
         summary, the report, the stack's status and the metrics read."""
         stats = next(iter(self.steps_of("inference_stats").items()), None)
-        training = next(
-            ((n, s) for n, s in self.steps.items() if getattr(s, "objective_metric", None)),
+        training: tuple[str, PodStep | SageMakerTrainingStep] | None = next(
+            ((n, s) for n, s in self.steps.items() if isinstance(s, PodStep | SageMakerTrainingStep) and s.objective_metric),
             next(iter(self.steps_of("sagemaker_training").items()), None),
         )
         guard = self.step_of("drift_guard")
@@ -1119,7 +1238,9 @@ class PipelineSpec(Strict):
                 "retract": PublishStep.retract_task_id(publish[0]) if self.retracts(publish[0]) else None,
                 "table": publish[1].table,
                 "dataset": publish[1].reads,
-            } if endings else None,
+            }
+            if publish and endings
+            else None,
         }
 
     def label_sources(self) -> dict[str, str]:
@@ -1147,7 +1268,7 @@ def _find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
         state[node] = "visiting"
         for up in edges.get(node, []):
             if state.get(up) == "visiting":
-                return list(reversed([*path[path.index(up):], up]))
+                return list(reversed([*path[path.index(up) :], up]))
             if up not in state and (found := visit([*path, up])):
                 return found
         state[node] = "done"
@@ -1172,7 +1293,7 @@ def _topological(edges: dict[str, list[str]], names: list[str]) -> list[str]:
 # --- loading -------------------------------------------------------------------------------
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
+def _field_path(loc: tuple[int | str, ...]) -> str:
     # pydantic puts validator names (function-before[...]) and a union's tag (the step kind)
     # into loc; drop them. The tag is only the part right after steps.<name>: a step or an
     # argument may well be named like a kind (a step `publish` of kind publish).
@@ -1182,7 +1303,7 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
-def _problems(err: dict[str, Any]) -> list[tuple[str, str]]:
+def _problems(err: ErrorDetails) -> list[tuple[str, str]]:
     """One validation error as (field, message) pairs; a graph error may name several fields."""
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -1221,9 +1342,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def construct_document(self, node: yaml.Node) -> Any:
         expanded = _expanded_size(node)
         if expanded > MAX_EXPANDED_NODES:
-            raise _SpecProblem(
-                "", f"its aliases expand to {expanded:,} values; a spec may have at most {MAX_EXPANDED_NODES:,}"
-            )
+            raise _SpecProblem("", f"its aliases expand to {expanded:,} values; a spec may have at most {MAX_EXPANDED_NODES:,}")
         self._document = node
         return super().construct_document(node)
 
@@ -1232,7 +1351,7 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except (yaml.YAMLError, _SpecProblem):
             raise
-        except Exception as exc:  # noqa: BLE001 - a constructor's ValueError, OverflowError, …
+        except Exception as exc:
             mark = node.start_mark
             value = f"{node.value!r} " if isinstance(node, yaml.ScalarNode) else ""
             raise _SpecProblem(
@@ -1323,7 +1442,7 @@ def _read_yaml(path: Path, shown: Path) -> Any:
         raise SpecError(shown, [("", f"not valid YAML: {where}{getattr(exc, 'problem', None) or exc}")]) from None
     except RecursionError:
         raise SpecError(shown, [("", "nested too deeply to be a spec")]) from None
-    except Exception as exc:  # noqa: BLE001 - whatever PyYAML trips on, the user sees the file
+    except Exception as exc:
         raise SpecError(shown, [("", f"cannot be read as YAML: {type(exc).__name__}: {exc}")]) from exc
     finally:
         loader.dispose()
@@ -1337,14 +1456,12 @@ def load_spec(path: Path | str, include_dir: Path | None = None) -> PipelineSpec
     if not isinstance(raw, dict):
         raise SpecError(shown, [("", "must be a YAML mapping of fields")])
     try:
-        spec = PipelineSpec.model_validate(
-            raw, context={"include_dir": include_dir or paths.include_dir()}
-        )
+        spec = PipelineSpec.model_validate(raw, context={"include_dir": include_dir or paths.include_dir()})
     except ValidationError as exc:
         raise SpecError(shown, [p for err in exc.errors() for p in _problems(err)]) from None
     except RecursionError:  # a recursive alias (`&a [*a]`)
         raise SpecError(shown, [("", "a value contains itself (a recursive YAML alias)")]) from None
-    except Exception as exc:  # noqa: BLE001 - whatever a validator trips on, the user sees the file
+    except Exception as exc:
         raise SpecError(shown, [("", f"cannot be validated: {type(exc).__name__}: {exc}")]) from exc
     if spec.name != path.stem:
         raise SpecError(shown, [("name", f"{spec.name!r} must match the file name {path.stem!r}")])

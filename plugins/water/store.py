@@ -10,9 +10,14 @@ import json
 import re
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from water.lake import Lake
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from water.quality import PartitionFile
 
 _DS = re.compile(r"^ds=(\d{4}-\d{2}-\d{2})$")
 
@@ -27,12 +32,12 @@ class LakeStore:
     def lake(self) -> Lake:
         return Lake(self.root, self.pipeline)
 
-    def _path(self, uri: str):
+    def _path(self, uri: str) -> ObjectStoragePath:
         from airflow.sdk import ObjectStoragePath
 
         return ObjectStoragePath(uri, conn_id=self.conn_id) if self.conn_id else ObjectStoragePath(uri)
 
-    def partition(self, dataset: str, ds: str):
+    def partition(self, dataset: str, ds: str) -> ObjectStoragePath:
         return self._path(self.lake.uri(dataset, ds))
 
     def days(self, dataset: str) -> list[str]:
@@ -64,20 +69,20 @@ class LakeStore:
             path.write_text(text)
         return str(path)
 
-    def files(self, dataset: str, ds: str) -> list[tuple[str, Any]]:
+    def files(self, dataset: str, ds: str) -> list[PartitionFile]:
         """The data files of one partition as water.quality reads them (see files_under)."""
         return self.files_under(self.lake.uri(dataset, ds))
 
-    def files_under(self, uri: str) -> list[tuple[str, Any]]:
+    def files_under(self, uri: str) -> list[PartitionFile]:
         """(path relative to `uri`, opener) of every data file under a folder: files and folders
         named `_…` or `.…` (markers, checksums, staging) are not data. Nothing is read yet."""
         folder = self._path(uri)
         if not folder.exists():
             return []
         base = folder.path.rstrip("/") + "/"
-        found = []
+        found: list[PartitionFile] = []
         for file in sorted(folder.fs.find(folder.path)):
-            relative = file[len(base):] if file.startswith(base) else file.rsplit("/", 1)[-1]
+            relative = file[len(base) :] if file.startswith(base) else file.rsplit("/", 1)[-1]
             if relative and not any(part.startswith((".", "_")) for part in relative.split("/")):
                 found.append((relative, partial(folder.fs.open, file, "rb")))
         return found
@@ -100,7 +105,7 @@ class LakeStore:
         # trips over the folder's own key).
         prefix = src.path.rstrip("/") + "/"
         for file in src.fs.find(src.path):
-            src.fs.mv(file, dst.path.rstrip("/") + "/" + file[len(prefix):])
+            src.fs.mv(file, dst.path.rstrip("/") + "/" + file[len(prefix) :])
         if src.fs.exists(src.path):  # the emptied folder, on a local disk
             src.fs.rm(src.path, recursive=True)
         return True
@@ -117,7 +122,7 @@ class LakeStore:
             with child.open("rb") as handle:
                 table = pq.read_table(handle, columns=[column])
             grouped = table.group_by(column).aggregate([(column, "count")])
-            for value, n in zip(grouped[column].to_pylist(), grouped[f"{column}_count"].to_pylist()):
+            for value, n in zip(grouped[column].to_pylist(), grouped[f"{column}_count"].to_pylist(), strict=True):
                 if value is not None:
                     counts[str(value)] = counts.get(str(value), 0) + int(n)
         return dict(sorted(counts.items()))

@@ -25,7 +25,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from unittest import mock
@@ -37,7 +37,7 @@ from tests.contract.iam_simulator import Request
 RUNS = ("first", "second")
 ACCOUNT, REGION = EXAMPLE["AccountId"], EXAMPLE["Region"]
 PRINCIPAL = f"arn:aws:sts::{ACCOUNT}:assumed-role/water-airflow/botocore-session-1"  # IRSA's session
-NOW = datetime(2026, 11, 1, 7, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 7, tzinfo=UTC)
 OLD_TAGS = {"owner": "someone-by-hand"}  # on the existing Glue job: removed, and water's added
 
 
@@ -83,7 +83,7 @@ class Recorder(AwsRecorder):
     def recorded(self) -> list[Call]:
         return [
             Call(task, service, operation, params, status)
-            for task, (service, operation, params), status in zip(self.task_ids, self.calls, self.statuses)
+            for task, (service, operation, params), status in zip(self.task_ids, self.calls, self.statuses, strict=True)
         ]
 
 
@@ -171,10 +171,13 @@ class FakeAws:
             ("sts", "GetCallerIdentity"): {"Account": ACCOUNT, "Arn": PRINCIPAL, "UserId": "AROAEXAMPLE:botocore-session-1"},
             ("iam", "GetRole"): lambda p: {
                 "Role": {
-                    "Path": "/", "RoleName": p["RoleName"], "RoleId": "AROAEXAMPLEEXAMPLE1", "CreateDate": NOW,
+                    "Path": "/",
+                    "RoleName": p["RoleName"],
+                    "RoleId": "AROAEXAMPLEEXAMPLE1",
+                    "CreateDate": NOW,
                     "Arn": f"arn:aws:iam::{ACCOUNT}:role/{p['RoleName']}",
                 }
-            },  # fmt: skip
+            },
             ("glue", "GetJob"): glue_job,
             ("glue", "CreateJob"): glue_create,
             ("glue", "GetTags"): glue_tags,
@@ -218,20 +221,20 @@ def deployed_dag(env: str, pipeline: str):
     return build_dag(spec_of(pipeline), target)
 
 
-def _xcom(env: str, pipeline: str, try_number: int) -> dict[tuple[str, str | None], Any]:
+def _xcom(env: str, pipeline: str, try_number: int) -> dict[tuple[str, str], Any]:
     """What the templates and operators pull: each training's model, each transform's model
     name, each sized step's decision (every route on its last tier, one shard)."""
     from water.targets.cloud.target import sagemaker_name
 
     spec = spec_of(pipeline)
     lake = f"{deployed_environ(env)['WATER_LAKE']}/{pipeline}"
-    xcom: dict[tuple[str, str | None], Any] = {}
+    xcom: dict[tuple[str, str], Any] = {}
     for name, step in spec.steps_of("sagemaker_training").items():
         artifact = f"{lake}/{step.writes}/ds={DS}/job/output/model.tar.gz"
-        xcom[(f"{name}.fit", None)] = {"Training": {"ModelArtifacts": {"S3ModelArtifacts": artifact}}}
+        xcom[(f"{name}.fit", "return_value")] = {"Training": {"ModelArtifacts": {"S3ModelArtifacts": artifact}}}
     for name in spec.steps_of("sagemaker_transform"):
         model = rendered_name(sagemaker_name(pipeline, f"{name}-model"), try_number)
-        xcom[(f"{name}.model", None)] = {"Model": {"ModelName": model}}
+        xcom[(f"{name}.model", "return_value")] = {"Model": {"ModelName": model}}
     for name, step in spec.steps_of("sized_postprocess").items():
         routes = step.all_routes(spec.classes, name)
         decision = {"routes": {r: {"tier": route.sizing.tiers[-1].name, "shards": [{"index": 0}]} for r, route in routes.items()}}
@@ -240,14 +243,16 @@ def _xcom(env: str, pipeline: str, try_number: int) -> dict[tuple[str, str | Non
 
 
 class RunTI(FakeTI):
-    stats_tags: dict[str, str] = {}  # what the resumable operators (Glue) read off the task instance
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.stats_tags: dict[str, str] = {}  # what the resumable operators (Glue) read off the task instance
 
 
 def _context(pipeline: str, task_id: str, ti: FakeTI) -> dict[str, Any]:
     ti.task_id = task_id
     return {
         "ds": DS, "ds_nodash": DS_NODASH, "run_id": f"scheduled__{DS}T06:00:00+00:00",
-        "logical_date": datetime(2026, 11, 1, 6, tzinfo=timezone.utc), "ti": ti, "params": {}, "dag": None,
+        "logical_date": datetime(2026, 11, 1, 6, tzinfo=UTC), "ti": ti, "params": {}, "dag": None,
     }  # fmt: skip
 
 
@@ -292,8 +297,8 @@ def _offline(recorder: Recorder) -> Iterator[None]:
         listing = lambda hook, bucket_name, prefix=None, **_: [f"{prefix or ''}part-00000.parquet"]  # noqa: E731
         stack.enter_context(mock.patch.object(GCSHook, "list", listing))
         stack.enter_context(mock.patch.object(GCSHook, "provide_file", provide_file))
-        stack.enter_context(mock.patch.object(GCSHook, "upload", lambda hook, *a, **k: None))
-        stack.enter_context(mock.patch.object(GCSHook, "delete", lambda hook, *a, **k: None))
+        stack.enter_context(mock.patch.object(GCSHook, "upload", return_value=None))
+        stack.enter_context(mock.patch.object(GCSHook, "delete", return_value=None))
         stack.enter_context(mock.patch("time.sleep"))
         yield
 
@@ -308,11 +313,11 @@ def recorded_calls(env: str, pipeline: str, run: str) -> tuple[Call, ...]:
     recorder = Recorder(fake)
     ti = RunTI(_xcom(env, pipeline, try_number), try_number=try_number, dag_id=pipeline)
     dag = deployed_dag(env, pipeline)
-    for task in tasks_as_run(dag):
-        if is_pod(task) or not needs_aws(task):
+    for planned in tasks_as_run(dag):
+        if is_pod(planned) or not needs_aws(planned):
             continue
-        context = _context(pipeline, task.task_id, ti)
-        task = copy.deepcopy(task)
+        context = _context(pipeline, planned.task_id, ti)
+        task = copy.deepcopy(planned)
         task.render_template_fields(context)
         recorder.task_id = task.task_id
         with _offline(recorder):

@@ -1,5 +1,5 @@
-"""The cloud target under test: settings, every shipped pipeline's DAG and a render context
-(imported by test_cloud_*.py).
+"""The cloud target under test: its settings, the shipped specs and a render context
+(imported by test_cloud_*.py; the fixtures built on them are in tests/contract/conftest.py).
 
 Every test runs over every spec in include/pipelines/ (`water.spec.pipeline_names()`), and
 every expectation comes from the spec: its steps' kinds, datasets, names and settings.
@@ -15,6 +15,8 @@ from functools import cache
 from typing import Any
 
 import pytest
+
+from tests.conftest import FakeTI  # the task instance every operator test uses
 
 DS = "2026-11-01"
 DS_NODASH = DS.replace("-", "")
@@ -123,26 +125,7 @@ def tasks_as_run(dag) -> list:
     return [as_run(task) for task in dag.tasks]
 
 
-# --- a task instance and the upstream XComs the templates pull ----------------------------
-
-
-class FakeTI:
-    """The bits of a task instance the templates and operators use: try number and XCom."""
-
-    def __init__(
-        self, xcom: dict[tuple[str, str | None], Any] | None = None, try_number: int = 1, dag_id: str = "pipeline"
-    ):
-        self.dag_id, self.task_id = dag_id, "task"
-        self.try_number = try_number
-        self.map_index = -1
-        self.xcom = dict(xcom or {})
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_pull(self, task_ids: str, key: str | None = None, **_: Any) -> Any:
-        return self.xcom.get((task_ids, key))
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
+# --- the upstream XComs the templates pull (a task instance: tests.conftest.FakeTI) ----------
 
 
 def model_artifact(pipeline: str, training: str) -> str:
@@ -158,15 +141,17 @@ def model_name(pipeline: str, transform: str) -> str:
     return rendered_name(sagemaker_name(pipeline, f"{transform}-model"))
 
 
-def upstream_xcom(pipeline: str) -> dict[tuple[str, str | None], Any]:
+def upstream_xcom(pipeline: str) -> dict[tuple[str, str], Any]:
     """The XComs a pipeline's templates pull, from its spec: each SageMaker training step's
     `<name>.fit` and each transform step's `<name>.model`."""
     spec = spec_of(pipeline)
-    xcom: dict[tuple[str, str | None], Any] = {}
+    xcom: dict[tuple[str, str], Any] = {}
     for name in spec.steps_of("sagemaker_training"):
-        xcom[(f"{name}.fit", None)] = {"Training": {"ModelArtifacts": {"S3ModelArtifacts": model_artifact(pipeline, name)}}}
+        xcom[(f"{name}.fit", "return_value")] = {
+            "Training": {"ModelArtifacts": {"S3ModelArtifacts": model_artifact(pipeline, name)}}
+        }
     for name in spec.steps_of("sagemaker_transform"):
-        xcom[(f"{name}.model", None)] = {"Model": {"ModelName": model_name(pipeline, name)}}
+        xcom[(f"{name}.model", "return_value")] = {"Model": {"ModelName": model_name(pipeline, name)}}
     return xcom
 
 
@@ -183,67 +168,6 @@ def make_context(pipeline: str, ti: FakeTI | None = None) -> dict[str, Any]:
     }
 
 
-# --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def cloud_settings():
-    from water.targets.cloud.target import CloudSettings
-
-    return CloudSettings.from_environment(CLOUD_ENV)
-
-
-@pytest.fixture(scope="session")
-def cloud_target(cloud_settings):
-    from water.targets.cloud.target import CloudTarget
-
-    return CloudTarget(settings=cloud_settings)
-
-
-@pytest.fixture(scope="session")
-def cloud_dags(cloud_target):
-    """dag_of(pipeline) -> the pipeline's DAG on the cloud target (built once per session)."""
-    from water.factory import build_dag
-
-    built: dict[str, Any] = {}
-
-    def dag_of(pipeline: str):
-        if pipeline not in built:
-            built[pipeline] = build_dag(spec_of(pipeline), cloud_target)
-        return built[pipeline]
-
-    return dag_of
-
-
-@pytest.fixture(params=PIPELINES)
-def pipeline(request) -> str:
-    """Each shipped pipeline in turn (a test may parametrize `pipeline` itself instead)."""
-    return request.param
-
-
-@pytest.fixture
-def spec(pipeline):
-    return spec_of(pipeline)
-
-
-@pytest.fixture
-def cloud_dag(cloud_dags, pipeline):
-    return cloud_dags(pipeline)
-
-
-@pytest.fixture
-def rendered(cloud_dag, pipeline):
-    """rendered(task_id) -> the pipeline's task as the task runner runs it (`prepare_for_execution`:
-    a provider operator's stand-in builds the operator), its templates rendered for ds=2026-11-01."""
-
-    def render(task_id: str, context: dict[str, Any] | None = None):
-        task = copy.deepcopy(cloud_dag.get_task(task_id)).prepare_for_execution()
-        task.render_template_fields(context or make_context(pipeline))
-        return task
-
-    return render
-
-
 # --- offline AWS ---------------------------------------------------------------------------
 
 
@@ -254,9 +178,7 @@ class AwsRecorder:
     def __init__(self, region: str = "eu-west-1", responses: dict[tuple[str, str], Any] | None = None):
         import boto3
 
-        self.session = boto3.session.Session(
-            aws_access_key_id="offline", aws_secret_access_key="offline", region_name=region
-        )
+        self.session = boto3.session.Session(aws_access_key_id="offline", aws_secret_access_key="offline", region_name=region)
         self.responses = dict(responses or {})  # (service, Operation) -> dict | callable(params) -> dict
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self._clients: dict[str, Any] = {}

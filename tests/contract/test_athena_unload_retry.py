@@ -10,23 +10,18 @@ athena_sql step of every shipped spec.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from unittest import mock
 
 import pytest
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
+from tests.contract.cloud import (
     LAKE_BUCKET,
     UPSTREAM_XCOM,
     AwsRecorder,
     FakeTI,
-    cloud_dag,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
     make_context,
     offline_aws,
-    rendered,
     spec_of,
     staging,
     steps,
@@ -43,7 +38,7 @@ def leftovers(pipeline: str, dataset: str) -> list[str]:
 def run_try(task, pipeline: str, try_number: int, left: list[str]) -> AwsRecorder:
     from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 
-    modified = datetime(2026, 11, 2, 6, 30, tzinfo=timezone.utc)
+    modified = datetime(2026, 11, 2, 6, 30, tzinfo=UTC)
     recorder = AwsRecorder(
         responses={
             ("s3", "ListObjectsV2"): {
@@ -57,7 +52,7 @@ def run_try(task, pipeline: str, try_number: int, left: list[str]) -> AwsRecorde
         }
     )
     context = make_context(pipeline, FakeTI(UPSTREAM_XCOM[pipeline], try_number=try_number, dag_id=pipeline))
-    with offline_aws(recorder), mock.patch.object(AthenaHook, "get_conn", lambda hook: recorder.client("athena")):
+    with offline_aws(recorder), mock.patch.object(AthenaHook, "get_conn", return_value=recorder.client("athena")):
         assert task.execute(context) == f"q-{try_number}"
     return recorder
 

@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import pytest
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    CLOUD_ENV,
-    PIPELINES,
-    as_run,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-    make_context,
-    spec_of,
-    tasks_as_run,
-)
+from tests.contract.cloud import CLOUD_ENV, PIPELINES, as_run, make_context, spec_of, tasks_as_run
 
 
 def bigquery_tasks(dag) -> list:
     """The DAG's tasks that run a BigQuery job or call the BigQuery API."""
-    return [t for t in tasks_as_run(dag) if type(t).__module__.startswith("airflow.providers.google") and "BigQuery" in type(t).__name__]
+    return [
+        t
+        for t in tasks_as_run(dag)
+        if type(t).__module__.startswith("airflow.providers.google") and "BigQuery" in type(t).__name__
+    ]
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -78,5 +72,5 @@ def test_the_location_defaults_to_the_us_and_refuses_a_typo():
 
     env = {k: v for k, v in CLOUD_ENV.items() if k != "WATER_BIGQUERY_LOCATION"}
     assert CloudSettings.from_environment(env).bigquery_location == "US"
-    with pytest.raises(SettingsError, match="WATER_BIGQUERY_LOCATION='Europe West 1'.*BigQuery location"):
+    with pytest.raises(SettingsError, match=r"WATER_BIGQUERY_LOCATION='Europe West 1'.*BigQuery location"):
         CloudSettings.from_environment({**env, "WATER_BIGQUERY_LOCATION": "Europe West 1"})

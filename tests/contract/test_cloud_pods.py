@@ -18,7 +18,7 @@ import copy
 import importlib.util
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from unittest import mock
 
@@ -34,7 +34,7 @@ from kubernetes.client import (
 )
 
 from tests import routes
-from tests.contract.cloud import (  # noqa: F401 - fixtures
+from tests.contract.cloud import (
     DS,
     IMAGE,
     LAKE_BUCKET,
@@ -43,18 +43,11 @@ from tests.contract.cloud import (  # noqa: F401 - fixtures
     AwsRecorder,
     FakeTI,
     as_run,
-    cloud_dag,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
     key,
     make_context,
     offline_aws,
     partition,
-    pipeline,
     pipelines_with,
-    rendered,
-    spec,
     spec_of,
     steps,
     tasks_as_run,
@@ -307,7 +300,7 @@ def test_commit_takes_every_running_routes_shards(sized, pipeline):
     routes_ = list(sized.routes)
     first, *others = routes_
     largest = sized.routes[first].sizing.tiers[-1]
-    counts = {c: 0 for c in sized.spec.classes}
+    counts = dict.fromkeys(sized.spec.classes, 0)
     counts[sized.routes[first].classes[0]] = largest.max_rows + 1  # two shards of its largest tier
     if others:
         counts[sized.routes[others[-1]].classes[0]] = 1  # the last route runs; any in between has no rows
@@ -326,12 +319,12 @@ def test_commit_takes_every_running_routes_shards(sized, pipeline):
 
     def answer(params):  # each shard folder holds one file per class of its route
         prefix = params["Prefix"]
-        folder = prefix[len(shards_key):].rstrip("/")
+        folder = prefix[len(shards_key) :].rstrip("/")
         if not prefix.startswith(shards_key) or "/shard=" not in folder:
             return {"Contents": [], "KeyCount": 0, "IsTruncated": False}
         route, shard = folder.removeprefix("route=").split("/shard=")
         keys = [f"{prefix}class={c}/part-{route}-{shard}.parquet" for c in sized.routes[route].classes]
-        contents = [{"Key": k, "Size": 1, "LastModified": datetime(2026, 11, 1, 7, tzinfo=timezone.utc)} for k in keys]
+        contents = [{"Key": k, "Size": 1, "LastModified": datetime(2026, 11, 1, 7, tzinfo=UTC)} for k in keys]
         return {"Contents": contents, "KeyCount": len(keys), "IsTruncated": False}
 
     recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): answer, ("s3", "DeleteObjects"): {"Deleted": []}})
@@ -394,14 +387,21 @@ def test_placement_from_the_spec(cloud_target, routed_project, monkeypatch, pipe
         expected = [name]
     else:
         expected = [
-            placed.tier_task_id(name, r, t.name) for r, route in placed.all_routes(spec.classes, name).items() for t in route.sizing.tiers
+            placed.tier_task_id(name, r, t.name)
+            for r, route in placed.all_routes(spec.classes, name).items()
+            for t in route.sizing.tiers
         ]
     assert sorted(t.task_id for t in pods) == sorted(expected)
     for task in pods:
         pod = build_pod(task, pipeline, make_context(pipeline, FakeTI(dag_id=pipeline)))
         assert pod.spec.node_selector == {"workload": "ml-batch"}
         (toleration,) = pod.spec.tolerations
-        assert (toleration.key, toleration.operator, toleration.value, toleration.effect) == ("dedicated", "Equal", "ml", "NoSchedule")
+        assert (toleration.key, toleration.operator, toleration.value, toleration.effect) == (
+            "dedicated",
+            "Equal",
+            "ml",
+            "NoSchedule",
+        )
         assert task.startup_timeout_seconds == 15 * 60
 
 
@@ -413,10 +413,17 @@ def pod_with(reason: str | None, container: str = "base", last_reason: str | Non
         return V1ContainerState(terminated=V1ContainerStateTerminated(exit_code=137, reason=why)) if why else V1ContainerState()
 
     status = V1ContainerStatus(
-        name=container, image=IMAGE, image_id="", ready=False, restart_count=0,
-        state=state(reason), last_state=state(last_reason),
+        name=container,
+        image=IMAGE,
+        image_id="",
+        ready=False,
+        restart_count=0,
+        state=state(reason),
+        last_state=state(last_reason),
     )
-    return V1Pod(metadata=V1ObjectMeta(name="p", namespace="water-jobs"), status=V1PodStatus(phase="Failed", container_statuses=[status]))
+    return V1Pod(
+        metadata=V1ObjectMeta(name="p", namespace="water-jobs"), status=V1PodStatus(phase="Failed", container_statuses=[status])
+    )
 
 
 def test_oom_killed_reads_the_containers_termination_reason():
@@ -449,6 +456,7 @@ def _memory(quantity: str) -> Decimal:
     from water.spec import parse_quantity
 
     return parse_quantity(quantity)
+
 
 @pytest.mark.parametrize(("pipeline", "route", "tier"), tier_params(largest=False))
 def test_an_oomkilled_tier_pod_reruns_once_on_the_next_bigger_tier(sized, pipeline, route, tier):
@@ -511,7 +519,7 @@ def test_every_shipped_spec_is_covered():
     """The parametrized tests above run over every spec: none is silently left out."""
     from water.spec import pipeline_names
 
-    assert PIPELINES == pipeline_names() and PIPELINES
+    assert pipeline_names() == PIPELINES and PIPELINES
     covered = {p.values[0] for p in steps("pod", "sized_postprocess")}
     with_pods = {p for p in PIPELINES if spec_of(p).steps_of("pod") or spec_of(p).steps_of("sized_postprocess")}
     assert covered == with_pods

@@ -18,27 +18,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    CLOUD_ENV,
-    DS,
-    FakeTI,
-    UPSTREAM_XCOM,
-    cloud_dag,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-    make_context,
-    pipeline,
-    rendered,
-    spec,
-    spec_of,
-    steps,
-)
+from tests.contract.cloud import CLOUD_ENV, DS, UPSTREAM_XCOM, FakeTI, make_context, spec_of, steps
 from water.quality import Gates, QualityCheckFailed
 
 STAGED = ("bigquery_sql", "glue_pyspark", "athena_sql", "sagemaker_transform")  # write aside, then promote
-ARROW = {"integer": pa.int64(), "float": pa.float64(), "number": pa.float64(), "string": pa.string(),
-         "boolean": pa.bool_(), "date": pa.date32(), "timestamp": pa.timestamp("s")}
+ARROW = {
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "number": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("s"),
+}
 VALUES = {"integer": 1, "float": 0.5, "number": 2.0, "string": "x", "boolean": True}
 
 
@@ -57,7 +49,7 @@ def s3_lake(tmp_path):
 
     def local(store, uri):
         assert uri.startswith(root + "/"), uri
-        return ObjectStoragePath(f"file://{tmp_path}/{uri[len(root) + 1:]}")
+        return ObjectStoragePath(f"file://{tmp_path}/{uri[len(root) + 1 :]}")
 
     with mock.patch.object(LakeStore, "_path", local):
         yield tmp_path
@@ -69,7 +61,7 @@ def write_rows(folder: Path, row_format: str, checks, rows: int) -> None:
     if row_format == "csv":
         (folder / "part-00000.csv.out").write_text("".join(f"{i},a,0.5\n" for i in range(rows)))
         return
-    names = {"row": "integer", **{c: "string" for c in checks.max_null_share}, **checks.columns}
+    names = {"row": "integer", **dict.fromkeys(checks.max_null_share, "string"), **checks.columns}
     table = pa.table({c: pa.array([VALUES.get(t, "x")] * rows, ARROW[t]) for c, t in names.items()})
     if row_format == "csv_header":
         import pyarrow.csv as pacsv
@@ -107,7 +99,10 @@ def final_metrics_xcom(pipeline: str, name: str, value: float) -> dict:
     shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("DescribeTrainingJob").output_shape
     metric = {"MetricName": spec_of(pipeline).steps[name].objective_metric, "Value": value, "Timestamp": "2026-11-01T07:00:00Z"}
     assert set(metric) == set(shape.members["FinalMetricDataList"].member.members)  # the names botocore answers with
-    return {**UPSTREAM_XCOM[pipeline], (f"{name}.fit", None): {"Training": {"TrainingJobStatus": "Completed", "FinalMetricDataList": [metric]}}}
+    return {
+        **UPSTREAM_XCOM[pipeline],
+        (f"{name}.fit", "return_value"): {"Training": {"TrainingJobStatus": "Completed", "FinalMetricDataList": [metric]}},
+    }
 
 
 def write_validation(lake: Path, pipeline: str, dataset: str, column: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
@@ -22,36 +22,28 @@ import sqlglot
 from botocore.exceptions import ParamValidationError
 from sqlglot import exp
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
+from tests.contract.cloud import (
     CLOUD_ENV,
     DS,
     DS_NODASH,
     LAKE_BUCKET,
-    PIPELINES,
     UPSTREAM_XCOM,
     AwsRecorder,
     FakeTI,
-    cloud_dag,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
     key,
     make_context,
     model_artifact,
     model_name,
     offline_aws,
     partition,
-    pipeline,
-    rendered,
     rendered_name,
-    spec,
     spec_of,
     staging,
     steps,
     validate,
 )
 
-MODIFIED = datetime(2026, 11, 1, 7, tzinfo=timezone.utc)
+MODIFIED = datetime(2026, 11, 1, 7, tzinfo=UTC)
 SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 ATHENA_OUTPUT = CLOUD_ENV["WATER_ATHENA_OUTPUT"]
 SAGEMAKER_CODE = CLOUD_ENV["WATER_SAGEMAKER_CODE"]
@@ -66,7 +58,11 @@ def sourcedir(pipeline: str, training: str) -> str:
 
 
 def listing(keys: list[str]) -> dict:
-    return {"Contents": [{"Key": k, "Size": 1, "LastModified": MODIFIED} for k in keys], "KeyCount": len(keys), "IsTruncated": False}
+    return {
+        "Contents": [{"Key": k, "Size": 1, "LastModified": MODIFIED} for k in keys],
+        "KeyCount": len(keys),
+        "IsTruncated": False,
+    }
 
 
 # --- SageMaker -----------------------------------------------------------------------------
@@ -101,7 +97,9 @@ def test_training_job_request(rendered, pipeline, name):
     assert channels == {channel: f"{partition(pipeline, dataset)}/" for channel, dataset in step.reads.items()}
     assert config["OutputDataConfig"]["S3OutputPath"] == partition(pipeline, step.writes)
     assert config["ResourceConfig"] == {
-        "InstanceType": step.instance_type, "InstanceCount": step.instance_count, "VolumeSizeInGB": step.volume_size_gb,
+        "InstanceType": step.instance_type,
+        "InstanceCount": step.instance_count,
+        "VolumeSizeInGB": step.volume_size_gb,
     }
     assert config["StoppingCondition"] == {"MaxRuntimeInSeconds": int(step.max_runtime.total_seconds())}
     assert config["AlgorithmSpecification"]["MetricDefinitions"] == [
@@ -186,7 +184,8 @@ def test_sourcedir_upload_request(rendered, pipeline, name):
     assert uri == sourcedir(pipeline, name)
     (put,) = recorder.requests("s3", "PutObject")
     validate("s3", "PutObject", put)
-    names = tarfile.open(fileobj=io.BytesIO(put["Body"]), mode="r:gz").getnames()
+    with tarfile.open(fileobj=io.BytesIO(put["Body"]), mode="r:gz") as tar:
+        names = tar.getnames()
     inference = {Path(t.entry_point).name for t in spec.steps_of("sagemaker_transform").values() if t.model == step.writes}
     assert {Path(step.entry_point).name, *inference} <= set(names)
 
@@ -201,16 +200,22 @@ def run_glue(task) -> AwsRecorder:
             ("glue", "GetJob"): {"Error": {"Code": "EntityNotFoundException", "Message": "no such job"}},
             ("iam", "GetRole"): {
                 "Role": {
-                    "Path": "/", "RoleName": "water-glue", "RoleId": "AROAEXAMPLEEXAMPLE1",
-                    "Arn": "arn:aws:iam::123456789012:role/water-glue", "CreateDate": "2026-01-01T00:00:00Z",
+                    "Path": "/",
+                    "RoleName": "water-glue",
+                    "RoleId": "AROAEXAMPLEEXAMPLE1",
+                    "Arn": "arn:aws:iam::123456789012:role/water-glue",
+                    "CreateDate": "2026-01-01T00:00:00Z",
                 }
             },
             ("glue", "StartJobRun"): {"JobRunId": "jr_1"},
         }
     )
-    with offline_aws(recorder), mock.patch(
-        "airflow.providers.amazon.aws.hooks.glue.GlueJobHook.get_iam_execution_role",
-        lambda hook: recorder.client("iam").get_role(RoleName=hook.role_name),
+    with (
+        offline_aws(recorder),
+        mock.patch(
+            "airflow.providers.amazon.aws.hooks.glue.GlueJobHook.get_iam_execution_role",
+            lambda hook: recorder.client("iam").get_role(RoleName=hook.role_name),
+        ),
     ):
         task.hook.initialize_job(task.script_args, task.run_job_kwargs)
     return recorder
@@ -230,7 +235,9 @@ def test_glue_create_and_start_requests(rendered, pipeline, name):
     assert create["Role"] == "arn:aws:iam::123456789012:role/water-glue"
     assert create["Command"]["ScriptLocation"] == f"{CLOUD_ENV['WATER_GLUE_SCRIPTS']}/{pipeline}/{Path(step.script).name}"
     assert (create["GlueVersion"], create["WorkerType"], create["NumberOfWorkers"]) == (
-        step.glue_version, step.worker_type, step.workers,
+        step.glue_version,
+        step.worker_type,
+        step.workers,
     )
     assert "MaxCapacity" not in create  # workers, not DPUs
     assert "LogUri" not in create  # a field AWS reserves; the script is already on S3, so no s3_bucket
@@ -402,7 +409,7 @@ def run_stats(task, pipeline: str, classes: list[str]) -> tuple[dict, AwsRecorde
             ("athena", "GetQueryResults"): page,
         }
     )
-    with offline_aws(recorder), mock.patch.object(AthenaHook, "get_conn", lambda hook: recorder.client("athena")):
+    with offline_aws(recorder), mock.patch.object(AthenaHook, "get_conn", return_value=recorder.client("athena")):
         figures = task.execute(make_context(pipeline))
     return figures, recorder
 
@@ -455,7 +462,11 @@ def test_promote_copies_then_removes_stale_and_staged_objects(rendered, pipeline
         figures = task.execute(make_context(pipeline))
     copies = recorder.requests("s3", "CopyObject")
     for request in copies + recorder.requests("s3", "DeleteObjects") + recorder.requests("s3", "ListObjectsV2"):
-        validate("s3", "CopyObject" if "CopySource" in request else "DeleteObjects" if "Delete" in request else "ListObjectsV2", request)
+        validate(
+            "s3",
+            "CopyObject" if "CopySource" in request else "DeleteObjects" if "Delete" in request else "ListObjectsV2",
+            request,
+        )
     assert {r["Bucket"] for r in copies} == {LAKE_BUCKET}
     assert sorted(r["Key"] for r in copies) == [current + "part-00000", current + "part-00001"]
     deleted = [[o["Key"] for o in r["Delete"]["Objects"]] for r in recorder.requests("s3", "DeleteObjects")]
@@ -488,10 +499,12 @@ def test_commit_takes_the_shards_the_decision_planned(rendered, pipeline, name):
 
     routes = step.all_routes(spec.classes, name)
     first = next(iter(routes))
-    decision = {"routes": {
-        r: {"tier": route.sizing.tiers[-1].name, "shards": [{"index": 0}, {"index": 1}] if r == first else [{"index": 0}]}
-        for r, route in routes.items()
-    }}
+    decision = {
+        "routes": {
+            r: {"tier": route.sizing.tiers[-1].name, "shards": [{"index": 0}, {"index": 1}] if r == first else [{"index": 0}]}
+            for r, route in routes.items()
+        }
+    }
     ti = FakeTI({(step.size_task_id(name), "decision"): decision}, dag_id=pipeline)
     recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): answer, ("s3", "DeleteObjects"): {"Deleted": []}})
     with offline_aws(recorder):

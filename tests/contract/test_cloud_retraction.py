@@ -13,32 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from unittest import mock
 
 import pytest
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    DS_NODASH,
-    LAKE_BUCKET,
-    AwsRecorder,
-    cloud_dag,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-    key,
-    make_context,
-    offline_aws,
-    pipeline,
-    rendered,
-    spec,
-    spec_of,
-    steps,
-    validate,
-)
+from tests.contract.cloud import DS_NODASH, LAKE_BUCKET, AwsRecorder, key, make_context, offline_aws, spec_of, steps, validate
 
 PROJECT = "acme-analytics"  # WATER_GCP_PROJECT
-MODIFIED = datetime(2026, 11, 1, 7, tzinfo=timezone.utc)
+MODIFIED = datetime(2026, 11, 1, 7, tzinfo=UTC)
 
 
 class BigQueryStandIn:
@@ -101,7 +84,10 @@ def test_the_retraction_deletes_only_the_days_table_partition(rendered, pipeline
     assert (reference.project, reference.dataset_id, reference.table_id) == (PROJECT, dataset, f"{table}${DS_NODASH}")
     assert task.ignore_if_missing and task.gcp_conn_id == "google_cloud_default"
     assert run_table_partition(task, pipeline) == [
-        ("DELETE", f"https://bigquery.googleapis.com/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/{table}${DS_NODASH}?prettyPrint=false")
+        (
+            "DELETE",
+            f"https://bigquery.googleapis.com/bigquery/v2/projects/{PROJECT}/datasets/{dataset}/tables/{table}${DS_NODASH}?prettyPrint=false",
+        )
     ]
     # a table nothing was ever published to: nothing to retract, and no failure
     assert len(run_table_partition(rendered(task.task_id), pipeline, missing=True)) == 1
@@ -118,7 +104,11 @@ def test_the_retraction_deletes_the_days_lake_partition_the_publish_step_read(re
 
     def listing(params):
         keys = [k for k in objects if k.startswith(params["Prefix"])]
-        return {"Contents": [{"Key": k, "Size": 1, "LastModified": MODIFIED} for k in keys], "KeyCount": len(keys), "IsTruncated": False}
+        return {
+            "Contents": [{"Key": k, "Size": 1, "LastModified": MODIFIED} for k in keys],
+            "KeyCount": len(keys),
+            "IsTruncated": False,
+        }
 
     recorder = AwsRecorder(responses={("s3", "ListObjectsV2"): listing, ("s3", "DeleteObjects"): {"Deleted": []}})
     with offline_aws(recorder):

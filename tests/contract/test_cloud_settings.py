@@ -12,21 +12,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    CLOUD_ENV,
-    PIPELINES,
-    as_run,
-    cloud_dag,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-    pipeline,
-    rendered_name,
-    spec,
-    spec_of,
-    steps,
-    tasks_as_run,
-)
+from tests.contract.cloud import CLOUD_ENV, PIPELINES, as_run, rendered_name, spec_of, steps, tasks_as_run
 
 
 def test_settings_name_every_missing_variable():
@@ -87,8 +73,10 @@ def test_the_docstring_table_lists_exactly_the_settings():
 def test_sklearn_image_per_region_and_unknown_regions():
     from water.targets.cloud.target import SettingsError, sklearn_image
 
-    assert sklearn_image("us-east-1", "1.4-2") == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
-    with pytest.raises(SettingsError, match="WATER_AWS_REGION='mars-north-1'.*known regions"):
+    assert (
+        sklearn_image("us-east-1", "1.4-2") == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-cpu-py3"
+    )
+    with pytest.raises(SettingsError, match=r"WATER_AWS_REGION='mars-north-1'.*known regions"):
         sklearn_image("mars-north-1", "1.4-2")
 
 
@@ -117,11 +105,7 @@ def test_sagemaker_names_fit_the_api_even_with_a_timestamp(pipeline):
 def test_bind_ds_binds_only_real_placeholders():
     from water.targets.cloud.target import bind_ds
 
-    sql = (
-        "-- the parameter (?) is ds\n"
-        "SELECT 'what?' AS q, \"odd?name\" FROM t /* why? */\n"
-        "WHERE ds = ? AND note <> 'it''s ?'"
-    )
+    sql = "-- the parameter (?) is ds\nSELECT 'what?' AS q, \"odd?name\" FROM t /* why? */\nWHERE ds = ? AND note <> 'it''s ?'"
     bound = bind_ds(sql, "'2026-11-01'")
     assert bound.count("'2026-11-01'") == 1
     assert "(?) is ds" in bound and "'what?'" in bound and '"odd?name"' in bound and "/* why? */" in bound
@@ -135,7 +119,9 @@ def test_script_mode_hyperparameters_are_json_strings():
 
     from water.targets.cloud.target import script_mode_hyperparameters
 
-    hp = script_mode_hyperparameters({"max_iter": 150, "rate": 0.1, "flag": True, "name": "x"}, "train.py", "s3://b/k.tar.gz", "eu-west-1")
+    hp = script_mode_hyperparameters(
+        {"max_iter": 150, "rate": 0.1, "flag": True, "name": "x"}, "train.py", "s3://b/k.tar.gz", "eu-west-1"
+    )
     assert hp["max_iter"] == "150" and hp["rate"] == "0.1" and hp["flag"] == "true" and hp["name"] == '"x"'
     assert json.loads(hp["sagemaker_program"]) == "train.py"
     assert json.loads(hp["sagemaker_submit_directory"]) == "s3://b/k.tar.gz"
@@ -152,7 +138,8 @@ def test_sourcedir_tarball_is_reproducible(pipeline, name):
     folder = paths.include_dir() / entry_point.parent
     first, second = sourcedir_tarball(folder), sourcedir_tarball(folder)
     assert first == second
-    names = tarfile.open(fileobj=io.BytesIO(first), mode="r:gz").getnames()
+    with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
+        names = tar.getnames()
     assert entry_point.name in names and not any("__pycache__" in n for n in names)
 
 
@@ -168,7 +155,7 @@ def test_split_s3_uri():
 
     assert split_s3_uri("s3://acme-ml-lake/water/p/raw/ds=2026-11-01/") == ("acme-ml-lake", "water/p/raw/ds=2026-11-01")
     assert split_s3_uri("s3://acme-ml-lake") == ("acme-ml-lake", "")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not an s3://bucket/prefix URI"):
         split_s3_uri("gs://acme/x")
 
 

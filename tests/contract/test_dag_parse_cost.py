@@ -16,20 +16,13 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from airflow.sdk import BaseOperator
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    CLOUD_ENV,
-    PIPELINES,
-    as_run,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-)
 from tests.conftest import ROOT
+from tests.contract.cloud import CLOUD_ENV, PIPELINES, as_run
 
 DAG_FILES = sorted(p.name for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
 
@@ -49,7 +42,9 @@ HEAVY = (
     "aiobotocore",
 )
 # Modules of the providers' operators, hooks and triggers: imported by the task that runs one.
-PROVIDER_RUNTIME = re.compile(r"^airflow\.providers\.(amazon|google|cncf)\.[\w.]*\b(operators|hooks|transfers|triggers|sensors)\b")
+PROVIDER_RUNTIME = re.compile(
+    r"^airflow\.providers\.(amazon|google|cncf)\.[\w.]*\b(operators|hooks|transfers|triggers|sensors)\b"
+)
 
 PARSE = """
 import json, sys
@@ -78,6 +73,7 @@ def parsed(request) -> dict:
         capture_output=True,
         text=True,
         timeout=600,  # a bound on a hung parse, not a measurement
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {"file": request.param, **json.loads(proc.stdout.splitlines()[-1])}
@@ -216,10 +212,14 @@ def test_the_task_runner_runs_the_operator_a_stand_in_builds(airflow_db, tmp_pat
     resume): the stand-in's operator runs, rendered, with the task's settings; mapped too."""
     # DagBag's safe mode reads a file only if it says "airflow" and "dag"
     (tmp_path / "probe_dag.py").write_text(f"# an airflow DAG\nfrom {__name__} import probe_dag\n\ndag = probe_dag()\n")
-    bundle = {"name": "lazy_probe", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {"path": str(tmp_path)}}
+    bundle = {
+        "name": "lazy_probe",
+        "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+        "kwargs": {"path": str(tmp_path)},
+    }
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
     RESULTS.clear()
-    run = probe_dag().test(logical_date=datetime(2026, 11, 1, tzinfo=timezone.utc))
+    run = probe_dag().test(logical_date=datetime(2026, 11, 1, tzinfo=UTC))
     assert run.state == "success", [(ti.task_id, ti.map_index, ti.state) for ti in run.get_task_instances()]
     assert RESULTS["plain"] == {"class": "Probe", "greeting": "day 2026-11-01", "shard": None, "retries": 3}
     assert RESULTS["deferring"] == {"class": "Probe", "greeting": "later", "shard": None, "retries": 3, "resumed": True}

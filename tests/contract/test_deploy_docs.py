@@ -83,4 +83,6 @@ def test_the_check_refuses_a_missing_dataset():
     rows = grants(text)
     assert granted(rows, READ, "app") and not granted(rows, READ, "not_a_dataset")
     without_outputs = [(role, on) for role, on in rows if not (role == WRITE and "output dataset" in on)]
-    assert not any(granted(without_outputs, WRITE, dataset_of(s.table)) for p in PIPELINES for s in spec_of(p).steps_of("publish").values())
+    assert not any(
+        granted(without_outputs, WRITE, dataset_of(s.table)) for p in PIPELINES for s in spec_of(p).steps_of("publish").values()
+    )

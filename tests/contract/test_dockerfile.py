@@ -26,9 +26,7 @@ def hadolint() -> str:
 
 
 def lint(path: Path) -> list[dict]:
-    result = subprocess.run(
-        [hadolint(), "--format", "json", "--no-fail", str(path)], capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([hadolint(), "--format", "json", "--no-fail", str(path)], capture_output=True, text=True, check=True)
     return json.loads(result.stdout)
 
 
@@ -85,9 +83,7 @@ def test_airflow_stage_installs_requirements_keeping_airflow_pinned():
     airflow = stages(DOCKERFILE.read_text())["airflow"]
     assert ("ARG", "AIRFLOW_VERSION") in airflow  # re-declared, or the stage sees it empty
     runs = [args for keyword, args in airflow if keyword == "RUN"]
-    assert any(
-        '"apache-airflow==${AIRFLOW_VERSION}"' in run and "-r /opt/airflow/requirements.txt" in run for run in runs
-    ), runs
+    assert any('"apache-airflow==${AIRFLOW_VERSION}"' in run and "-r /opt/airflow/requirements.txt" in run for run in runs), runs
     copied = {args.split()[-1] for keyword, args in airflow if keyword == "COPY"}
     assert {"/opt/airflow/dags", "/opt/airflow/plugins", "/opt/airflow/include"} <= copied
     assert ("ENV", "WATER_PROJECT_ROOT=/opt/airflow") in airflow
@@ -115,6 +111,7 @@ def test_build_context_leaves_out_local_state():
 def test_the_image_gets_what_water_runs_on_and_no_test_tools():
     """requirements.txt (what the image installs) holds no test or lint tool; those, and only
     they, come from requirements-dev.txt, pinned within requirements.txt's pins."""
+
     def pins(path):
         return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", path.read_text(), re.M))
 

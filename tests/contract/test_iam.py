@@ -232,9 +232,7 @@ def test_airflow_role_allows_every_action_the_cloud_target_calls():
 
     granted = actions_of(IAM_DIR / "airflow-role-policy.json")
     assert AWS_ACTIONS, "AWS_ACTIONS is empty"
-    missing = sorted(
-        action for action in AWS_ACTIONS if not any(fnmatchcase(action.lower(), g.lower()) for g in granted)
-    )
+    missing = sorted(action for action in AWS_ACTIONS if not any(fnmatchcase(action.lower(), g.lower()) for g in granted))
     assert missing == [], f"docs/iam/airflow-role-policy.json does not allow {missing}"
 
 

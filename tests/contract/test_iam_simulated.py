@@ -51,7 +51,7 @@ def refused(policy: dict, requests: list[Request]) -> list[str]:
     for r in requests:
         unique.setdefault((r.action, r.resource, json.dumps(r.context, sort_keys=True)), r)
     decisions = evaluate(policy, list(unique.values()), ACCOUNT, PRINCIPAL)
-    return [f"{decision}: {r.shown()}" for r, decision in zip(unique.values(), decisions) if decision != "Allowed"]
+    return [f"{decision}: {r.shown()}" for r, decision in zip(unique.values(), decisions, strict=True) if decision != "Allowed"]
 
 
 def _as_list(value) -> list:
@@ -151,7 +151,9 @@ def test_a_prefix_only_listing_grant_would_be_refused():
     policy = airflow_policy()
     for statement in policy["Statement"]:
         if "s3:ListBucket" in _as_list(statement["Action"]):
-            statement["Condition"] = {"StringLike": {"s3:prefix": ["lake/*", "artifacts/*", "athena-results/*", "airflow-logs/*"]}}
+            statement["Condition"] = {
+                "StringLike": {"s3:prefix": ["lake/*", "artifacts/*", "athena-results/*", "airflow-logs/*"]}
+            }
     sagemaker = pipelines_with("sagemaker_training")
     assert sagemaker, "no shipped spec trains on SageMaker"
     found = refused(policy, run_requests("prod", sagemaker[0], "first"))

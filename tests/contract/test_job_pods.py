@@ -24,16 +24,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    CLOUD_ENV,
-    PIPELINES,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-    make_context,
-    spec_of,
-    tasks_as_run,
-)
+from tests.contract.cloud import PIPELINES, spec_of, tasks_as_run
 from tests.contract.helm import CHART, ENVIRONMENTS, ROOT, filled, settings_of, user_values
 from tests.contract.test_cloud_pods import build_pod
 
@@ -223,7 +214,9 @@ def test_every_pod_validates_against_the_kubernetes_schemas(pods):
     schema = json.loads((CHART / "values.schema.json").read_text())
 
     def validator(kind: str):
-        return jsonschema.Draft7Validator({"$ref": f"#/definitions/io.k8s.api.core.v1.{kind}", "definitions": schema["definitions"]})
+        return jsonschema.Draft7Validator(
+            {"$ref": f"#/definitions/io.k8s.api.core.v1.{kind}", "definitions": schema["definitions"]}
+        )
 
     for task, pod in pods.items():
         for container in pod["spec"]["containers"]:
@@ -237,7 +230,7 @@ def test_every_pod_validates_strictly_with_kubernetes_validate(pods):
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="kubernetes-validate is not installed (not in requirements-dev.txt)"
     )
-    for task, pod in pods.items():
+    for pod in pods.values():
         kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", **pod}, "1.33", strict=True)
 
 
@@ -282,7 +275,9 @@ def test_the_jobs_role_reaches_the_lakes_objects_only():
     lake = "arn:aws:s3:::${LakeBucket}"
     for pipeline in PIPELINES:
         spec = spec_of(pipeline)
-        datasets = {d for s in spec.steps_of("pod").values() for d in [*s.reads.values(), *(o.dataset for o in s.writes.values())]}
+        datasets = {
+            d for s in spec.steps_of("pod").values() for d in [*s.reads.values(), *(o.dataset for o in s.writes.values())]
+        }
         for name, step in spec.steps_of("sized_postprocess").items():
             datasets |= {step.reads, step.writes, step.shards_dataset}
             datasets |= {d for route in step.all_routes(spec.classes, name).values() for d in route.reads.values()}

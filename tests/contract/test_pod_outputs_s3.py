@@ -23,18 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.contract.cloud import (  # noqa: F401 - fixtures
-    DS,
-    LAKE_BUCKET,
-    PIPELINES,
-    as_run,
-    cloud_dags,
-    cloud_settings,
-    cloud_target,
-    key,
-    make_context,
-    spec_of,
-)
+from tests.contract.cloud import DS, LAKE_BUCKET, PIPELINES, as_run, key, make_context, spec_of
 from water import paths
 
 REGION = "eu-west-1"
@@ -63,7 +52,11 @@ def s3():
 
 
 def keys(client) -> list[str]:
-    return sorted(o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=LAKE_BUCKET) for o in page.get("Contents", []))
+    return sorted(
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=LAKE_BUCKET)
+        for o in page.get("Contents", [])
+    )
 
 
 @pytest.fixture
@@ -115,13 +108,18 @@ def seed(client, pipeline: str) -> None:
         "user_id": pa.array(range(n), pa.int64()),
         "customer_key": pa.array([f"c{i:04d}" for i in range(n)]),
         "platform": pa.array([("ios", "android", "web")[i % 3] for i in range(n)]),
-        **{name: pa.array([float((i * (j + 3)) % 17) for i in range(n)]) for j, name in enumerate(dict.fromkeys([*features, *counts]))},
+        **{
+            name: pa.array([float((i * (j + 3)) % 17) for i in range(n)])
+            for j, name in enumerate(dict.fromkeys([*features, *counts]))
+        },
         "label": pa.array([classes[i % len(classes)] for i in range(n)]),
         "split": pa.array(["validation" if i % 5 == 0 else "train" for i in range(n)]),
     }
     buffer = pa.BufferOutputStream()
     pq.write_table(pa.table(columns), buffer)
-    client.put_object(Bucket=LAKE_BUCKET, Key=key(pipeline, first.reads["input"], "part-0.parquet"), Body=buffer.getvalue().to_pybytes())
+    client.put_object(
+        Bucket=LAKE_BUCKET, Key=key(pipeline, first.reads["input"], "part-0.parquet"), Body=buffer.getvalue().to_pybytes()
+    )
     if not any(s.kind == "pod" and "predictions" in [o.dataset for o in s.writes.values()] for s in spec.steps.values()):
         lines = "".join(f"{i},{classes[i % len(classes)]},{0.5 + (i % 5) / 10}\n" for i in range(n))
         client.put_object(Bucket=LAKE_BUCKET, Key=key(pipeline, "predictions", "part-0.csv.out"), Body=lines.encode())

@@ -9,17 +9,17 @@ give that run ds=2026-11-02, six hours of a day; the DAG must not depend on that
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
-from tests.contract.cloud import PIPELINES, cloud_settings, cloud_target, spec_of  # noqa: F401 - fixtures
+from tests.contract.cloud import PIPELINES, spec_of
 
 SCHEDULED = [p for p in PIPELINES if spec_of(p).schedule]
 
 
 def midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 @pytest.fixture(params=["False", "True"], ids=["trigger-default", "data-intervals"])
@@ -72,16 +72,16 @@ def test_the_demos_0600_run_processes_yesterday(scheduled_dag):
     timetable = scheduled_dag("recipe_engagement").timetable
     restriction = TimeRestriction(earliest=midnight(date(2026, 11, 1)), latest=None, catchup=True)
     info = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)
-    assert info.run_after == datetime(2026, 11, 2, 6, tzinfo=timezone.utc)
+    assert info.run_after == datetime(2026, 11, 2, 6, tzinfo=UTC)
     assert info.logical_date.strftime("%Y-%m-%d") == "2026-11-01"  # {{ ds }}
-    assert info.data_interval.start == datetime(2026, 11, 1, 6, tzinfo=timezone.utc)
-    assert info.data_interval.end == datetime(2026, 11, 2, 6, tzinfo=timezone.utc)
+    assert info.data_interval.start == datetime(2026, 11, 1, 6, tzinfo=UTC)
+    assert info.data_interval.end == datetime(2026, 11, 2, 6, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("pipeline", SCHEDULED)
 def test_a_backfill_of_days_runs_exactly_those_days(scheduled_dag, pipeline):
     """`water backfill --start S --end E` asks Airflow for the runs from S 00:00 to E 23:59:59
     (water.cli.stack.backfill): the days S to E, each once."""
-    end = datetime(2026, 11, 7, 23, 59, 59, tzinfo=timezone.utc)
+    end = datetime(2026, 11, 7, 23, 59, 59, tzinfo=UTC)
     infos = scheduled_dag(pipeline).iter_dagrun_infos_between(midnight(date(2026, 11, 3)), end)
     assert [i.logical_date.date() for i in infos] == [date(2026, 11, d) for d in range(3, 8)]

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 from unittest import mock
 
 import pandas as pd
 import pytest
 
-from tests.contract.cloud import DS, cloud_dags, cloud_settings, cloud_target, spec_of, steps  # noqa: F401 - fixtures
+from tests.contract.cloud import DS, spec_of, steps
 from water import paths
 
 
@@ -91,9 +90,9 @@ def run_count(counter, text: str) -> dict[str, int]:
 
     page = {"ResultSet": {"Rows": [{"Data": [cell("class"), cell("n")]}, *({"Data": [cell(c), cell(n)]} for c, n in result)]}}
     with (
-        mock.patch.object(AthenaHook, "run_query", lambda hook, *a, **k: "q-1"),
-        mock.patch.object(AthenaHook, "poll_query_status", lambda hook, *a, **k: "SUCCEEDED"),
-        mock.patch.object(AthenaHook, "get_query_results_paginator", lambda hook, query_id: [page]),
+        mock.patch.object(AthenaHook, "run_query", return_value="q-1"),
+        mock.patch.object(AthenaHook, "poll_query_status", return_value="SUCCEEDED"),
+        mock.patch.object(AthenaHook, "get_query_results_paginator", return_value=[page]),
     ):
         return counter(DS)
 
@@ -112,7 +111,7 @@ def test_the_count_ignores_blank_lines(cloud_dags, pipeline, name):
 def test_a_line_with_an_id_and_no_class_is_refused(cloud_dags, pipeline, name):
     counter = cloud_dags(pipeline).get_task(name).counter
     first = spec_of(pipeline).classes[0]
-    with pytest.raises(ValueError, match="1 prediction line.* no class"):
+    with pytest.raises(ValueError, match=r"1 prediction line.* no class"):
         run_count(counter, assemble_with_line([f"1,{first},0.9", "2"]))
 
 

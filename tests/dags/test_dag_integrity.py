@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import ROOT
 
 DAG_FILES = sorted(p.stem for p in (ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
+# the pipelines' DAGs (a spec each); the others (water_control) are water's own
+PIPELINE_DAGS = [d for d in DAG_FILES if (ROOT / "include" / "pipelines" / f"{d}.yaml").is_file()]
 
 
 def test_no_import_errors(dagbag):
@@ -47,7 +49,7 @@ def _step_tasks(dag, spec, name: str) -> list:
     return [t for t in dag.tasks if _stage(t.task_id) in ids]
 
 
-@pytest.mark.parametrize("dag_id", DAG_FILES)
+@pytest.mark.parametrize("dag_id", PIPELINE_DAGS)
 def test_graph_is_the_spec(dagbag, dag_id):
     """Every step is there, and it runs after the steps whose datasets it reads."""
     dag, spec = dagbag.dags[dag_id], _spec(dag_id)
@@ -64,7 +66,7 @@ def test_graph_is_the_spec(dagbag, dag_id):
     assert "run_report" in task_ids
 
 
-@pytest.mark.parametrize("dag_id", DAG_FILES)
+@pytest.mark.parametrize("dag_id", PIPELINE_DAGS)
 def test_sized_postprocess_branches_per_tier(dagbag, dag_id):
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
@@ -94,7 +96,7 @@ def test_sized_postprocess_branches_per_tier(dagbag, dag_id):
     assert commit.trigger_rule == "none_failed_min_one_success"
 
 
-@pytest.mark.parametrize("dag_id", DAG_FILES)
+@pytest.mark.parametrize("dag_id", PIPELINE_DAGS)
 def test_drift_guard_gates_what_reads_the_guarded_dataset(dagbag, dag_id):
     dag, spec = dagbag.dags[dag_id], _spec(dag_id)
     guard = spec.step_of("drift_guard")
@@ -111,7 +113,7 @@ def test_drift_guard_gates_what_reads_the_guarded_dataset(dagbag, dag_id):
     assert all(ids & set(task.continue_task_ids) for ids in heads.values()), "a guarded step the guard never continues to"
 
 
-@pytest.mark.parametrize("dag_id", DAG_FILES)
+@pytest.mark.parametrize("dag_id", PIPELINE_DAGS)
 def test_run_options_are_typed_params(dagbag, dag_id):
     from airflow.sdk.exceptions import ParamValidationError
 
@@ -224,7 +226,7 @@ def _stage_graph(dag) -> set[tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("dag_id", DAG_FILES)
+@pytest.mark.parametrize("dag_id", PIPELINE_DAGS)
 def test_cloud_graph_is_the_local_graph_at_the_stage_level(dagbag, cloud_parse, dag_id):
     local, cloud = dagbag.dags[dag_id], cloud_parse[0].dags[dag_id]
     assert _stage_graph(cloud) == _stage_graph(local)
@@ -235,7 +237,7 @@ def test_cloud_graph_is_the_local_graph_at_the_stage_level(dagbag, cloud_parse, 
             assert cloud.get_task(roles[role])  # single tasks the sizing and drift code address by id
 
 
-@pytest.mark.parametrize("dag_id", DAG_FILES)
+@pytest.mark.parametrize("dag_id", PIPELINE_DAGS)
 def test_cloud_dag_serializes_for_the_scheduler(cloud_parse, dag_id):
     """The dag processor stores DAGs serialized: every task, mapped pods included, must survive,
     named (and linked) as the operator it runs, which a provider operator's stand-in builds
@@ -250,3 +252,30 @@ def test_cloud_dag_serializes_for_the_scheduler(cloud_parse, dag_id):
     spec = _spec(dag_id)
     pods = [task_id for task_id, (name, _) in shown.items() if name == "SizedPodOperator"]
     assert bool(pods) == any(s.kind in ("pod", "sized_postprocess") for s in spec.steps.values())
+
+
+# --- the control DAG (water.control) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["local", "cloud"])
+def test_control_dag_watches_the_control_queue_and_starts_mapped_runs(dagbag, cloud_parse, target):
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from water import events
+    from water.triggers.amqp import AmqpMessageTrigger
+
+    dag = (dagbag if target == "local" else cloud_parse[0]).dags["water_control"]
+    assert PIPELINE_DAGS and "water_control" not in PIPELINE_DAGS
+    (asset,) = dag.timetable.asset_condition.objects
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, AmqpMessageTrigger) and watcher.trigger.settings.queue == events.CONTROL_QUEUE
+    assert watcher.trigger.settings.amqp_conn_id == events.AMQP_CONN_ID
+    start = dag.get_task("start")
+    assert isinstance(start, MappedOperator) and start.operator_class is TriggerDagRunOperator
+    assert start.partial_kwargs["skip_when_already_exists"] is True
+    assert dag.get_task("dispatch").downstream_task_ids == {"start"}
+    assert f"target:{target}" in dag.tags and dag.max_active_runs == 1
+    back = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    assert {t.task_id for t in back.tasks} == {"dispatch", "start", "bind_events"}

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
-
-WATER = str(Path(sys.executable).parent / "water")
-
-
-def water(*args: str, project: Path = ROOT, state: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WATER_PROJECT_ROOT": str(project), "COLUMNS": "160"}
-    if state is not None:
-        env["WATER_STATE_DIR"] = str(state)
-    return subprocess.run([WATER, *args], cwd=project, capture_output=True, text=True, timeout=timeout, env=env)
-
+from tests.e2e.runs import RUN_LIMIT, edit, water
 
 SPEC = "include/pipelines/recipe_engagement.yaml"
 
 
-def edit(project: Path, relative: str, old: str, new: str) -> None:
-    """Break one file of the copied project; `old` must be there."""
-    path = project / relative
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-
-
-@pytest.fixture()
+@pytest.fixture
 def project(tmp_path):
     shutil.copytree(ROOT / "include", tmp_path / "include")
     shutil.copytree(ROOT / "dags", tmp_path / "dags")
@@ -87,7 +66,7 @@ def test_bad_date_is_refused():
 @pytest.mark.e2e
 def test_failed_run_exits_1_naming_the_task_and_its_error(project):
     edit(project, "include/sql/recipe_engagement/extract.sql", "`app.recipe_events`", "`app.recipe_event`")
-    result = water("run", "--users", "500", "--json", project=project, state=project / ".water")
+    result = water("run", "--users", "500", "--json", project=project, state=project / ".water", limit=RUN_LIMIT)
     assert result.returncode == 1
     summary = json.loads(result.stdout)
     assert summary["state"] == "failed"

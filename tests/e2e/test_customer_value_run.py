@@ -14,8 +14,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.test_cli import edit, water
-from water.targets.local.engines.warehouse import table_rows
+from tests.e2e.runs import RUN_LIMIT, edit, water
+from tests.helpers import table_rows
 from water.spec import load_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +27,7 @@ SPEC = load_pipeline("customer_value")
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     state = tmp_path_factory.mktemp("customer-value-state")
-    result = water("run", "customer_value", "--date", DS, "--json", state=state, timeout=900)
+    result = water("run", "customer_value", "--date", DS, "--json", state=state, limit=RUN_LIMIT)
     assert result.returncode == 0, result.stderr[-5000:]
     return json.loads(result.stdout), state
 
@@ -68,7 +68,7 @@ def test_a_label_outside_the_classes_fails_the_first_step_that_reads_it(tmp_path
     labels = tmp_path / "include/data/customer_value/value_labels.csv"
     first = next(line for line in labels.read_text().splitlines() if line.startswith(f"{DS},"))
     edit(tmp_path, "include/data/customer_value/value_labels.csv", first, first.rsplit(",", 1)[0] + ",platinum_")
-    result = water("run", "customer_value", "--date", DS, project=tmp_path, state=tmp_path / ".water", timeout=900)
+    result = water("run", "customer_value", "--date", DS, project=tmp_path, state=tmp_path / ".water", limit=RUN_LIMIT)
     assert result.returncode == 1
     summary = json.loads(next((tmp_path / ".water/runs/customer_value").glob(f"ds={DS}.json")).read_text())
     failed = [t["task_id"] for t in summary["tasks"] if t["state"] == "failed"]
@@ -85,10 +85,8 @@ def test_catalog_ddl_follows_from_the_spec_and_the_local_run(run):
     import sqlglot
     from sqlglot import exp
 
-    from tests.e2e.test_cli import water as water_cli
-
     _, state = run
-    result = water_cli("catalog", "customer_value", "--lake", "s3://acme-ml-lake/water", state=state)
+    result = water("catalog", "customer_value", "--lake", "s3://acme-ml-lake/water", state=state)
     assert result.returncode == 0, result.stderr
     statements = sqlglot.parse(result.stdout, read="hive")
     tables = {st.this.this.name: st for st in statements[1:]}
@@ -104,7 +102,5 @@ def test_catalog_ddl_follows_from_the_spec_and_the_local_run(run):
 
 
 def test_catalog_before_any_local_run_says_what_to_do(tmp_path):
-    from tests.e2e.test_cli import water as water_cli
-
-    result = water_cli("catalog", "customer_value", state=tmp_path)
+    result = water("catalog", "customer_value", state=tmp_path)
     assert result.returncode == 1 and "run `water run customer_value` first" in " ".join(result.stderr.split())

@@ -1,110 +1,72 @@
 """End to end: `water run` drives the demo DAG through Airflow on the local target.
 
-About 20,000 users; runs the same day twice and checks the second run rewrote every
-partition with the same bytes and published no duplicates; then runs a drift day (class
-mix 80/15/5) and checks it was quarantined, published nothing and alerted with the shares.
-All runs post to a Slack stand-in (a real HTTP server on localhost, through the Slack
-provider's webhook hook) and send metrics to a StatsD listener on localhost.
+The demo's days (tests/e2e/conftest.py `demo_days`, 5,000 users): the same day run twice,
+checking the second run rewrote every partition with the same bytes and published no
+duplicates; then a drift day (class mix 80/15/5), checking it was quarantined, published nothing
+and alerted with the shares; the drift day accepted, then run again without accepting, checking
+that quarantined re-run retracted what the accepted run published (finding 3). The first four
+runs post to a Slack stand-in (a real HTTP server on localhost, through the Slack provider's
+webhook hook) and send metrics to a StatsD listener on localhost.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, demo_seed
-from tests.listeners import SlackStandIn, StatsdListener
+from tests.conftest import demo_seed
+from tests.e2e.conftest import DRIFT_DS, DS
+from tests.e2e.runs import run, water
+from tests.helpers import table_rows
 from water import lake
-from water.targets.local.engines.partitions import data_files
 from water.spec import load_pipeline
 
 SPEC = load_pipeline("recipe_engagement")
 GUARD = SPEC.step_of("drift_guard")[1]
-PREDICTIONS, QUARANTINE = GUARD.guards, GUARD.writes
+QUARANTINE = GUARD.writes
 LABELS = next(name for name, source in SPEC.sources.items() if source.label_column)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
-DS = "2026-11-01"
-DRIFT_DS = "2026-11-02"
-USERS = 20_000
-WATER = str(Path(sys.executable).parent / "water")
 SIZED_NAME, SIZED = SPEC.step_of("sized_postprocess")
 ROUTES = SIZED.all_routes(SPEC.classes, SIZED_NAME)
-# on a normal day at 20,000 users every route fits its first tier
+# on a normal day of the demo_days every route fits its first tier
 SMALL = tuple(SIZED.tier_task_id(SIZED_NAME, r, route.sizing.tiers[0].name) for r, route in ROUTES.items())
-STAGES = ("extract", "features", "training_set", "preprocess", "train", "batch_inference",
-          "inference_stats", "drift_guard", "size_postprocess", *SMALL, SIZED.check_task_id(), "commit_outputs",
-          "publish", "run_report")
+STAGES = (
+    "extract",
+    "features",
+    "training_set",
+    "preprocess",
+    "train",
+    "batch_inference",
+    "inference_stats",
+    "drift_guard",
+    "size_postprocess",
+    *SMALL,
+    SIZED.check_task_id(),
+    "commit_outputs",
+    "publish",
+    "run_report",
+)
+PUBLISH_NAME, PUBLISH = next(iter(SPEC.steps_of("publish").items()))
+RETRACT = PUBLISH.retract_task_id(PUBLISH_NAME)
 SKIPPED = (
-    "quarantine", "no_predictions", SPEC.steps["publish"].retract_task_id("publish"),
+    "quarantine",
+    "no_predictions",
+    RETRACT,
     *(SIZED.plan_task_id(r) for r in ROUTES),
     *(SIZED.tier_task_id(SIZED_NAME, r, t.name) for r, route in ROUTES.items() for t in route.sizing.tiers[1:]),
 )
 
 
-def water_run(state_dir: Path, env: dict[str, str], ds: str = DS, *extra: str) -> dict:
-    proc = subprocess.run(
-        [WATER, "run", "recipe_engagement", "--date", ds, "--users", str(USERS), "--json", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "WATER_STATE_DIR": str(state_dir), **env},
-    )
-    assert proc.returncode == 0, f"water run failed:\n{proc.stderr[-5000:]}"
-    return json.loads(proc.stdout)
-
-
-def partitions_fingerprint(lake_dir: Path) -> dict[str, str]:
-    """Every file of every ds partition: its bytes, or for Spark's Parquet its decoded content.
-
-    parquet-mr lists a column chunk's encodings from a hash set whose order changes from one
-    JVM to the next, so Spark-written footers may differ while data, schema and metadata don't.
-    """
-    prints = {}
-    for folder in sorted(lake_dir.glob(f"**/ds={DS}")):
-        if folder.parent.name == lake.REPORTS:
-            continue  # a report is about the run (its id, its duration), not data
-        for path in data_files(folder):
-            name = str(path.relative_to(lake_dir))
-            if path.name.startswith("part-") and path.name.endswith("-c000.snappy.parquet"):
-                table = pq.read_table(path)
-                payload = table.schema.serialize().to_pybytes() + b"".join(
-                    c.to_pylist().__repr__().encode() for c in table.columns
-                )
-                name = name.split("-")[0] + "-<spark job>.parquet"
-            else:
-                payload = path.read_bytes()
-            prints[name] = hashlib.sha256(payload).hexdigest()
-    return prints
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    state = tmp_path_factory.mktemp("e2e-state")
-    with SlackStandIn() as slack, StatsdListener() as statsd:
-        env = {**slack.connection_env("slack_water"), "WATER_STATSD_PORT": str(statsd.port)}
-        first = water_run(state, env)
-        lake_dir = state / "lake" / "recipe_engagement"
-        first_prints = partitions_fingerprint(lake_dir)
-        second = water_run(state, env)
-        second_prints = partitions_fingerprint(lake_dir)
-        drift_day = water_run(state, env, DRIFT_DS, "--mix", f"{DRIFT_DS}=80/15/5")
-        held_back = {
-            "predictions": (lake_dir / PREDICTIONS / f"ds={DRIFT_DS}").exists(),
-            "quarantine": sorted(p.name for p in (lake_dir / QUARANTINE / f"ds={DRIFT_DS}").glob("*.out")),
-            "report": (lake_dir / lake.REPORTS / f"ds={DRIFT_DS}" / "report.html").read_text(),
-        }
-        drift_accepted = water_run(state, env, DRIFT_DS, "--conf", '{"accept_drift": true}')
-    return {"state": state, "lake": lake_dir, "first": first, "second": second, "drift": drift_day,
-            "accepted": drift_accepted, "held_back": held_back,
-            "first_prints": first_prints, "second_prints": second_prints,
-            "slack": slack.received, "metrics": statsd.metrics()}
+def runs(demo_days):
+    return demo_days
 
 
 def figures(summary: dict) -> dict[str, dict]:
@@ -115,9 +77,9 @@ def test_every_stage_succeeds(runs):
     for summary in (runs["first"], runs["second"]):
         assert summary["state"] == "success"
         states = {t["task_id"]: t["state"] for t in summary["tasks"]}
-        assert states == {**{s: "success" for s in STAGES}, **{s: "skipped" for s in SKIPPED}}
+        assert states == {**dict.fromkeys(STAGES, "success"), **dict.fromkeys(SKIPPED, "skipped")}
         routes = summary["sizing"]["routes"]
-        assert {r: (d["tier"], d["shards"]) for r, d in routes.items()} == {r: ("small", 1) for r in ROUTES}
+        assert {r: (d["tier"], d["shards"]) for r, d in routes.items()} == dict.fromkeys(ROUTES, ("small", 1))
         assert summary["wall_seconds"] > 0 and summary["overhead_ratio"] >= 1.0
 
 
@@ -138,7 +100,7 @@ def test_row_counts_hold_through_every_stage(runs):
     assert f["inference_stats"]["rows"] == sum(f["inference_stats"]["class_counts"].values()) == eligible
     assert f["size_postprocess"]["rows"] == eligible and f["size_postprocess"]["counts_from"] == "inference_stats"
     counts = f["inference_stats"]["class_counts"]
-    for task, route in zip(SMALL, ROUTES.values()):  # each route's pod read only its classes
+    for task, route in zip(SMALL, ROUTES.values(), strict=True):  # each route's pod read only its classes
         assert f[task]["rows_in"] == f[task]["rows_out"] == sum(counts[c] for c in route.classes)
     assert sum(f[task]["rows_out"] for task in SMALL) == f["commit_outputs"]["rows_out"] == eligible
     assert f["publish"]["rows_out"] == eligible == runs["first"]["rows_published"]
@@ -149,7 +111,7 @@ def test_model_beats_what_the_generator_guarantees(runs):
     assert accuracy >= demo_seed().GUARANTEED_ACCURACY
     counts = runs["first"]["predicted_class_counts"]
     shares = [counts[c] / sum(counts.values()) for c in ("cook", "browse", "dormant")]
-    assert all(abs(s - m) < 0.1 for s, m in zip(shares, demo_seed().DEFAULT_MIX))  # close to the true mix
+    assert all(abs(s - m) < 0.1 for s, m in zip(shares, demo_seed().DEFAULT_MIX, strict=True))  # close to the true mix
 
 
 def test_second_run_rewrites_identical_partitions(runs):
@@ -161,8 +123,6 @@ def test_second_run_rewrites_identical_partitions(runs):
 
 
 def test_publish_never_duplicates(runs):
-    from water.targets.local.engines.warehouse import table_rows
-
     warehouse = runs["state"] / "warehouse"
     assert table_rows(warehouse, "ml.engagement_segments", DS) == runs["second"]["rows_published"]
 
@@ -170,10 +130,7 @@ def test_publish_never_duplicates(runs):
 def test_plain_airflow_sees_the_dag_with_only_airflow_home(runs):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env["AIRFLOW_HOME"] = str(runs["state"] / "airflow")
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "dags", "list", "-o", "json"],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    proc = run([str(Path(sys.executable).parent / "airflow"), "dags", "list", "-o", "json"], env=env, limit=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     listing = next(line for line in proc.stdout.splitlines() if line.startswith("["))
     assert "recipe_engagement" in {d["dag_id"] for d in json.loads(listing)}
@@ -218,11 +175,15 @@ def test_slack_hears_start_success_and_the_drift_alert(runs):
         row = next(line for line in alert["text"].splitlines() if line.startswith(cls))
         assert f"{baseline[cls]:.1%}" in row and f"{shares[cls]:.1%}" in row
     assert any(b["type"] == "header" for b in alert["blocks"])
-    success = next(m["body"]["text"] for m in runs["slack"] if "succeeded" in m["body"]["text"] and f"ds={DS}" in m["body"]["text"])
+    success = next(
+        m["body"]["text"] for m in runs["slack"] if "succeeded" in m["body"]["text"] and f"ds={DS}" in m["body"]["text"]
+    )
     assert "tier: " + " · ".join(f"{r} small" for r in ROUTES) in success
     for r, route in ROUTES.items():  # each route's rows and tier
         assert any(line.startswith(f"{r} ({', '.join(route.classes)}): ") and "→ small" in line for line in success.splitlines())
-    assert f"rows: {runs['first']['predicted_class_counts'] and sum(runs['first']['predicted_class_counts'].values()):,}" in success
+    assert (
+        f"rows: {runs['first']['predicted_class_counts'] and sum(runs['first']['predicted_class_counts'].values()):,}" in success
+    )
     assert "/dags/recipe_engagement/runs/" in success  # a link to the run in the UI
 
 
@@ -238,7 +199,7 @@ def test_metrics_reach_statsd_with_datadog_tags(runs):
     assert psi["block"] == pytest.approx(runs["drift"]["drift"]["psi"], rel=1e-3)
     assert psi["accepted"] == pytest.approx(runs["accepted"]["drift"]["psi"], rel=1e-3)
     shards = {m["tags"]["route"]: m["tags"]["tier"] for m in by_name["water.sizing.shards"] if m["tags"]["ds"] == DS}
-    assert shards == {r: "small" for r in ROUTES}  # tagged by route
+    assert shards == dict.fromkeys(ROUTES, "small")  # tagged by route
     shares = {m["tags"]["class"] for m in by_name["water.predictions.class_share"]}
     assert shares == {"cook", "browse", "dormant"}
     accuracy = [m for m in by_name["water.model.validation_accuracy"] if m["tags"]["ds"] == DS][-1]["value"]
@@ -254,8 +215,11 @@ def test_each_run_writes_a_report_whose_numbers_match_its_summary(runs):
         return (runs["lake"] / lake.REPORTS / f"ds={ds}" / "report.html").read_text()
 
     # Each run's report, as it was right after that run (a re-run of a day rewrites its report).
-    for summary, page in ((runs["second"], reports(DS)), (runs["drift"], runs["held_back"]["report"]),
-                          (runs["accepted"], reports(DRIFT_DS))):
+    for summary, page in (
+        (runs["second"], reports(DS)),
+        (runs["drift"], runs["held_back"]["report"]),
+        (runs["accepted"], runs["after_accepted"]["report"]),
+    ):
         data = json.loads(re.search(r'<script type="application/json" id="water-run">(.*?)</script>', page, re.S).group(1))
         assert data["run_id"] == summary["run_id"] and data["state"] == summary["state"]
         by_task = {t["task_id"]: t for t in summary["tasks"]}
@@ -273,8 +237,7 @@ def test_each_run_writes_a_report_whose_numbers_match_its_summary(runs):
     drift_page = runs["held_back"]["report"]
     assert f"ds={DS}" in drift_page and "block" in drift_page  # two days of history, the drift verdict
     assert "id='drift'" in drift_page  # the class shares side by side
-    proc = subprocess.run([WATER, "report", "--date", DRIFT_DS], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "WATER_STATE_DIR": str(runs["state"])}, timeout=120)
+    proc = water("report", "--date", DRIFT_DS, state=runs["state"])
     assert proc.returncode == 0 and proc.stdout.strip().endswith(f"ds={DRIFT_DS}/report.html")
 
 
@@ -284,10 +247,34 @@ def test_a_person_accepts_the_quarantined_day_by_rerunning_it_with_accept_drift(
     assert summary["conf"] == {"accept_drift": True}
     assert summary["drift"]["verdict"] == "accepted"
     assert states["quarantine"] == "skipped" and states["publish"] == "success"
-    assert not (runs["lake"] / QUARANTINE / f"ds={DRIFT_DS}").exists()  # released: no longer held back
+    # As that run left the lake and the warehouse (the day's rerun after it changed them again).
+    assert runs["after_accepted"]["quarantined"] is False  # released: no longer held back
     assert summary["rows_published"] == sum(summary["predicted_class_counts"].values())
-    from water.targets.local.engines.warehouse import table_rows
+    published = runs["after_accepted"]["rows_published"]
+    assert published == {DS: runs["second"]["rows_published"], DRIFT_DS: summary["rows_published"]}
 
-    warehouse = runs["state"] / "warehouse"
-    assert table_rows(warehouse, "ml.engagement_segments", DRIFT_DS) == summary["rows_published"]
-    assert table_rows(warehouse, "ml.engagement_segments", DS) == runs["second"]["rows_published"]
+
+def test_a_quarantined_rerun_retracts_the_days_published_rows_and_outputs(runs):
+    """The swung day published by accepting its drift, then run again without accepting: the
+    warehouse holds no rows of that day afterwards, nor the lake its outputs partition, while the
+    baseline day keeps everything."""
+    warehouse, outputs = runs["state"] / "warehouse", runs["lake"] / PUBLISH.reads
+    baseline, accepted, rerun = runs["second"], runs["accepted"], runs["rerun"]
+    assert accepted["earlier_outputs"] is None  # it published
+    assert runs["after_accepted"]["rows_published"][DRIFT_DS] == accepted["rows_published"] > 0
+
+    states = {t["task_id"]: t["state"] for t in rerun["tasks"]}  # the same swung day, not accepted this time
+    assert rerun["state"] == "success" and rerun["drift"]["verdict"] == "block"
+    assert (states["quarantine"], states[PUBLISH_NAME], states[RETRACT]) == ("success", "skipped", "success")
+    assert rerun["earlier_outputs"] == {
+        "outcome": "retracted",
+        "rows_retracted": accepted["rows_published"],
+        "table": PUBLISH.table,
+        "dataset": PUBLISH.reads,
+    }
+    assert table_rows(warehouse, PUBLISH.table, DRIFT_DS) == 0
+    assert not (outputs / f"ds={DRIFT_DS}").exists()
+    # the baseline day keeps what it published
+    assert table_rows(warehouse, PUBLISH.table, DS) == baseline["rows_published"] > 0
+    assert (outputs / f"ds={DS}").is_dir()
+    assert {t["task_id"]: t["state"] for t in baseline["tasks"]}[RETRACT] == "skipped"  # a day that published never retracts

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.test_cli import water
+from tests.e2e.runs import RUN_LIMIT, run, water
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
@@ -55,7 +55,7 @@ def test_validate_passes_with_the_new_pipeline(project):
     result = water("validate", project=root, state=root / ".water")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok   include/pipelines/churn.yaml" in result.stdout
-    assert "3 DAGs load, 0 problem(s)" in result.stdout
+    assert "4 DAGs load, 0 problem(s)" in result.stdout  # the three pipelines and water_control
 
 
 def test_the_dag_loads_beside_the_demo_with_the_same_graph(project, monkeypatch):
@@ -65,7 +65,7 @@ def test_the_dag_loads_beside_the_demo_with_the_same_graph(project, monkeypatch)
     monkeypatch.setenv("WATER_PROJECT_ROOT", str(root))
     bag = DagBag(str(root / "dags"))
     assert bag.import_errors == {}
-    assert set(bag.dags) == {"recipe_engagement", "customer_value", "churn"}
+    assert set(bag.dags) == {"recipe_engagement", "customer_value", "churn", "water_control"}
     churn, demo = bag.dags["churn"], bag.dags["recipe_engagement"]
     assert churn.fileloc.endswith("dags/churn.py")
     assert {t.task_id for t in churn.tasks} - {"postprocess_medium"} == {t.task_id for t in demo.tasks} - {"postprocess_medium"}
@@ -81,7 +81,7 @@ def test_a_run_before_the_start_date_is_refused(project):
 
 def test_run_succeeds_and_publishes_its_own_table(project):
     root, _ = project
-    result = water("run", "churn", "--users", str(USERS), "--json", project=root, state=root / ".water", timeout=900)
+    result = water("run", "churn", "--users", str(USERS), "--json", project=root, state=root / ".water", limit=RUN_LIMIT)
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads(result.stdout)
     assert summary["state"] == "success"
@@ -91,7 +91,7 @@ def test_run_succeeds_and_publishes_its_own_table(project):
     labels = root / ".water" / "lake" / "churn" / "engagement_labels" / f"ds={summary['ds']}"
     assert labels.is_dir()  # the label feed reached the new pipeline's lake folder
 
-    from water.targets.local.engines.warehouse import table_rows
+    from tests.helpers import table_rows
 
     assert table_rows(root / ".water" / "warehouse", "ml.churn") == summary["rows_published"]
 
@@ -114,7 +114,9 @@ def whole_project(tmp_path_factory):
 
 
 def test_a_pipeline_from_the_second_example_runs(whole_project):
-    result = water("run", "basket", "--date", "2026-11-03", "--json", project=whole_project, state=whole_project / ".water")
+    result = water(
+        "run", "basket", "--date", "2026-11-03", "--json", project=whole_project, state=whole_project / ".water", limit=RUN_LIMIT
+    )
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads(result.stdout)
     assert summary["state"] == "success" and summary["rows_published"] > 0
@@ -125,13 +127,7 @@ def test_the_projects_tests_hold_a_pipeline_of_another_shape(whole_project):
     """`make test`'s integrity and contract tests take their expectations from each spec:
     a pipeline with other classes and tier names keeps them green."""
     env = {**os.environ, "WATER_PROJECT_ROOT": str(whole_project), "WATER_STATE_DIR": str(whole_project / ".water")}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/dags", "tests/contract",
-         "-k", "basket or not (recipe_engagement or customer_value)"],
-        cwd=whole_project, capture_output=True, text=True, timeout=1200, env=env,
-    )
+    argv = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests/dags", "tests/contract"]
+    result = run([*argv, "-k", "basket or not (recipe_engagement or customer_value)"], cwd=whole_project, env=env, limit=1200)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "basket" in subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", "tests/dags"],
-        cwd=whole_project, capture_output=True, text=True, timeout=600, env=env,
-    ).stdout
+    assert re.search(r"^tests/dags/\S+\[\S*basket\S*\] PASSED", result.stdout, re.M), "no integrity test ran on basket"

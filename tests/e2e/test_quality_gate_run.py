@@ -15,9 +15,10 @@ from datetime import date, timedelta
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.test_cli import water
+from tests.e2e.runs import RUN_LIMIT, water
+from tests.helpers import table_rows
 from water.spec import load_pipeline
-from water.targets.local.engines.warehouse import DATABASE, table_rows
+from water.targets.local.engines.warehouse import DATABASE
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,7 @@ def test_a_day_without_its_orders_fails_the_named_check_and_publishes_nothing(tm
     orders.write_text("\n".join(kept) + "\n")
 
     state = tmp_path / ".water"
-    result = water("run", "customer_value", "--date", DS, project=tmp_path, state=state, timeout=900)
+    result = water("run", "customer_value", "--date", DS, project=tmp_path, state=state, limit=RUN_LIMIT)
     assert result.returncode == 1, result.stderr[-3000:]
     summary = json.loads(next((state / "runs/customer_value").glob(f"ds={DS}.json")).read_text())
     states = {t["task_id"]: t["state"] for t in summary["tasks"]}

@@ -3,31 +3,28 @@
 The total is the same both days; what moves is each class's rows, and each route is sized
 from its own: the cook route's tier or shard count grows, the others shrink, every pod stays
 under its limit, and the outputs hold every row exactly once. The tiers are scaled down so
-that 20,000 users cross them; the drift guard only warns here (the swing is the point).
+that 5,000 users cross them; the drift guard only warns here (the swing is the point).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.e2e.runs import water_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
-WATER = str(Path(sys.executable).parent / "water")
-USERS = 20_000
+USERS = 5_000
 DAYS = {"2026-11-01": "34/33/33", "2026-11-02": "80/15/5"}
-# per route: the first tier up to 4,000 rows, the next up to 10,000, then 16,000 … (8,000 a shard)
-SCALED = (4_000, 10_000, 16_000, 22_000, 28_000)
+# per route, as shares of USERS: the first tier up to 20 %, the next up to 50 %, then 80 % … (40 % a
+# shard): a third of the users takes a route past its first tier, 15 % keeps it there, 80 % past the second
+SCALED = (1_000, 2_500, 4_000, 5_500, 7_000)
+ROWS_PER_SHARD = 2_000
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +38,16 @@ def swing(tmp_path_factory):
     assert sized.get("routes"), "the demo's post-processing is routed by class"
     for route in sized["routes"].values():
         assert len(route["sizing"]["tiers"]) <= len(SCALED)
-        for tier, max_rows in zip(route["sizing"]["tiers"], SCALED):
+        for tier, max_rows in zip(route["sizing"]["tiers"], SCALED, strict=False):
             tier["max_rows"] = max_rows
-        route["sizing"]["scale_out"] = {"rows_per_shard": 8_000, "max_shards": 4}
+        route["sizing"]["scale_out"] = {"rows_per_shard": ROWS_PER_SHARD, "max_shards": 4}
     guard = next(s for s in spec["steps"].values() if s["kind"] == "drift_guard")
     guard.update({"warn": 0.1, "block": 50})  # warn only: the swing must reach the routes
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {**os.environ, "WATER_PROJECT_ROOT": str(root), "WATER_STATE_DIR": str(root / ".water")}
-    summaries = {}
-    for ds, mix in DAYS.items():
-        proc = subprocess.run(
-            [WATER, "run", "recipe_engagement", "--date", ds, "--users", str(USERS), "--mix", f"{ds}={mix}", "--json"],
-            cwd=root, capture_output=True, text=True, timeout=1500, env=env,
-        )
-        assert proc.returncode == 0, proc.stderr[-5000:]
-        summaries[ds] = json.loads(proc.stdout)
+    summaries = {
+        ds: water_run("recipe_engagement", ds, "--users", str(USERS), "--mix", f"{ds}={mix}", project=root, state=root / ".water")
+        for ds, mix in DAYS.items()
+    }
     return root, sized, summaries
 
 
@@ -92,8 +84,13 @@ def test_every_pod_stays_under_its_limit(swing):
     _, _, summaries = swing
     for summary in summaries.values():
         routes = summary["sizing"]["routes"]
-        pods = [t for t in summary["tasks"] if t["state"] == "success" and "memory_limit_mb" in t["figures"]
-                and any(t["task_id"].startswith(f"{r}_") for r in routes)]
+        pods = [
+            t
+            for t in summary["tasks"]
+            if t["state"] == "success"
+            and "memory_limit_mb" in t["figures"]
+            and any(t["task_id"].startswith(f"{r}_") for r in routes)
+        ]
         assert len(pods) == sum(r["shards"] for r in routes.values())  # one pod per planned shard, all ran
         for pod in pods:
             f = pod["figures"]

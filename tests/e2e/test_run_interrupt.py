@@ -9,20 +9,23 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.runs import RUN_LIMIT, WATER, Deadline, Watched, stop
 
 pytestmark = pytest.mark.e2e
 
-WATER = str(Path(sys.executable).parent / "water")
 DS = "2026-11-03"
 POD_STEPS = ("prepare", "train", "score")  # customer_value's pods: a process tree to own
+
+
+def _pod_step_running(line: str) -> bool:  # the run prints each task's state
+    words = line.split()
+    return len(words) >= 3 and words[1] in POD_STEPS and words[2] == "running"
 
 
 def _cmdline(proc: psutil.Process) -> list[str]:
@@ -37,27 +40,31 @@ def test_an_interrupted_run_stops_cleanly(signum, tmp_path, monkeypatch):
     state = tmp_path / "state"
     env = {**os.environ, "WATER_STATE_DIR": str(state), "COLUMNS": "160"}
     run = subprocess.Popen(
-        [WATER, "run", "customer_value", "--date", DS], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [WATER, "run", "customer_value", "--date", DS],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    seen = []
-    for line in run.stdout:  # until a pod step runs (the run prints each task's state)
-        seen.append(line)
-        words = line.split()
-        if len(words) >= 3 and words[1] in POD_STEPS and words[2] == "running":
-            break
-    else:
-        pytest.fail(f"no pod step started; exit {run.wait()}:\n{''.join(seen)}\n{run.stderr.read()[-3000:]}")
-    deadline = time.monotonic() + 120
-    tree: list[psutil.Process] = []
-    while time.monotonic() < deadline and not any("include/" in " ".join(_cmdline(p)) for p in tree):
-        tree = psutil.Process(run.pid).children(recursive=True)  # the pod's entrypoint among them
-        time.sleep(0.1)
-    tree = [p.pid for p in tree]
-    assert tree, "the pod step's process did not start"
+    output = Watched(run)
+    try:
+        if output.line(_pod_step_running, limit=RUN_LIMIT) is None:
+            pytest.fail(f"no pod step started; exit {run.poll()}:\n{output.out}\n{output.err[-3000:]}")
+        deadline = Deadline(120)
+        tree: list[psutil.Process] = []
+        while not deadline.expired() and not any("include/" in " ".join(_cmdline(p)) for p in tree):
+            tree = psutil.Process(run.pid).children(recursive=True)  # the pod's entrypoint among them
+            time.sleep(0.1)
+        pids = [p.pid for p in tree]
+        assert pids, "the pod step's process did not start"
 
-    run.send_signal(signum)
-    out, err = run.communicate(timeout=300)
+        run.send_signal(signum)
+        assert output.wait(limit=300) is not None, f"the run did not stop:\n{output.out}\n{output.err[-3000:]}"
+    finally:
+        if run.poll() is None:
+            stop(run)
+    out, err = output.out, output.err
 
     assert run.returncode == 128 + signum, out + err
     assert f"interrupted ({signal.Signals(signum).name}): customer_value ds={DS} stopped" in err
@@ -66,10 +73,10 @@ def test_an_interrupted_run_stops_cleanly(signum, tmp_path, monkeypatch):
     assert any(t["state"] == "interrupted" and t["task_id"] in POD_STEPS for t in summary["tasks"]), summary["tasks"]
     outbox = [json.loads(line) for line in (state / "outbox" / "slack.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in outbox] == ["start"]  # no FAILED alert, no end of run
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(psutil.pid_exists(pid) for pid in tree):
+    deadline = Deadline(60)
+    while not deadline.expired() and any(psutil.pid_exists(pid) for pid in pids):
         time.sleep(0.2)
-    assert not [pid for pid in tree if psutil.pid_exists(pid)], "processes of the run outlived it"
+    assert not [pid for pid in pids if psutil.pid_exists(pid)], "processes of the run outlived it"
     assert not list((state / "lake").rglob(".staging-*"))
     from water.cli import ownership
 

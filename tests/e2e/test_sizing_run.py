@@ -9,10 +9,7 @@ overrides one route, or all, for one run.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,10 +17,10 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.e2e import runs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.spark]
 
-WATER = str(Path(sys.executable).parent / "water")
 DS = "2026-11-01"
 
 
@@ -35,7 +32,7 @@ def project(tmp_path_factory):
     spec_path = root / "include" / "pipelines" / "recipe_engagement.yaml"
     spec = yaml.safe_load(spec_path.read_text())
     cook = next(r for r in spec["steps"]["postprocess"]["routes"].values() if "cook" in r["classes"])
-    for tier, max_rows in zip(cook["sizing"]["tiers"], SCALED):
+    for tier, max_rows in zip(cook["sizing"]["tiers"], SCALED, strict=True):
         tier["max_rows"] = max_rows
     cook["sizing"]["scale_out"] = {"rows_per_shard": 2_500, "max_shards": 4}
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -52,13 +49,8 @@ def spec_of(project: Path):
 
 
 def water_run(project: Path, users: int, conf: dict | None = None) -> dict:
-    argv = [WATER, "run", "recipe_engagement", "--date", DS, "--users", str(users), "--json"]
-    if conf:
-        argv += ["--conf", json.dumps(conf)]
-    env = {**os.environ, "WATER_PROJECT_ROOT": str(project), "WATER_STATE_DIR": str(project / ".water")}
-    proc = subprocess.run(argv, cwd=project, capture_output=True, text=True, timeout=1200, env=env)
-    assert proc.returncode == 0, f"water run failed:\n{proc.stderr[-5000:]}"
-    return json.loads(proc.stdout)
+    extra = ["--users", str(users), *(["--conf", json.dumps(conf)] if conf else [])]
+    return runs.water_run("recipe_engagement", DS, *extra, project=project, state=project / ".water")
 
 
 def states(summary: dict) -> dict[str, str]:
@@ -70,7 +62,7 @@ def published(project: Path) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "users,tier_index,shards",
+    ("users", "tier_index", "shards"),
     [(800, 0, 1), (5_000, 1, 1), (20_000, -1, 4)],
     ids=["first-tier", "second-tier", "largest-x4"],
 )

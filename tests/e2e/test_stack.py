@@ -3,8 +3,8 @@ on the PostgreSQL on localhost, used as a person would: the CLI, the REST API, t
 
 One stack for the module (a temporary state folder, its own database and port, so a
 developer's own `water up` is never touched). The demo runs on 2,000 users (about two minutes
-here). The browser test drives the Debian chromium (`.ci/run` installs it) with Playwright and
-saves a screenshot under test-artifacts/.
+here). The browser test drives the Debian chromium (`make setup` installs it as root; without
+it the test skips, saying how to get it) with Playwright and saves a screenshot under test-artifacts/.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -25,18 +24,18 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.runs import RUN_LIMIT, TIME_SCALE, WATER, Deadline, Watched, load_factor, run, stop
+from tests.machine import chromium
 
-WATER = str(Path(sys.executable).parent / "water")
 DEMO = "recipe_engagement"
 DS = "2026-11-01"
 USERS = 2_000
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def water(*args: str, env: dict[str, str], timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([WATER, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+def water(*args: str, env: dict[str, str], limit: float = 600) -> subprocess.CompletedProcess:
+    return run([WATER, *args], cwd=ROOT, env=env, limit=limit)
 
 
 def free_port() -> int:
@@ -133,7 +132,15 @@ def stack(tmp_path_factory):
         login = re.search(r"Airflow UI: (\S+)\s+login: (\S+) / (\S+)", up.stdout)
         assert login, up.stdout
         print(f"water up took {up_seconds:.0f}s")
-        yield {"env": env, "state": state, "database": database, "url": login[1], "user": login[2], "password": login[3], "up": up}
+        yield {
+            "env": env,
+            "state": state,
+            "database": database,
+            "url": login[1],
+            "user": login[2],
+            "password": login[3],
+            "up": up,
+        }
     finally:
         pids = stack_pids(state)
         water("down", env=env)
@@ -205,8 +212,11 @@ def test_trigger_form_offers_the_params_and_refuses_a_bad_value(stack, api):
     force = params["force_tier"]
     # a tier for every route, or {route or class: one of that route's tiers}
     one_for_all, per_route = force["schema"]["anyOf"][1], force["schema"]["anyOf"][2]
-    assert one_for_all["enum"] == [t.name for t in next(iter(routes.values())).sizing.tiers
-                                   if all(t.name in [u.name for u in r.sizing.tiers] for r in routes.values())]
+    assert one_for_all["enum"] == [
+        t.name
+        for t in next(iter(routes.values())).sizing.tiers
+        if all(t.name in [u.name for u in r.sizing.tiers] for r in routes.values())
+    ]
     assert set(per_route["properties"]) == set(routes) | set(spec.classes)
     assert force["schema"]["title"] and "sizing decision" in force["description"]
     assert params["accept_drift"]["schema"]["type"] == "boolean" and params["accept_drift"]["description"]
@@ -227,24 +237,36 @@ def test_trigger_form_offers_the_params_and_refuses_a_bad_value(stack, api):
 
 
 @pytest.mark.e2e
+@pytest.mark.spark
 def test_trigger_runs_the_demo_and_the_schedule_starts(stack, api):
     started = time.monotonic()
-    run = subprocess.Popen(
-        [WATER, "trigger", DEMO, "--date", DS, "--wait", "--timeout", "420"],
-        cwd=ROOT, env=stack["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # --wait as long as it takes (water trigger's default, an hour): the limit here stops a hung run
+    trigger = subprocess.Popen(
+        [WATER, "trigger", DEMO, "--date", DS, "--wait"],
+        cwd=ROOT,
+        env=stack["env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    # Triggering unpauses the DAG (as the UI's form does), so its schedule (daily, no catchup)
-    # creates the latest scheduled run at once. That day has no data: stop it, the point is made.
-    scheduled = None
-    deadline = time.monotonic() + 90
-    while scheduled is None and time.monotonic() < deadline and run.poll() is None:
-        scheduled = next((r for r in api.dag_runs(DEMO) if r["run_type"] == "scheduled"), None)
-        time.sleep(2)
-    if scheduled is not None:
-        api.set_run_state(DEMO, scheduled["dag_run_id"], "failed")
-    out, errors = run.communicate(timeout=480)
+    output = Watched(trigger)
+    try:
+        # Triggering unpauses the DAG (as the UI's form does), so its schedule (daily, no catchup)
+        # creates the latest scheduled run at once. That day has no data: stop it, the point is made.
+        scheduled = None
+        deadline = Deadline(90)
+        while scheduled is None and not deadline.expired() and trigger.poll() is None:
+            scheduled = next((r for r in api.dag_runs(DEMO) if r["run_type"] == "scheduled"), None)
+            time.sleep(2)
+        if scheduled is not None:
+            api.patch(f"dags/{DEMO}/dagRuns/{scheduled['dag_run_id']}", {"state": "failed"})
+        assert output.wait(limit=RUN_LIMIT) is not None, f"the run did not end:\n{output.out}\n" + _logs(stack["state"])
+    finally:
+        if trigger.poll() is None:
+            stop(trigger)
+    out, errors = output.out, output.err
     seconds = time.monotonic() - started
-    assert run.returncode == 0, f"{out}\n{errors}\n" + _logs(stack["state"])
+    assert trigger.returncode == 0, f"{out}\n{errors}\n" + _logs(stack["state"])
     print(f"demo run through the scheduler ({USERS:,} users): {seconds:.0f}s")
     assert scheduled is not None, "unpausing the DAG created no scheduled run"
     assert f"unpaused {DEMO}" in out and "0 6 * * *" in out
@@ -253,13 +275,16 @@ def test_trigger_runs_the_demo_and_the_schedule_starts(stack, api):
 
     spec = load_pipeline(DEMO)
     name, sized = spec.step_of("sized_postprocess")
-    firsts = [sized.tier_task_id(name, r, route.sizing.tiers[0].name) for r, route in sized.all_routes(spec.classes, name).items()]
+    firsts = [
+        sized.tier_task_id(name, r, route.sizing.tiers[0].name) for r, route in sized.all_routes(spec.classes, name).items()
+    ]
     for task in ("extract", "train", "size_postprocess", *firsts, "commit_outputs", "publish"):
         assert re.search(rf"^\s+{task}\s+success$", out, re.M), f"{task} did not succeed:\n{out}"
     assert not api.dag(DEMO)["is_paused"]
 
 
 @pytest.mark.e2e
+@pytest.mark.spark  # the demo run of test_trigger_runs_the_demo_and_the_schedule_starts
 def test_status_shows_state_tier_and_drift(stack):
     result = water("status", DEMO, "--json", env=stack["env"])
     assert result.returncode == 0, result.stderr
@@ -304,7 +329,7 @@ def test_backfill_creates_the_days_runs(stack, api):
 
 @pytest.mark.e2e
 def test_web_ui_logs_in_and_triggers_the_demo(stack, api):
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does)"
+    browser_path = chromium()
     from playwright.sync_api import sync_playwright
 
     before = {r["dag_run_id"] for r in api.dag_runs(DEMO, limit=50)}
@@ -313,12 +338,21 @@ def test_web_ui_logs_in_and_triggers_the_demo(stack, api):
     with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         browser = p.chromium.launch_persistent_context(
             profile,
-            executable_path=CHROMIUM,
+            executable_path=browser_path,
             headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
             viewport={"width": 1400, "height": 900},
         )
+        browser.set_default_timeout(30_000 * TIME_SCALE * load_factor())  # Playwright's 30 s, for this machine
         try:
             page = browser.new_page()
             page.goto(stack["url"])
@@ -333,7 +367,7 @@ def test_web_ui_logs_in_and_triggers_the_demo(stack, api):
             form.get_by_text("Force post-processing tier").wait_for()
             assert form.get_by_text("Accept drift").is_visible()
             form.get_by_role("button", name="Trigger").click()
-            page.get_by_text("Dag Run Triggered").first.wait_for(timeout=30_000)  # the toast
+            page.get_by_text("Dag Run Triggered").first.wait_for()  # the toast
             page.get_by_text("drift_guard").first.wait_for()  # the DAG's grid, task by task
             page.locator("tbody").get_by_text("extract").first.wait_for()  # the new run's task list
             page.screenshot(path=str(screenshot))
@@ -347,18 +381,27 @@ def test_web_ui_logs_in_and_triggers_the_demo(stack, api):
     stack["ui_run"] = new[0]["dag_run_id"]  # left running: `water down` must stop its tasks
 
 
+def _trigger_as_the_form_does(api) -> str:
+    """A run as the UI's trigger form makes it (logical date now, the DAG unpaused): its id."""
+    from datetime import UTC, datetime
+
+    api.unpause(DEMO)
+    return api.trigger(DEMO, datetime.now(UTC).isoformat())["dag_run_id"]
+
+
 @pytest.mark.e2e
 def test_down_stops_every_process(stack, api):
     pids = stack_pids(stack["state"])
     assert len(pids) == 4
+    run_id = stack.get("ui_run") or _trigger_as_the_form_does(api)  # the browser test skipped
     # A task of the UI's run is running now, in a session of its own under the scheduler.
     task_pid = None
-    deadline = time.monotonic() + 90
-    while task_pid is None and time.monotonic() < deadline:
-        tis = api.get(f"dags/{DEMO}/dagRuns/{stack['ui_run']}/taskInstances")["task_instances"]
+    deadline = Deadline(90)
+    while task_pid is None and not deadline.expired():
+        tis = api.get(f"dags/{DEMO}/dagRuns/{run_id}/taskInstances")["task_instances"]
         task_pid = next((ti["pid"] for ti in tis if ti["state"] == "running" and ti["pid"] and live(ti["pid"])), None)
         time.sleep(1)
-    assert task_pid is not None, "no task of the UI's run started within 90s"
+    assert task_pid is not None, f"no task of the UI's run started within {deadline}"
     trees = {c: [pid, *(p.pid for p in psutil.Process(pid).children(recursive=True))] for c, pid in pids.items()}
     assert task_pid in trees["scheduler"]
 

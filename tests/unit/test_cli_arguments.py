@@ -22,14 +22,14 @@ PREVIOUS_SUMMARY = '{"dag_id": "recipe_engagement", "ds": "2026-11-01", "state":
 
 def water(*args: str, state: Path, project: Path = ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "WATER_STATE_DIR": str(state), "WATER_PROJECT_ROOT": str(project), "COLUMNS": "400"}
-    return subprocess.run([WATER, *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run([WATER, *args], capture_output=True, text=True, env=env, timeout=600, check=False)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))}
 
 
-@pytest.fixture()
+@pytest.fixture
 def state(tmp_path) -> Path:
     """A state folder as an earlier run of recipe_engagement's 2026-11-01 left it (its summary;
     the log folder importing Airflow makes)."""
@@ -42,17 +42,20 @@ def state(tmp_path) -> Path:
 
 BAD_ARGUMENTS = {
     "conf is a list": (
-        ["run", "--conf", "[1, 2]"], "--conf must be a JSON object",
+        ["run", "--conf", "[1, 2]"],
+        "--conf must be a JSON object",
     ),
     "conf is not JSON": (
-        ["run", "--conf", "{force_tier: medium}"], "--conf is not JSON",
+        ["run", "--conf", "{force_tier: medium}"],
+        "--conf is not JSON",
     ),
     "a tier the routes do not have": (
         ["run", "--conf", '{"force_tier": "huge"}'],
         "--conf force_tier=\"huge\" is not allowed: 'huge' is not one of ['small', 'medium', 'large']",
     ),
     "a route's tier it does not have": (
-        ["run", "--conf", '{"force_tier": {"cook": "huge"}}'], "--conf force_tier={\"cook\": \"huge\"} is not allowed",
+        ["run", "--conf", '{"force_tier": {"cook": "huge"}}'],
+        '--conf force_tier={"cook": "huge"} is not allowed',
     ),
     "a parameter the DAG does not have": (
         ["run", "--conf", '{"force_teir": "large"}'],
@@ -65,9 +68,13 @@ BAD_ARGUMENTS = {
     "a day before the start date": (["run", "--date", "2026-10-01"], "2026-10-01 is before recipe_engagement's start_date"),
     "a mix of the wrong length": (["run", "--mix", "2026-11-01=80/20"], "class mix '80/20' needs 3 shares"),
     "users for a pipeline of fixtures": (
-        ["run", "customer_value", "--users", "500"], "customer_value's local data are fixtures (sources.*.fixture); --users need a seed entrypoint",
+        ["run", "customer_value", "--users", "500"],
+        "customer_value's local data are fixtures (sources.*.fixture); --users need a seed entrypoint",
     ),
-    "a negative random seed": (["seed", "--seed", "-1"], "Invalid value for '--seed': Input should be greater than or equal to 0"),
+    "a negative random seed": (
+        ["seed", "--seed", "-1"],
+        "Invalid value for '--seed': Input should be greater than or equal to 0",
+    ),
 }
 
 

@@ -35,9 +35,7 @@ OFFERS = "vip=concierge,loyal=early_access,occasional=voucher_10,lapsed=winback_
 
 
 def run_job(script: str, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, str(JOBS / script), *args], capture_output=True, text=True, timeout=120
-    )
+    result = subprocess.run([sys.executable, str(JOBS / script), *args], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -63,8 +61,7 @@ def day(tmp_path_factory):
         folder = warehouse / "shop" / table
         folder.mkdir(parents=True)
         pq.write_table(pacsv.read_csv(DATA / f"{table}.csv"), folder / "part-00000.parquet")
-    labels = pacsv.read_csv(DATA / "value_labels.csv", convert_options=pacsv.ConvertOptions(
-        column_types={"ds": pa.string()}))
+    labels = pacsv.read_csv(DATA / "value_labels.csv", convert_options=pacsv.ConvertOptions(column_types={"ds": pa.string()}))
     for value in pc.unique(labels.column("ds")).to_pylist():
         folder = lake / "value_labels" / f"ds={value}"
         folder.mkdir(parents=True)
@@ -81,32 +78,64 @@ def day(tmp_path_factory):
 
     rows = {}
     rows["orders_daily"] = run_to_parquet(
-        (SQL / "daily_orders.sql").read_text(), "bigquery", partition("orders_daily") / "part-00000.parquet",
-        resolve, named={"ds": date_literal(DS)},
+        (SQL / "daily_orders.sql").read_text(),
+        "bigquery",
+        partition("orders_daily") / "part-00000.parquet",
+        resolve,
+        named={"ds": date_literal(DS)},
     )
     for sql, dataset in (("customer_features", "features"), ("training_set", "training")):
         rows[dataset] = run_to_parquet(
-            (SQL / f"{sql}.sql").read_text(), "trino", partition(dataset) / "part-00000.parquet",
-            resolve, positional=[string_literal(DS)],
+            (SQL / f"{sql}.sql").read_text(),
+            "trino",
+            partition(dataset) / "part-00000.parquet",
+            resolve,
+            positional=[string_literal(DS)],
         )
 
-    uri = {name: partition(name).as_uri() for name in (
-        "training", "channels/train", "channels/validation", "channels/inference", "model", "predictions", "outputs",
-    )}
+    uri = {
+        name: partition(name).as_uri()
+        for name in (
+            "training",
+            "channels/train",
+            "channels/validation",
+            "channels/inference",
+            "model",
+            "predictions",
+            "outputs",
+        )
+    }
     logs = {
         "prepare": run_job(
-            "prepare.py", "--input", uri["training"], "--train-output", uri["channels/train"],
-            "--validation-output", uri["channels/validation"], "--inference-output", uri["channels/inference"],
-            "--inference-shard-rows", "700",  # more than one inference file, as on a big day
+            "prepare.py",
+            "--input",
+            uri["training"],
+            "--train-output",
+            uri["channels/train"],
+            "--validation-output",
+            uri["channels/validation"],
+            "--inference-output",
+            uri["channels/inference"],
+            "--inference-shard-rows",
+            "700",  # more than one inference file, as on a big day
         ),
         "train": run_job(
-            "train.py", "--train", uri["channels/train"], "--validation", uri["channels/validation"],
-            "--model-output", uri["model"], "--max-depth", "8", "--n-estimators", "150",
+            "train.py",
+            "--train",
+            uri["channels/train"],
+            "--validation",
+            uri["channels/validation"],
+            "--model-output",
+            uri["model"],
+            "--max-depth",
+            "8",
+            "--n-estimators",
+            "150",
         ),
-        "score": run_job("score.py", "--model", uri["model"], "--input", uri["channels/inference"],
-                         "--output", uri["predictions"]),
-        "postprocess": run_job("postprocess.py", "--input", uri["predictions"], "--output", uri["outputs"],
-                               "--offers", OFFERS),
+        "score": run_job(
+            "score.py", "--model", uri["model"], "--input", uri["channels/inference"], "--output", uri["predictions"]
+        ),
+        "postprocess": run_job("postprocess.py", "--input", uri["predictions"], "--output", uri["outputs"], "--offers", OFFERS),
     }
     with (DATA / "customers.csv").open(newline="") as f:
         customers = [row["customer_key"] for row in csv.DictReader(f)]
@@ -114,15 +143,18 @@ def day(tmp_path_factory):
 
 
 def test_sql_steps_keep_every_customer(day):
-    assert day["rows"] == {"orders_daily": len(day["customers"]), "features": len(day["customers"]),
-                           "training": len(day["customers"])}
+    assert day["rows"] == {
+        "orders_daily": len(day["customers"]),
+        "features": len(day["customers"]),
+        "training": len(day["customers"]),
+    }
     training = pq.read_table(day["partition"]("training") / "part-00000.parquet")
     assert training.column("customer_key").type == pa.string()
     split = training.column("split").to_pylist()
     labelled = [s for s in split if s != "unlabelled"]
     assert 0.25 < len(labelled) / len(split) < 0.35  # ~30% of customers labelled per day
     assert 0.12 < labelled.count("validation") / len(labelled) < 0.28  # ~20% held out
-    for key, s in zip(training.column("customer_key").to_pylist(), split):
+    for key, s in zip(training.column("customer_key").to_pylist(), split, strict=True):
         if s != "unlabelled":
             assert (s == "validation") == (int(key[2:]) % 5 == 0)  # the same rule in every engine
     assert set(training.column("label").drop_null().to_pylist()) == set(CLASSES)
@@ -171,16 +203,24 @@ def test_sharded_postprocess_gives_the_same_rows(day, tmp_path):
     total = len(read_csv_lines(day["partition"]("predictions")))
     cut = total // 2 + 17
     for index, (start, end) in enumerate(((0, cut), (cut, total))):
-        run_job("postprocess.py", "--input", day["uri"]["predictions"], "--output",
-                (tmp_path / f"shard={index:04d}").as_uri(), "--offers", OFFERS,
-                "--row-start", str(start), "--row-end", str(end))
+        run_job(
+            "postprocess.py",
+            "--input",
+            day["uri"]["predictions"],
+            "--output",
+            (tmp_path / f"shard={index:04d}").as_uri(),
+            "--offers",
+            OFFERS,
+            "--row-start",
+            str(start),
+            "--row-end",
+            str(end),
+        )
     columns = ["customer_key", "value_class", "confidence", "offer"]
 
     def rows(table):
-        return sorted(zip(*(table.column(c).to_pylist() for c in columns)))
+        return sorted(zip(*(table.column(c).to_pylist() for c in columns), strict=True))
 
-    sharded = pa.concat_tables(
-        outputs_table(tmp_path / f"shard={i:04d}").select(columns) for i in range(2)
-    )
+    sharded = pa.concat_tables(outputs_table(tmp_path / f"shard={i:04d}").select(columns) for i in range(2))
     assert rows(sharded) == rows(outputs_table(day["partition"]("outputs")))
     assert (tmp_path / "shard=0001" / "value_class=vip" / f"part-{cut:012d}.parquet").exists()

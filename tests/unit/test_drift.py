@@ -12,12 +12,12 @@ CLASSES = ["cook", "browse", "dormant"]
 
 
 def counts(*shares: float, rows: int = 1_000_000) -> dict[str, int]:
-    return {c: round(s * rows) for c, s in zip(CLASSES, shares)}
+    return {c: round(s * rows) for c, s in zip(CLASSES, shares, strict=True)}
 
 
 def test_psi_matches_the_formula_for_the_missions_swing():
     p, q = [0.80, 0.15, 0.05], [1 / 3] * 3
-    by_hand = sum((a - e) * math.log(a / e) for a, e in zip(p, q))
+    by_hand = sum((a - e) * math.log(a / e) for a, e in zip(p, q, strict=True))
     assert drift.psi(p, q) == pytest.approx(by_hand, rel=1e-3)
     assert drift.psi(p, q) == pytest.approx(1.0925, abs=1e-3)
 

@@ -18,7 +18,7 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 def lint_imports(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [str(LINT_IMPORTS), "--no-cache", *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
     )
 
 
@@ -35,8 +35,13 @@ def test_a_broken_contract_fails(tmp_path):
     lines = ["[importlinter]", f"root_package = {config['root_package']}"]
     contracts = [
         *config["contracts"],
-        {"id": "broken-on-purpose", "name": "The CLI never imports water.paths", "type": "forbidden",
-         "source_modules": ["water.cli"], "forbidden_modules": ["water.paths"]},
+        {
+            "id": "broken-on-purpose",
+            "name": "The CLI never imports water.paths",
+            "type": "forbidden",
+            "source_modules": ["water.cli"],
+            "forbidden_modules": ["water.paths"],
+        },
     ]
     for contract in contracts:
         lines += ["", f"[importlinter:contract:{contract['id']}]"]
@@ -68,5 +73,5 @@ def test_the_command_line_imports_no_airflow_before_it_points_airflow_at_its_hom
         "leaked = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "assert not leaked, leaked[:5]\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import tarfile
 from datetime import date
@@ -25,10 +26,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import demo_seed
+from tests.conftest import demo_seed, make_task_context
+from water.spec import load_pipeline
 from water.targets.local.engines.partitions import data_files, file_uri
 from water.targets.local.engines.process import OutOfMemory
-from water.spec import load_pipeline
 from water.targets.local.target import LocalTarget
 
 DS = "2026-11-01"
@@ -38,8 +39,9 @@ NOT_LOCAL_STAGES = {"drift_guard"}  # target-agnostic branch, not a stage (tests
 
 
 def run(op, decision=None) -> dict[str, Any]:
-    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids=None, key=None: decision)
-    return op.run(DS, {"ds": DS, "ti": ti})
+    """Run a stage's operator for DS; a sized step's commit gets `decision` as the sizing branch's XCom."""
+    xcom = {(op.decision_task_id, "decision"): decision} if decision is not None else None
+    return op.run(DS, make_task_context(DS, xcom))
 
 
 def small_day(spec, name: str, class_counts: dict[str, int]) -> dict[str, Any]:
@@ -137,7 +139,11 @@ def source_counts(env):
     users = pq.read_table(env.warehouse / "app" / "users")
     events = pq.read_table(env.warehouse / "app" / "recipe_events" / f"event_date={DS}")
     active = set(pc.unique(events.column("user_id")).to_pylist())
-    eligible = [u for u, d in zip(users.column("user_id").to_pylist(), users.column("signup_date").to_pylist()) if d.isoformat() <= DS]
+    eligible = [
+        u
+        for u, d in zip(users.column("user_id").to_pylist(), users.column("signup_date").to_pylist(), strict=True)
+        if d.isoformat() <= DS
+    ]
     return events.num_rows, eligible, active
 
 
@@ -168,6 +174,11 @@ def test_features_runs_the_glue_script_on_local_spark(env):
     assert features.column("user_id").to_pylist() == sorted(features.column("user_id").to_pylist())
 
 
+def rule_segment(n_events: int, n_cooks: int) -> str:
+    """The fixed rule behind the demo seed's GUARANTEED_ACCURACY."""
+    return "dormant" if n_events <= 2 else "cook" if n_cooks >= 1 else "browse"
+
+
 @pytest.mark.spark
 def test_generator_keeps_its_guaranteed_signal(env):
     """The seeded labels are learnable: a fixed rule on the features reaches the floor."""
@@ -176,8 +187,8 @@ def test_generator_keeps_its_guaranteed_signal(env):
     features = pq.read_table(partition(env, env.spec.steps["features"].writes)).to_pandas().set_index("user_id")
     labels = pq.read_table(partition(env, labels_dataset(env))).to_pandas().set_index("user_id")
     joined = labels.join(features, how="inner")
-    guessed = [seed.rule_segment(e, c) for e, c in zip(joined.n_events, joined.n_cooks)]
-    accuracy = sum(g == s for g, s in zip(guessed, joined.segment)) / len(joined)
+    guessed = [rule_segment(e, c) for e, c in zip(joined.n_events, joined.n_cooks, strict=True)]
+    accuracy = sum(g == s for g, s in zip(guessed, joined.segment, strict=True)) / len(joined)
     assert accuracy >= seed.GUARANTEED_ACCURACY
 
 
@@ -294,7 +305,7 @@ def test_sharded_route_covers_its_rows_once(env, tmp_path):
 
 @pytest.mark.spark
 def test_publish_replaces_the_day_in_the_warehouse(env):
-    from water.targets.local.engines.warehouse import table_rows
+    from tests.helpers import table_rows
 
     figures = env.through("publish")
     step = env.spec.steps["publish"]
@@ -359,5 +370,5 @@ def test_escalation_happens_once_only(env, tmp_path):
     op.escalation = SizingPolicy.model_validate(
         {"tiers": [{"name": "tiny", "max_rows": 10, "resources": smaller}], "scale_out": {"rows_per_shard": 10, "max_shards": 2}}
     )  # the top tier: the retry doubles to 40Mi, still too small, and there is no third try
-    with pytest.raises(OutOfMemory, match="40.0 MiB"):
+    with pytest.raises(OutOfMemory, match=re.escape("40.0 MiB")):
         run(op)

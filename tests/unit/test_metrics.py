@@ -39,7 +39,9 @@ def test_stage_figures_become_tagged_gauges(listener):
 def test_class_shares_drift_and_sizing(listener):
     metrics.emit_figures("inference_stats", {"rows": 10, "class_counts": {"a": 8, "b": 2}}, pipeline="p", ds="d")
     decision = {
-        "tier": "heavy large × 3 · light small", "rows": 10, "shards": 4,
+        "tier": "heavy large × 3 · light small",
+        "rows": 10,
+        "shards": 4,
         "routes": {
             "heavy": {"tier": "large", "rows": 8, "shards": [{}, {}, {}], "classes": ["a"]},
             "light": {"tier": "small", "rows": 2, "shards": [{}], "classes": ["b"]},

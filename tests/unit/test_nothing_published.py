@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests import routes
+from tests.helpers import table_rows
 from water import report
 from water.targets.local.engines.partitions import file_uri
-from water.targets.local.engines.warehouse import publish_partition, retract_partition, table_rows
+from water.targets.local.engines.warehouse import publish_partition, retract_partition
 
 DS, NEXT_DS = "2026-11-01", "2026-11-02"
 TABLE = "ml.routed_lists"
@@ -52,7 +53,7 @@ def published_day(dag, lake, task_context, ds: str, rows: int) -> None:
 def no_predictions_rerun(dag, spec, task_context, ds: str) -> dict:
     """The day again, with no predictions: the sizing branch ends it at no_predictions."""
     name, step = spec.step_of("sized_postprocess")
-    zero = {"rows": 0, "class_counts": {c: 0 for c in spec.classes}}
+    zero = {"rows": 0, "class_counts": dict.fromkeys(spec.classes, 0)}
     context = task_context(ds, {("inference_stats", "return_value"): zero})
     assert dag.get_task(step.size_task_id(name)).choose_branch(context) == [step.no_predictions_task_id]
     assert dag.get_task(step.no_predictions_task_id).execute(context)["flag"] == "no_predictions"
@@ -86,7 +87,11 @@ def test_keep_leaves_the_days_earlier_outputs_and_builds_no_retraction(tmp_path,
     assert not [t for t in dag.task_ids if t.startswith("retract_")]
     assert table_rows(warehouse, TABLE, DS) == 30 and (lake / "outputs" / f"ds={DS}").is_dir()
     assert spec.roles()["nothing_published"] == {
-        "endings": ["no_predictions"], "setting": "keep", "retract": None, "table": TABLE, "dataset": "outputs",
+        "endings": ["no_predictions"],
+        "setting": "keep",
+        "retract": None,
+        "table": TABLE,
+        "dataset": "outputs",
     }
 
 
@@ -134,30 +139,54 @@ def test_retracting_from_a_warehouse_or_table_not_there_yet_removes_nothing(tmp_
 
 # --- what the summary, the report and Slack say ---------------------------------------------
 
-ROLES = {"publish": "publish", "quarantine": "quarantine", "nothing_published": {
-    "endings": ["quarantine", "no_predictions"], "setting": "retract", "retract": "retract_publish",
-    "table": TABLE, "dataset": "outputs",
-}}
+ROLES = {
+    "publish": "publish",
+    "quarantine": "quarantine",
+    "nothing_published": {
+        "endings": ["quarantine", "no_predictions"],
+        "setting": "retract",
+        "retract": "retract_publish",
+        "table": TABLE,
+        "dataset": "outputs",
+    },
+}
 KEEP = {**ROLES, "nothing_published": {**ROLES["nothing_published"], "setting": "keep", "retract": None}}
 
 
 def tasks(**states: str) -> list[dict]:
     figures = {"retract_publish": {"flag": "retracted", "rows_retracted": 1_234}}
-    return [{"task_id": t.replace("__", "."), "state": s, "seconds": 1.0, "figures": figures.get(t, {})} for t, s in states.items()]
+    return [
+        {"task_id": t.replace("__", "."), "state": s, "seconds": 1.0, "figures": figures.get(t, {})} for t, s in states.items()
+    ]
 
 
 @pytest.mark.parametrize(
     ("roles", "states", "outcome"),
     [
-        (ROLES, {"quarantine": "success", "no_predictions": "skipped", "publish": "skipped", "retract_publish": "success"},
-         {"outcome": "retracted", "rows_retracted": 1_234}),
-        (ROLES, {"quarantine": "skipped", "no_predictions": "success", "publish": "skipped",
-                 "retract_publish__table_partition": "success", "retract_publish__lake_partition": "success"},
-         {"outcome": "retracted", "rows_retracted": None}),  # the cloud's group: provider tasks, no figures
+        (
+            ROLES,
+            {"quarantine": "success", "no_predictions": "skipped", "publish": "skipped", "retract_publish": "success"},
+            {"outcome": "retracted", "rows_retracted": 1_234},
+        ),
+        (
+            ROLES,
+            {
+                "quarantine": "skipped",
+                "no_predictions": "success",
+                "publish": "skipped",
+                "retract_publish__table_partition": "success",
+                "retract_publish__lake_partition": "success",
+            },
+            {"outcome": "retracted", "rows_retracted": None},
+        ),  # the cloud's group: provider tasks, no figures
         (KEEP, {"quarantine": "success", "no_predictions": "skipped", "publish": "skipped"}, {"outcome": "kept"}),
         (ROLES, {"quarantine": "success", "retract_publish": "failed"}, {"outcome": "not retracted"}),
         (ROLES, {"quarantine": "skipped", "no_predictions": "skipped", "publish": "success", "retract_publish": "skipped"}, None),
-        (ROLES, {"quarantine": "upstream_failed", "no_predictions": "upstream_failed", "retract_publish": "upstream_failed"}, None),
+        (
+            ROLES,
+            {"quarantine": "upstream_failed", "no_predictions": "upstream_failed", "retract_publish": "upstream_failed"},
+            None,
+        ),
     ],
     ids=["retracted", "retracted-cloud", "kept", "retraction-failed", "published", "failed-run"],
 )
@@ -177,8 +206,10 @@ def test_the_run_table_the_report_and_slack_say_retracted_or_kept(monkeypatch, t
     from water.operators.report import RunReportOperator
 
     states = {"quarantine": "success", "no_predictions": "skipped", "publish": "skipped", "retract_publish": "success"}
-    for roles, said in ((ROLES, "retracted: ml.routed_lists rows of the day and outputs/ds=… removed (1,234 rows)"),
-                        (KEEP, "kept: ml.routed_lists rows of the day and outputs/ds=… stay")):
+    for roles, said in (
+        (ROLES, "retracted: ml.routed_lists rows of the day and outputs/ds=… removed (1,234 rows)"),
+        (KEEP, "kept: ml.routed_lists rows of the day and outputs/ds=… stay"),
+    ):
         run_tasks = tasks(**states) if roles is ROLES else tasks(**{k: v for k, v in states.items() if k != "retract_publish"})
         # water run's table and JSON summary
         head = run_summary._headline(run_tasks, roles)
@@ -187,13 +218,31 @@ def test_the_run_table_the_report_and_slack_say_retracted_or_kept(monkeypatch, t
         run_summary.render({"dag_id": "routed", "ds": DS, "state": "success", "tasks": run_tasks, **head}, console)
         assert f"earlier outputs of ds={DS} {said}" in console.export_text()
         # the report page
-        record = {"dag_id": "routed", "ds": DS, "run_id": "r", "state": "success", "duration_seconds": 1.0,
-                  "roles": roles, "tasks": run_tasks, "decision": None, "drift": None}
+        record = {
+            "dag_id": "routed",
+            "ds": DS,
+            "run_id": "r",
+            "state": "success",
+            "duration_seconds": 1.0,
+            "roles": roles,
+            "tasks": run_tasks,
+            "decision": None,
+            "drift": None,
+        }
         assert said in report.render(record, [], ["cook", "browse"])
         # the Slack message
         sent = []
-        monkeypatch.setattr(notify, "send", lambda notice, conn_id: sent.append(notice))
-        op = RunReportOperator(task_id="run_report", pipeline="routed", classes=["cook"], lake_root="file:///x",
-                               storage_conn_id=None, target="local", roles=roles, history_days=7, slack_conn_id=None)
+        monkeypatch.setattr(notify, "send", lambda notice, conn_id, sent=sent: sent.append(notice))
+        op = RunReportOperator(
+            task_id="run_report",
+            pipeline="routed",
+            classes=["cook"],
+            lake_root="file:///x",
+            storage_conn_id=None,
+            target="local",
+            roles=roles,
+            history_days=7,
+            slack_conn_id=None,
+        )
         op.notify(task_context(DS), record, report.headline(record))
         assert said in sent[0].facts["earlier outputs"]

@@ -20,7 +20,11 @@ def outbox(tmp_path, monkeypatch):
 
 def a_notice(kind: str = "failure") -> notify.Notice:
     return notify.Notice(
-        kind, "recipe_engagement", "2026-11-01", "manual__2026-11-01", "recipe_engagement ds=2026-11-01 FAILED at train",
+        kind,
+        "recipe_engagement",
+        "2026-11-01",
+        "manual__2026-11-01",
+        "recipe_engagement ds=2026-11-01 FAILED at train",
         facts={"pipeline": "recipe_engagement", "ds": "2026-11-01", "tier": "small × 1"},
         lines=["failed: train"],
         links={"log of train": notify.task_log_url("recipe_engagement", "manual__2026-11-01", "train", try_number=1)},

@@ -54,5 +54,11 @@ def test_cpu_limit_caps_threads_and_cpu_time():
 
 def test_failure_carries_the_exit_code_and_log_tail():
     with pytest.raises(ProcessFailed) as caught:
-        run_limited([sys.executable, "-c", "print('about to fail'); raise SystemExit(3)"], name="pod", memory_bytes=2**30, cpu=1, log=lambda _: None)
+        run_limited(
+            [sys.executable, "-c", "print('about to fail'); raise SystemExit(3)"],
+            name="pod",
+            memory_bytes=2**30,
+            cpu=1,
+            log=lambda _: None,
+        )
     assert caught.value.returncode == 3 and "about to fail" in str(caught.value)

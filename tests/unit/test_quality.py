@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import io
 import json
-import sys
+import re
 import textwrap
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import make_task_context
 from tests.unit.test_spec import assert_spec_error, demo
 from water import quality
 from water.quality import Gates, QualityCheckFailed
 from water.spec import Checks, DatasetChecks, MetricCheck, load_pipeline
-from water.targets.local.engines.partitions import file_uri, local_files
+from water.targets.local.engines.partitions import file_uri
 
 DS = "2026-11-01"
 
@@ -78,7 +76,7 @@ def test_csv_profiles_and_zero_byte_files():
 
 
 def test_a_zero_byte_parquet_file_is_named():
-    with pytest.raises(ValueError, match="part-0.parquet is zero bytes: not a Parquet file"):
+    with pytest.raises(ValueError, match=re.escape("part-0.parquet is zero bytes: not a Parquet file")):
         quality.profile([("part-0.parquet", partial(io.BytesIO, b""))], "parquet")
 
 
@@ -92,8 +90,7 @@ def test_each_failed_check_names_itself_and_its_figures():
     failures = quality.dataset_failures(checks, quality.profile(files(a=parquet_bytes(EVENTS)), "parquet", checks))
     assert failures == [
         "min_rows failed: 4 rows < 1,000",
-        "columns failed: user_id is integer, expected string; recipe_id is missing "
-        "(columns: user_id, event_type, duration_s)",
+        "columns failed: user_id is integer, expected string; recipe_id is missing (columns: user_id, event_type, duration_s)",
         "max_null_share failed: event_type is 75.0% null (3 of 4 rows) > 50.0%",
     ]
     with pytest.raises(QualityCheckFailed) as caught:
@@ -172,17 +169,42 @@ def with_checks(step: str, checks: dict) -> dict:
 
 SPEC_CASES = {
     "unknown check": ("extract", {"max_rows": 5}, "steps.extract.checks.max_rows", "unknown field"),
-    "share above one": ("extract", {"max_null_share": {"user_id": 1.5}}, "steps.extract.checks.max_null_share.user_id", "less than or equal to 1"),
+    "share above one": (
+        "extract",
+        {"max_null_share": {"user_id": 1.5}},
+        "steps.extract.checks.max_null_share.user_id",
+        "less than or equal to 1",
+    ),
     "zero rows": ("extract", {"min_rows": 0}, "steps.extract.checks.min_rows", "greater than or equal to 1"),
     "unknown type": ("extract", {"columns": {"user_id": "int"}}, "steps.extract.checks.columns.user_id", "'integer'"),
     "metric without bound": ("train", {"metric": {"name": "validation:accuracy"}}, "steps.train.checks.metric", "at_least"),
-    "metric not defined": ("train", {"metric": {"name": "validation:f1", "at_least": 0.5}}, "steps.train.checks.metric.name", "not among metric_definitions"),
+    "metric not defined": (
+        "train",
+        {"metric": {"name": "validation:f1", "at_least": 0.5}},
+        "steps.train.checks.metric.name",
+        "not among metric_definitions",
+    ),
     "metric on sql": ("extract", {"metric": {"at_least": 0.5}}, "steps.extract.checks.metric", "only a training step"),
-    "no such channel": ("train", {"metric": {"above_majority_by": 0.1, "validation": "holdout"}}, "steps.train.checks.metric.validation", "not one of the step's reads"),
+    "no such channel": (
+        "train",
+        {"metric": {"above_majority_by": 0.1, "validation": "holdout"}},
+        "steps.train.checks.metric.validation",
+        "not one of the step's reads",
+    ),
     "rows of a model": ("train", {"min_rows": 10}, "steps.train.checks.min_rows", "written as files"),
-    "columns of headerless csv": ("batch_inference", {"columns": {"id": "integer"}}, "steps.batch_inference.checks.columns", "only min_rows applies"),
+    "columns of headerless csv": (
+        "batch_inference",
+        {"columns": {"id": "integer"}},
+        "steps.batch_inference.checks.columns",
+        "only min_rows applies",
+    ),
     "pod with several outputs": ("preprocess", {"min_rows": 10}, "steps.preprocess.checks.min_rows", "checks.outputs.<flag>"),
-    "unknown output flag": ("preprocess", {"outputs": {"train": {"min_rows": 10}}}, "steps.preprocess.checks.outputs.train", "writes flags"),
+    "unknown output flag": (
+        "preprocess",
+        {"outputs": {"train": {"min_rows": 10}}},
+        "steps.preprocess.checks.outputs.train",
+        "writes flags",
+    ),
     "outputs on sql": ("extract", {"outputs": {"raw": {"min_rows": 10}}}, "steps.extract.checks.outputs", "only a pod step"),
     "checks on publish": ("publish", {"min_rows": 10}, "steps.publish.checks", "unknown field"),
 }
@@ -198,8 +220,7 @@ def test_a_bad_check_names_file_and_field(tmp_path, case):
 
 
 def context():
-    ti = SimpleNamespace(try_number=1, xcom_pull=lambda task_ids=None, key=None: None)
-    return {"ds": DS, "ti": ti}
+    return make_task_context(DS)
 
 
 def lake(tmp_path: Path) -> tuple[str, Path]:
@@ -225,15 +246,24 @@ def test_a_failed_gate_fails_the_sql_step_and_keeps_the_days_previous_partition(
     monkeypatch.setenv("WATER_PROJECT_ROOT", str(tmp_path))
     warehouse = tmp_path / "warehouse"
     write_parquet(warehouse / "app/users", pa.table({"user_id": list(range(10))}))
-    write_parquet(warehouse / "app/events", pa.table({"user_id": pa.array([], pa.int64()), "event_type": pa.array([], pa.string())}))
+    write_parquet(
+        warehouse / "app/events", pa.table({"user_id": pa.array([], pa.int64()), "event_type": pa.array([], pa.string())})
+    )
     root, pipeline = lake(tmp_path)
     previous = pipeline / "raw" / f"ds={DS}"
     write_parquet(previous, pa.table({"user_id": [1], "event_type": ["view"]}))
     before = (previous / "part-00000.parquet").read_bytes()
     checks = Checks(min_rows=5, max_null_share={"event_type": 0.5})
     op = LocalQueryOperator(
-        task_id="extract", sql="sql/extract.sql", dialect="bigquery", tables="warehouse", warehouse_dir=str(warehouse),
-        destination="raw", pipeline="p", lake_root=root, gates=Gates("extract", {"raw": ("parquet", checks)}),
+        task_id="extract",
+        sql="sql/extract.sql",
+        dialect="bigquery",
+        tables="warehouse",
+        warehouse_dir=str(warehouse),
+        destination="raw",
+        pipeline="p",
+        lake_root=root,
+        gates=Gates("extract", {"raw": ("parquet", checks)}),
     )
     with pytest.raises(QualityCheckFailed) as caught:
         op.run(DS, context())
@@ -257,8 +287,12 @@ def test_zero_byte_predictions_are_zero_predictions_for_inference_stats(tmp_path
     predictions.mkdir(parents=True)
     (predictions / "part-00000.csv.out").write_bytes(b"")
     op = LocalInferenceStatsOperator(
-        task_id="inference_stats", predictions="predictions", destination="stats", classes=["cook", "browse"],
-        pipeline="p", lake_root=root,
+        task_id="inference_stats",
+        predictions="predictions",
+        destination="stats",
+        classes=["cook", "browse"],
+        pipeline="p",
+        lake_root=root,
     )
     assert op.run(DS, context()) == {"rows_in": 0, "rows": 0, "class_counts": {"cook": 0, "browse": 0}}
     (predictions / "part-00001.csv.out").write_text("1,cook,0.9\n2,browse,0.8\n3,cook,0.7\n")
@@ -274,13 +308,19 @@ def test_a_zero_byte_parquet_input_and_an_empty_input_folder_are_named(tmp_path)
     raw = pipeline / "raw" / f"ds={DS}"
     raw.mkdir(parents=True)
     op = LocalGlueJobOperator(
-        task_id="features", script="glue/x.py", script_args={}, worker_type="G.1X", sources={"input_path": "raw"},
-        destination="features", pipeline="p", lake_root=root,
+        task_id="features",
+        script="glue/x.py",
+        script_args={},
+        worker_type="G.1X",
+        sources={"input_path": "raw"},
+        destination="features",
+        pipeline="p",
+        lake_root=root,
     )
     with pytest.raises(FileNotFoundError, match=f"features: input partition raw/ds={DS} holds no data files"):
         op.run(DS, context())  # before Spark starts: it could not read a schema from an empty folder
     (raw / "part-00000.parquet").write_bytes(b"")
-    with pytest.raises(ValueError, match="holds a zero-byte Parquet file part-00000.parquet"):
+    with pytest.raises(ValueError, match=re.escape("holds a zero-byte Parquet file part-00000.parquet")):
         op.run(DS, context())
     assert not (pipeline / "features").exists()
 
@@ -294,9 +334,15 @@ def test_a_training_channel_without_rows_fails_before_training(tmp_path):
         folder.mkdir(parents=True)
         (folder / "part-00000.csv").write_text(text)
     op = LocalTrainingOperator(
-        task_id="train", entry_point="training/x/train.py", hyperparameters={}, instance_type="ml.m5.large",
-        metric_definitions=[], channels={"train": "channels/train", "validation": "channels/validation"},
-        destination="model", pipeline="p", lake_root=root,
+        task_id="train",
+        entry_point="training/x/train.py",
+        hyperparameters={},
+        instance_type="ml.m5.large",
+        metric_definitions=[],
+        channels={"train": "channels/train", "validation": "channels/validation"},
+        destination="model",
+        pipeline="p",
+        lake_root=root,
     )
     with pytest.raises(ValueError, match=f"train: channel validation \\(channels/validation/ds={DS}\\) holds no rows"):
         op.run(DS, context())
@@ -347,16 +393,23 @@ def test_a_training_pod_below_the_majority_baseline_fails_and_keeps_the_previous
 
     def pod(accuracy: str):
         return LocalPodOperator(
-            task_id="train", entrypoint=str(entrypoint), arguments={"accuracy": accuracy},
+            task_id="train",
+            entrypoint=str(entrypoint),
+            arguments={"accuracy": accuracy},
             inputs={"train": "channels/train", "validation": "channels/validation"},
             outputs={"model-output": ("model", "files")},
             container_resources={"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
             metric_definitions=[("validation:accuracy", r"validation:accuracy=([0-9.]+)")],
-            gates=Gates("train", metric=gate, validation="channels/validation"), pipeline="p", lake_root=root,
+            gates=Gates("train", metric=gate, validation="channels/validation"),
+            pipeline="p",
+            lake_root=root,
         )
 
-    with pytest.raises(QualityCheckFailed, match=r"train: check metric failed: validation:accuracy 0.3700 < 0.4500, the "
-                       r"majority-class baseline \('cook' 40.0% of 100 validation rows\) \+ 0.05"):
+    with pytest.raises(
+        QualityCheckFailed,
+        match=r"train: check metric failed: validation:accuracy 0.3700 < 0.4500, the "
+        r"majority-class baseline \('cook' 40.0% of 100 validation rows\) \+ 0.05",
+    ):
         pod("0.37").run(DS, context())
     assert (model / "model.joblib").read_text() == "yesterday's good model"
     figures = pod("0.84").run(DS, context())
@@ -364,7 +417,7 @@ def test_a_training_pod_below_the_majority_baseline_fails_and_keeps_the_previous
     assert (model / "model.joblib").read_text() == "model 0.84"
 
 
-def test_the_shards_check_reads_what_the_decision_ran(tmp_path):
+def test_the_shards_check_reads_what_the_decision_ran(tmp_path, task_context):
     """The sized step's check task (both targets): every route's shards the decision ran, together."""
     from water.operators.quality import ShardsGateOperator
 
@@ -376,12 +429,18 @@ def test_the_shards_check_reads_what_the_decision_ran(tmp_path):
     decision = {"routes": {"a": {"tier": "small", "shards": []}, "b": {"tier": "small", "shards": []}}}
     checks = DatasetChecks(min_rows=3, max_null_share={"user_id": 0.2}, columns={"segment": "string"})
     op = ShardsGateOperator(
-        task_id="check_outputs", gates=Gates("postprocess", {"outputs": ("parquet", checks)}),
-        shards_dataset="outputs_shards", decision_task_id="size_postprocess", pipeline="p", lake_root=root,
+        task_id="check_outputs",
+        gates=Gates("postprocess", {"outputs": ("parquet", checks)}),
+        shards_dataset="outputs_shards",
+        decision_task_id="size_postprocess",
+        pipeline="p",
+        lake_root=root,
     )
-    ti = SimpleNamespace(xcom_pull=lambda task_ids=None, key=None: decision if key == "decision" else None)
-    with pytest.raises(QualityCheckFailed, match=r"postprocess: check max_null_share failed: user_id is 25.0% null \(1 of 4 rows\)"):
-        op.execute({"ds": DS, "ti": ti})
+    context = task_context(DS, {("size_postprocess", "decision"): decision})
+    with pytest.raises(
+        QualityCheckFailed, match=r"postprocess: check max_null_share failed: user_id is 25.0% null \(1 of 4 rows\)"
+    ):
+        op.execute(context)
     (shards / "route=b/shard=0000/segment=browse/part-00000.parquet").unlink()
     write_parquet(shards / "route=b/shard=0000/segment=browse", pa.table({"user_id": [3, 4]}))
-    assert op.execute({"ds": DS, "ti": ti})["rows_in"] == 4
+    assert op.execute(context)["rows_in"] == 4

@@ -8,14 +8,29 @@ import re
 from water import report
 
 RECORD = {
-    "dag_id": "recipe_engagement", "ds": "2026-11-02", "run_id": "manual__<x>", "target": "local", "state": "success",
-    "failed_tasks": [], "duration_seconds": 93.4, "conf": {},
+    "dag_id": "recipe_engagement",
+    "ds": "2026-11-02",
+    "run_id": "manual__<x>",
+    "target": "local",
+    "state": "success",
+    "failed_tasks": [],
+    "duration_seconds": 93.4,
+    "conf": {},
     # which task holds which figure: the demo spec's roles (water.spec.PipelineSpec.roles)
-    "roles": {"stats": "inference_stats", "stats_dataset": "stats", "training": "train",
-              "objective_metric": "validation:accuracy", "drift": "drift_guard", "quarantine": "quarantine",
-              "decision": "size_postprocess", "publish": "publish"},
+    "roles": {
+        "stats": "inference_stats",
+        "stats_dataset": "stats",
+        "training": "train",
+        "objective_metric": "validation:accuracy",
+        "drift": "drift_guard",
+        "quarantine": "quarantine",
+        "decision": "size_postprocess",
+        "publish": "publish",
+    },
     "decision": {
-        "tier": "weekly_menu medium · first_cook_nudge small · win_back small", "rows": 2_500_000, "shards": 3,
+        "tier": "weekly_menu medium · first_cook_nudge small · win_back small",
+        "rows": 2_500_000,
+        "shards": 3,
         "routes": {
             "weekly_menu": {"classes": ["cook"], "tier": "medium", "rows": 1_500_000, "shards": [{}], "reason": "…"},
             "first_cook_nudge": {"classes": ["browse"], "tier": "small", "rows": 625_000, "shards": [{}], "reason": "…"},
@@ -23,19 +38,44 @@ RECORD = {
         },
     },
     "previous_routes": {"weekly_menu": {"classes": ["cook"], "tier": "small", "rows": 1_000_000, "shards": 1}},
-    "drift": {"verdict": "warn", "psi": 0.1658, "js": 0.2011, "baseline": "previous run ds=2026-11-01",
-              "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15},
-              "baseline_shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25}},
+    "drift": {
+        "verdict": "warn",
+        "psi": 0.1658,
+        "js": 0.2011,
+        "baseline": "previous run ds=2026-11-01",
+        "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15},
+        "baseline_shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25},
+    },
     "tasks": [
-        {"task_id": "inference_stats", "state": "success", "seconds": 1.2,
-         "figures": {"rows_in": 2_500_000, "rows": 2_500_000, "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000}}},
+        {
+            "task_id": "inference_stats",
+            "state": "success",
+            "seconds": 1.2,
+            "figures": {
+                "rows_in": 2_500_000,
+                "rows": 2_500_000,
+                "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000},
+            },
+        },
         {"task_id": "train", "state": "success", "seconds": 50.0, "figures": {"metrics": {"validation:accuracy": 0.8412}}},
         {"task_id": "publish", "state": "success", "seconds": 0.4, "figures": {"rows_in": 2_500_000, "rows_out": 2_500_000}},
     ],
 }
 HISTORY = [
-    {"ds": "2026-11-01", "rows": 2_400_000, "shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25}, "psi": None, "verdict": "no_baseline"},
-    {"ds": "2026-11-02", "rows": 2_500_000, "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15}, "psi": 0.1658, "verdict": "warn"},
+    {
+        "ds": "2026-11-01",
+        "rows": 2_400_000,
+        "shares": {"cook": 0.4, "browse": 0.35, "dormant": 0.25},
+        "psi": None,
+        "verdict": "no_baseline",
+    },
+    {
+        "ds": "2026-11-02",
+        "rows": 2_500_000,
+        "shares": {"cook": 0.6, "browse": 0.25, "dormant": 0.15},
+        "psi": 0.1658,
+        "verdict": "warn",
+    },
 ]
 
 
@@ -43,21 +83,31 @@ def test_the_page_shows_and_embeds_the_runs_figures():
     page = report.render(RECORD, HISTORY, ["cook", "browse", "dormant"])
     data = json.loads(re.search(r'id="water-run">(.*?)</script>', page, re.S).group(1))
     assert data["headline"] == {
-        "rows": 2_500_000, "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000},
-        "tier": "weekly_menu medium · first_cook_nudge small · win_back small", "shards": 3,
+        "rows": 2_500_000,
+        "class_counts": {"cook": 1_500_000, "browse": 625_000, "dormant": 375_000},
+        "tier": "weekly_menu medium · first_cook_nudge small · win_back small",
+        "shards": 3,
         "routes": {
             "weekly_menu": {"classes": ["cook"], "tier": "medium", "rows": 1_500_000, "shards": 1},
             "first_cook_nudge": {"classes": ["browse"], "tier": "small", "rows": 625_000, "shards": 1},
             "win_back": {"classes": ["dormant"], "tier": "small", "rows": 375_000, "shards": 1},
         },
-        "drift_verdict": "warn", "psi": 0.1658, "js": 0.2011,
-        "validation_accuracy": 0.8412, "rows_published": 2_500_000, "quarantined": None, "earlier_outputs": None,
+        "drift_verdict": "warn",
+        "psi": 0.1658,
+        "js": 0.2011,
+        "validation_accuracy": 0.8412,
+        "rows_published": 2_500_000,
+        "quarantined": None,
+        "earlier_outputs": None,
     }
     for shown in ("2,500,000", "0.841", "weekly_menu medium", "PSI 0.166", "60.0%", "40.0%", "93.4 s"):
         assert shown in page, shown
     # each route beside the previous run's: rows and tier before and now
     routes = re.search(r"<table id='routes'>(.*?)</table>", page, re.S).group(1)
-    assert "<td>weekly_menu</td><td>cook</td><td class='n'>1,000,000</td><td class='n'>1,500,000</td><td>small</td><td>medium</td>" in routes
+    assert (
+        "<td>weekly_menu</td><td>cook</td><td class='n'>1,000,000</td><td class='n'>1,500,000</td><td>small</td><td>medium</td>"
+        in routes
+    )
     assert "<td>win_back</td><td>dormant</td><td class='n'></td><td class='n'>375,000</td><td>-</td><td>small</td>" in routes
     assert page.count("<rect") >= 2 * 3  # two days, three classes stacked
     assert "manual__&lt;x&gt;" in page and "manual__<x>" not in page.split('id="water-run">')[0]  # escaped
@@ -71,8 +121,16 @@ def test_outcome_is_failed_when_any_task_failed_or_could_not_run():
 
 def test_the_headline_finds_figures_by_role_not_by_task_name():
     """A pipeline whose steps have other names (and a pod that trains) shows the same headline."""
-    renamed = {"stats": "count_scores", "training": "fit_pod", "objective_metric": "val:acc", "publish": "load",
-               "decision": "size_post", "drift": None, "quarantine": None, "stats_dataset": "counts"}
+    renamed = {
+        "stats": "count_scores",
+        "training": "fit_pod",
+        "objective_metric": "val:acc",
+        "publish": "load",
+        "decision": "size_post",
+        "drift": None,
+        "quarantine": None,
+        "stats_dataset": "counts",
+    }
     tasks = [
         {"task_id": "count_scores", "state": "success", "figures": {"rows": 10, "class_counts": {"a": 7, "b": 3}}},
         {"task_id": "fit_pod", "state": "success", "figures": {"metrics": {"val:acc": 0.7}}},
@@ -83,8 +141,10 @@ def test_the_headline_finds_figures_by_role_not_by_task_name():
 
 
 def test_route_lines_for_slack_say_rows_and_tier_beside_the_previous_run():
-    routes = {"weekly_menu": {"classes": ["cook"], "tier": "large", "rows": 16_000, "shards": 2},
-              "win_back": {"classes": ["dormant"], "tier": "no_predictions", "rows": 0, "shards": 0}}
+    routes = {
+        "weekly_menu": {"classes": ["cook"], "tier": "large", "rows": 16_000, "shards": 2},
+        "win_back": {"classes": ["dormant"], "tier": "no_predictions", "rows": 0, "shards": 0},
+    }
     previous = {"weekly_menu": {"classes": ["cook"], "tier": "medium", "rows": 6_800, "shards": 1}}
     assert report.route_lines(routes, previous) == [
         "weekly_menu (cook): 16,000 rows → large × 2 (before: 6,800 rows, medium)",

@@ -45,20 +45,6 @@ LOCAL_ROUTES = {
 CAMPAIGN = {"cook": "weekly_menu", "browse": "nudge", "dormant": "win_back"}
 
 
-class FakeTI:
-    """XComs by (task id, key): what the operators pull and push."""
-
-    def __init__(self) -> None:
-        self.try_number, self.map_index = 1, -1
-        self.xcom: dict[tuple[str, str], Any] = {}
-
-    def xcom_pull(self, task_ids: str | None = None, key: str | None = "return_value", **_: Any) -> Any:
-        return self.xcom.get((task_ids, key or "return_value"))
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[("size_postprocess", key)] = value
-
-
 def write_predictions(folder: Path) -> dict[str, list[str]]:
     """The day's predictions in two files, classes interleaved; ids by class."""
     rng = random.Random(7)
@@ -77,7 +63,7 @@ def write_predictions(folder: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def day(tmp_path, monkeypatch):
+def day(tmp_path, monkeypatch, task_context):
     from water.factory import build_dag
     from water.spec import load_spec
     from water.targets.local.target import LocalTarget
@@ -89,8 +75,10 @@ def day(tmp_path, monkeypatch):
     ids = write_predictions(lake / "predictions" / f"ds={DS}")
     target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))
     dag = build_dag(spec, target)
-    ti = FakeTI()
-    return {"spec": spec, "dag": dag, "ti": ti, "ids": ids, "lake": lake, "context": {"ds": DS, "ti": ti, "params": {}}}
+    context = task_context(DS)
+    name, step = spec.step_of("sized_postprocess")
+    context["ti"].task_id = step.size_task_id(name)  # the task that pushes XCom: the sizing branch
+    return {"spec": spec, "dag": dag, "ti": context["ti"], "ids": ids, "lake": lake, "context": context}
 
 
 def run(day, task_id: str, **mapped: Any) -> Any:
@@ -122,7 +110,9 @@ def test_each_route_reads_its_classes_shards_escalates_alone_and_commits_once(da
     assert decision["counts_from"] == "inference_stats"
     assert branches == ["plan_weekly_menu_shards", "first_cook_nudge_small", "win_back_small"]
     assert {r: (d["tier"], len(d["shards"])) for r, d in decision["routes"].items()} == {
-        "weekly_menu": ("large", 3), "first_cook_nudge": ("small", 1), "win_back": ("small", 1),
+        "weekly_menu": ("large", 3),
+        "first_cook_nudge": ("small", 1),
+        "win_back": ("small", 1),
     }
 
     # weekly_menu: its plan task's shards, one mapped task instance each

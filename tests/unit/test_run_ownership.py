@@ -27,8 +27,11 @@ GONE_WITHIN = 60  # seconds: a generous bound, the tree goes in well under one
 
 def _python(code: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True,
-        env={**(env or os.environ), "PYTHONPATH": str(ROOT / "plugins")}, **kwargs,
+        [sys.executable, "-c", textwrap.dedent(code)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**(env or os.environ), "PYTHONPATH": str(ROOT / "plugins")},
+        **kwargs,
     )
 
 
@@ -77,7 +80,8 @@ def test_a_second_run_of_the_same_day_is_refused_at_once_naming_the_holder(tmp_p
             print(json.dumps({"held": True}), flush=True)
             sys.stdin.read()
         """,
-        stdin=subprocess.PIPE, env=env,
+        stdin=subprocess.PIPE,
+        env=env,
     )
     try:
         assert _read_json_line(holder) == {"held": True}
@@ -86,7 +90,12 @@ def test_a_second_run_of_the_same_day_is_refused_at_once_naming_the_holder(tmp_p
         before = _snapshot(state)
         started = time.monotonic()
         result = subprocess.run(
-            [WATER, "run", "customer_value", "--date", "2026-11-03"], capture_output=True, text=True, env=env, timeout=600,
+            [WATER, "run", "customer_value", "--date", "2026-11-03"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
         )
         took = time.monotonic() - started
         assert result.returncode == 75, result.stdout + result.stderr
@@ -121,9 +130,8 @@ def test_the_lock_goes_with_its_holder_even_killed(tmp_path, monkeypatch):
         env={**os.environ, "WATER_STATE_DIR": str(tmp_path)},
     )
     assert _read_json_line(holder) == {"held": True}
-    with pytest.raises(ownership.RunBusy, match=f"pid {holder.pid}"):
-        with ownership.run_lock("p", "2026-11-01"):
-            pass
+    with pytest.raises(ownership.RunBusy, match=f"pid {holder.pid}"), ownership.run_lock("p", "2026-11-01"):
+        pass
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     with ownership.run_lock("p", "2026-11-01") as path:
@@ -143,7 +151,10 @@ def test_seeding_waits_for_another_process_seeding_and_keeps_both_days(tmp_path,
     with seeding_lock(warehouse, progress=lambda _: None):
         second = subprocess.Popen(
             [WATER, "seed", "recipe_engagement", "--date", "2026-11-02", "--users", "100"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
         )
         first_line = second.stdout.readline()
         assert "waiting for another process seeding" in first_line, first_line
@@ -168,7 +179,7 @@ def test_a_publish_waits_for_another_process_holding_the_warehouse(tmp_path, mon
     holder = _python(
         f"""
         import duckdb, json, sys, time
-        con = duckdb.connect({str(tmp_path / 'wh' / wh.DATABASE)!r})
+        con = duckdb.connect({str(tmp_path / "wh" / wh.DATABASE)!r})
         print(json.dumps({{"held": True}}), flush=True)
         sys.stdin.readline()
         time.sleep(2)  # still held when the publish below starts
@@ -235,7 +246,11 @@ def test_a_command_that_ends_takes_what_it_left_running_along(tmp_path):
     lines = []
     started = time.monotonic()
     process.run_limited(
-        ["sh", "-c", "sleep 600 & echo $!"], name="pod", memory_bytes=2**30, cpu=1, log=lines.append,
+        ["sh", "-c", "sleep 600 & echo $!"],
+        name="pod",
+        memory_bytes=2**30,
+        cpu=1,
+        log=lines.append,
     )
     assert time.monotonic() - started < 300  # a bound, not a timing: it would wait 600 s
     assert _all_gone([int(lines[0])]) == []
@@ -292,7 +307,13 @@ def test_staging_of_dead_processes_is_removed_and_a_live_ones_kept(tmp_path):
             "dead": dataset / f".staging-ds=2026-11-02.pid{dead.pid}.0a1b2c3d",
             "legacy": dataset / ".staging-ds=2026-11-03-0a1b2c3d",  # named before owners were
             "live": dataset / f".staging-ds=2026-11-04.pid{live.pid}.0a1b2c3d",
-            "sharded": tmp_path / "lake" / "p" / "outputs" / "ds=2026-11-02" / "route=r" / f".staging-shard=0000.pid{dead.pid}.00aa11bb",
+            "sharded": tmp_path
+            / "lake"
+            / "p"
+            / "outputs"
+            / "ds=2026-11-02"
+            / "route=r"
+            / f".staging-shard=0000.pid{dead.pid}.00aa11bb",
         }
         for folder in left.values():
             folder.mkdir(parents=True)
@@ -331,7 +352,9 @@ def test_cgroups_of_dead_owners_are_removed_with_what_runs_in_them():
     dead = subprocess.Popen(["true"])
     dead.wait()
     # what a killed run left in its cgroup: a process whose parent is gone
-    orphan = int(subprocess.run(["sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True).stdout)
+    orphan = int(
+        subprocess.run(["sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!"], capture_output=True, text=True, check=True).stdout
+    )
     stale = Path("/sys/fs/cgroup/memory") / f"water-{dead.pid}-0a1b2c3d4e5f"
     live = Path("/sys/fs/cgroup/memory") / f"water-{os.getpid()}-0a1b2c3d4e5f"
     stale.mkdir()

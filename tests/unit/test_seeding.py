@@ -32,13 +32,15 @@ SPEC = {
 }
 
 
-@pytest.fixture()
+@pytest.fixture
 def project(tmp_path, monkeypatch):
     include = tmp_path / "include"
     (include / "pipelines").mkdir(parents=True)
     (include / "data/shop").mkdir(parents=True)
     (include / "sql/shop").mkdir(parents=True)
-    (include / "data/shop/orders.csv").write_text("order_id,customer,order_date,amount\nO-1,C-1,2026-11-01,9.5\nO-2,C-2,2026-11-02,3.0\n")
+    (include / "data/shop/orders.csv").write_text(
+        "order_id,customer,order_date,amount\nO-1,C-1,2026-11-01,9.5\nO-2,C-2,2026-11-02,3.0\n"
+    )
     (include / "data/shop/labels.csv").write_text("ds,customer,klass\n2026-11-01,C-1,a\n2026-11-02,C-1,b\n2026-11-02,C-2,c\n")
     (include / "sql/shop/daily.sql").write_text("SELECT * FROM `shop.orders` WHERE order_date = @ds")
     (include / "sql/shop/joined.sql").write_text("SELECT * FROM daily JOIN labels USING (customer) WHERE daily.ds = ?")
@@ -124,12 +126,19 @@ def test_a_label_outside_the_classes_stops_the_first_reader_of_any_kind(project)
     """Locally, every step that reads a label source checks its values first: SQL or pod."""
     from water.targets.local.target import LocalTarget
 
-    spec_data = {**SPEC, "steps": {
-        **SPEC["steps"],
-        "score": {"kind": "pod", "entrypoint": "sql/shop/daily.sql", "reads": {"labels": "labels"},
-                  "writes": {"out": "scored"}, "resources": {"requests": {"cpu": "1", "memory": "64Mi"},
-                                                             "limits": {"cpu": "1", "memory": "64Mi"}}},
-    }}
+    spec_data = {
+        **SPEC,
+        "steps": {
+            **SPEC["steps"],
+            "score": {
+                "kind": "pod",
+                "entrypoint": "sql/shop/daily.sql",
+                "reads": {"labels": "labels"},
+                "writes": {"out": "scored"},
+                "resources": {"requests": {"cpu": "1", "memory": "64Mi"}, "limits": {"cpu": "1", "memory": "64Mi"}},
+            },
+        },
+    }
     (project / "include/pipelines/shop.yaml").write_text(yaml.safe_dump(spec_data, sort_keys=False))
     spec = load_spec(project / "include/pipelines/shop.yaml", include_dir=project / "include")
     target = LocalTarget.from_environment()
@@ -142,7 +151,9 @@ def test_a_label_outside_the_classes_stops_the_first_reader_of_any_kind(project)
     (project / "include/data/shop/labels.csv").write_text("ds,customer,klass\n2026-11-02,C-2,zz\n2026-11-02,C-1,a\n")
     load_fixtures(spec, target.source_folder(spec, "shop.orders").parents[1], target.source_folder(spec, "labels").parent)
     for name in ("joined", "score"):
-        with pytest.raises(ValueError, match=re.escape("source labels ds=2026-11-02: klass holds ['zz'], which are not among the spec's classes")):
+        with pytest.raises(
+            ValueError, match=re.escape("source labels ds=2026-11-02: klass holds ['zz'], which are not among the spec's classes")
+        ):
             target.build(spec, name, spec.steps[name]).head.execute({"ds": "2026-11-02"})
     daily.execute({"ds": "2026-11-01"})
     assert joined.execute({"ds": "2026-11-01"})["rows_out"] >= 1  # another day's labels are fine

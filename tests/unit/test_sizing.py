@@ -6,6 +6,9 @@ its job into a temporary project): nothing depends on the shipped specs.
 
 from __future__ import annotations
 
+import re
+from itertools import pairwise
+
 import pytest
 
 from tests import routes as routed
@@ -26,9 +29,21 @@ from water.spec import SizingPolicy
 POLICY = SizingPolicy.model_validate(
     routed.sizing(
         [
-            {"name": "small", "max_rows": 1_000_000, "resources": {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"cpu": "1", "memory": "768Mi"}}},
-            {"name": "medium", "max_rows": 4_000_000, "resources": {"requests": {"cpu": "500m", "memory": "768Mi"}, "limits": {"cpu": "1", "memory": "1536Mi"}}},
-            {"name": "large", "max_rows": 8_000_000, "resources": {"requests": {"cpu": "1", "memory": "1536Mi"}, "limits": {"cpu": "2", "memory": "3Gi"}}},
+            {
+                "name": "small",
+                "max_rows": 1_000_000,
+                "resources": {"requests": {"cpu": "250m", "memory": "384Mi"}, "limits": {"cpu": "1", "memory": "768Mi"}},
+            },
+            {
+                "name": "medium",
+                "max_rows": 4_000_000,
+                "resources": {"requests": {"cpu": "500m", "memory": "768Mi"}, "limits": {"cpu": "1", "memory": "1536Mi"}},
+            },
+            {
+                "name": "large",
+                "max_rows": 8_000_000,
+                "resources": {"requests": {"cpu": "1", "memory": "1536Mi"}, "limits": {"cpu": "2", "memory": "3Gi"}},
+            },
         ],
         8_000_000,
         16,
@@ -40,7 +55,7 @@ SPEC_FILE = "include/pipelines/routed.yaml"
 
 
 @pytest.mark.parametrize(
-    "rows,tier,shards",
+    ("rows", "tier", "shards"),
     [
         (1, "small", 1),
         (SMALL, "small", 1),
@@ -57,15 +72,13 @@ def test_boundaries(rows, tier, shards):
     decision = decide(POLICY, rows)
     assert decision.tier == tier
     assert len(decision.shards) == shards
-    expected = next(t for t in POLICY.tiers if t.name == tier).resources.as_k8s_dict()
-    assert decision.resources == expected
 
 
 def test_shards_cover_every_row_once():
     rows = PER_SHARD * 3 + 12_345
     shards = decide(POLICY, rows).shards
     assert shards[0]["row_start"] == 0 and shards[-1]["row_end"] == rows
-    assert all(a["row_end"] == b["row_start"] for a, b in zip(shards, shards[1:]))
+    assert all(a["row_end"] == b["row_start"] for a, b in pairwise(shards))
     assert all(s["row_end"] - s["row_start"] <= PER_SHARD for s in shards)
     assert [s["index"] for s in shards] == list(range(len(shards)))
 
@@ -93,10 +106,10 @@ def test_force_tier_overrides_and_is_validated():
         decide(POLICY, 10, force_tier="huge")
 
 
-def test_xcom_dict_becomes_v1_resource_requirements():
+def test_a_tiers_dict_becomes_v1_resource_requirements():
     from kubernetes.client import V1ResourceRequirements
 
-    resources = k8s_resources(decide(POLICY, MEDIUM).resources)
+    resources = k8s_resources(POLICY.tiers[1].resources.as_k8s_dict())
     assert isinstance(resources, V1ResourceRequirements)
     assert resources.limits == {"cpu": "1", "memory": "1536Mi"}
     assert resources.requests == {"cpu": "500m", "memory": "768Mi"}
@@ -170,7 +183,17 @@ def test_operator_reuses_inference_stats_and_pushes_the_decision(project):
     (only,) = decision["routes"].values()
     assert decision["routes"].keys() == {"postprocess"}  # the single form is one route named after the step
     assert only["tier"] == "medium" and only["classes"] == ["cook", "browse", "dormant", "spam"]
-    assert only["resources"]["limits"]["memory"] == "1536Mi"
+    assert "resources" not in only  # the branch's task has them: the next test
+
+
+def test_each_tier_task_runs_with_its_tiers_resources_from_the_spec(project):
+    """The decision picks the branch; resources are the spec's, built into each tier's task."""
+    op, step = built_sizing(project["single"])
+    for tier in POLICY.tiers:
+        task = op.dag.get_task(step.tier_task_id("postprocess", "postprocess", tier.name))
+        mapped = tier is POLICY.tiers[-1]  # the largest tier maps over its shards
+        resources = task.partial_kwargs["container_resources"] if mapped else task.container_resources
+        assert resources == tier.resources.as_k8s_dict()
 
 
 def test_operator_counts_when_stats_are_missing_and_honours_force_tier(project):
@@ -222,7 +245,6 @@ def test_route_at_its_tiers_max_rows_and_one_more(project, route, index):
     branches, decision = branch(spec, quiet(spec, **{cls: at.max_rows}))
     mine = decision["routes"][route]
     assert (mine["tier"], len(mine["shards"]), mine["rows"]) == (at.name, 1, at.max_rows)
-    assert mine["resources"] == at.resources.as_k8s_dict()
     expected = step.plan_task_id(route) if at is tiers[-1] else step.tier_task_id("postprocess", route, at.name)
     assert expected in branches
 
@@ -244,8 +266,16 @@ def test_routes_branch_to_their_own_task_ids(project):
     # medium is win_back's largest tier: its branch is its plan task, which its mapped tier follows
     assert branches == ["weekly_menu_medium", "first_cook_nudge_small", "plan_win_back_shards"]
     assert decision["rows"] == 5_140 and decision["class_counts"]["spam"] == 40  # the dropped class is counted
-    assert {r: d["rows"] for r, d in decision["routes"].items()} == {"weekly_menu": 3_000, "first_cook_nudge": 100, "win_back": 2_000}
-    assert {r: d["classes"] for r, d in decision["routes"].items()} == {"weekly_menu": ["cook"], "first_cook_nudge": ["browse"], "win_back": ["dormant"]}
+    assert {r: d["rows"] for r, d in decision["routes"].items()} == {
+        "weekly_menu": 3_000,
+        "first_cook_nudge": 100,
+        "win_back": 2_000,
+    }
+    assert {r: d["classes"] for r, d in decision["routes"].items()} == {
+        "weekly_menu": ["cook"],
+        "first_cook_nudge": ["browse"],
+        "win_back": ["dormant"],
+    }
     assert decision["tier"] == "weekly_menu medium · first_cook_nudge small · win_back medium"
 
 
@@ -299,16 +329,32 @@ def test_force_tier_per_route(project, force_tier, forced):
 @pytest.mark.parametrize(
     ("force_tier", "words"),
     [
-        pytest.param({"nope": "small"}, ("force_tier names ['nope']", "neither a route", "weekly_menu, first_cook_nudge, win_back"), id="unknown-route"),
+        pytest.param(
+            {"nope": "small"},
+            ("force_tier names ['nope']", "neither a route", "weekly_menu, first_cook_nudge, win_back"),
+            id="unknown-route",
+        ),
         pytest.param({"spam": "small"}, ("force_tier names ['spam']", "neither a route"), id="dropped-class"),
-        pytest.param({"win_back": "large"}, ("force_tier 'large' is not a tier of route win_back (dormant)", "choose one of small, medium"), id="tier-the-route-lacks"),
-        pytest.param({"dormant": "huge"}, ("force_tier 'huge' is not a tier of route win_back", "choose one of small, medium"), id="unknown-tier-by-class"),
+        pytest.param(
+            {"win_back": "large"},
+            ("force_tier 'large' is not a tier of route win_back (dormant)", "choose one of small, medium"),
+            id="tier-the-route-lacks",
+        ),
+        pytest.param(
+            {"dormant": "huge"},
+            ("force_tier 'huge' is not a tier of route win_back", "choose one of small, medium"),
+            id="unknown-tier-by-class",
+        ),
         pytest.param("large", ("force_tier 'large' is not a tier of route win_back",), id="string-some-route-lacks"),
-        pytest.param({"weekly_menu": "small", "cook": "large"}, ("force_tier names two tiers for route weekly_menu", "'small'", "'large'"), id="two-tiers-route-and-class"),
+        pytest.param(
+            {"weekly_menu": "small", "cook": "large"},
+            ("force_tier names two tiers for route weekly_menu", "'small'", "'large'"),
+            id="two-tiers-route-and-class",
+        ),
     ],
 )
 def test_force_tier_per_route_is_validated(project, force_tier, words):
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match=re.escape(words[0])) as caught:
         branch(project["routes"], {"cook": 5, "browse": 5, "dormant": 5, "spam": 5}, force_tier)
     for said in words:
         assert said in str(caught.value), str(caught.value)
@@ -352,7 +398,7 @@ def test_the_same_total_is_sized_by_each_routes_share(project):
     # each route's shards cover its own rows exactly once
     for d in after["routes"].values():
         assert d["shards"][0]["row_start"] == 0 and d["shards"][-1]["row_end"] == d["rows"]
-        assert all(a["row_end"] == b["row_start"] for a, b in zip(d["shards"], d["shards"][1:]))
+        assert all(a["row_end"] == b["row_start"] for a, b in pairwise(d["shards"]))
 
 
 def test_route_capacity_error_names_the_routes_field(project):

@@ -88,18 +88,46 @@ CASES = {
     "no steps": (lambda d: drop(d, "steps"), "steps", "required"),
     "missing step field": (lambda d: drop(d, "steps.extract.sql"), "steps.extract.sql", "required"),
     "missing SQL file": (lambda d: set_path(d, "steps.extract.sql", "sql/nope.sql"), "steps.extract.sql", "does not exist"),
-    "path outside include": (lambda d: set_path(d, "steps.train.entry_point", "../README.md"), "steps.train.entry_point", "inside include/"),
+    "path outside include": (
+        lambda d: set_path(d, "steps.train.entry_point", "../README.md"),
+        "steps.train.entry_point",
+        "inside include/",
+    ),
     "bad cron": (lambda d: set_path(d, "schedule", "61 * * * *"), "schedule", "cron"),
-    "bad memory quantity": (lambda d: set_path(d, "steps.preprocess.resources.limits.memory", "2 gigs"), "steps.preprocess.resources.limits.memory", "Kubernetes quantity"),
-    "zero cpu": (lambda d: set_path(d, "steps.preprocess.resources.requests.cpu", "0"), "steps.preprocess.resources.requests.cpu", "greater than zero"),
-    "request above limit": (lambda d: set_path(d, "steps.preprocess.resources.requests.memory", "4Gi"), "steps.preprocess.resources", "above limits.memory"),
+    "bad memory quantity": (
+        lambda d: set_path(d, "steps.preprocess.resources.limits.memory", "2 gigs"),
+        "steps.preprocess.resources.limits.memory",
+        "Kubernetes quantity",
+    ),
+    "zero cpu": (
+        lambda d: set_path(d, "steps.preprocess.resources.requests.cpu", "0"),
+        "steps.preprocess.resources.requests.cpu",
+        "greater than zero",
+    ),
+    "request above limit": (
+        lambda d: set_path(d, "steps.preprocess.resources.requests.memory", "4Gi"),
+        "steps.preprocess.resources",
+        "above limits.memory",
+    ),
     "tiers out of order": (reorder_tiers, "{sizing}", "increasing max_rows"),
-    "tier with bad quantity": (lambda d: set_path(d, f"{sizing_path(d)}.tiers.0.resources.limits.cpu", "lots"), "{sizing}.tiers.0.resources.limits.cpu", "Kubernetes quantity"),
+    "tier with bad quantity": (
+        lambda d: set_path(d, f"{sizing_path(d)}.tiers.0.resources.limits.cpu", "lots"),
+        "{sizing}.tiers.0.resources.limits.cpu",
+        "Kubernetes quantity",
+    ),
     "drift warn above block": (lambda d: set_path(d, "steps.drift_guard.warn", 0.5), "steps.drift_guard", "must be below block"),
     "bad duration": (lambda d: set_path(d, "steps.features.timeout", "forever"), "steps.features.timeout", "duration"),
     "bad glue worker type": (lambda d: set_path(d, "steps.features.worker_type", "G.3X"), "steps.features.worker_type", "G.1X"),
-    "nested hyperparameter": (lambda d: set_path(d, "steps.train.hyperparameters.max_iter", {"a": 1}), "steps.train.hyperparameters.max_iter", "valid"),
-    "objective not defined": (lambda d: set_path(d, "steps.train.objective_metric", "auc"), "steps.train", "not among metric_definitions"),
+    "nested hyperparameter": (
+        lambda d: set_path(d, "steps.train.hyperparameters.max_iter", {"a": 1}),
+        "steps.train.hyperparameters.max_iter",
+        "valid",
+    ),
+    "objective not defined": (
+        lambda d: set_path(d, "steps.train.objective_metric", "auc"),
+        "steps.train",
+        "not among metric_definitions",
+    ),
     "name differs from file": (lambda d: set_path(d, "name", "other_name"), "name", "must match the file name"),
 }
 
@@ -208,7 +236,11 @@ KIND_CASES = {
         "steps.features.args",
         "must be snake_case",
     ),
-    "glue too few workers": (lambda d: set_path(d, "steps.features.workers", 1), "steps.features.workers", "greater than or equal to 2"),
+    "glue too few workers": (
+        lambda d: set_path(d, "steps.features.workers", 1),
+        "steps.features.workers",
+        "greater than or equal to 2",
+    ),
     "pod flag read and written": (
         lambda d: set_path(d, "steps.preprocess.reads", {"train-output": "training"}),
         "steps.preprocess",
@@ -225,13 +257,25 @@ KIND_CASES = {
         "steps.preprocess.writes.train-output.format",
         "csv_header",
     ),
-    "bigquery reads a lake dataset": (lambda d: set_path(d, "steps.extract.reads", ["users"]), "steps.extract.reads.0", "pattern"),
+    "bigquery reads a lake dataset": (
+        lambda d: set_path(d, "steps.extract.reads", ["users"]),
+        "steps.extract.reads.0",
+        "pattern",
+    ),
     "bad dataset name": (lambda d: set_path(d, "steps.extract.writes", "Raw"), "steps.extract.writes", "pattern"),
     "publish to a lake dataset": (lambda d: set_path(d, "steps.publish.table", "segments"), "steps.publish.table", "pattern"),
-    "bad instance type": (lambda d: set_path(d, "steps.batch_inference.instance_type", "m5.xlarge"), "steps.batch_inference.instance_type", "pattern"),
+    "bad instance type": (
+        lambda d: set_path(d, "steps.batch_inference.instance_type", "m5.xlarge"),
+        "steps.batch_inference.instance_type",
+        "pattern",
+    ),
     "sizing tiers in reverse": (reorder_tiers, "{sizing}", "strictly increasing max_rows"),
     "sizing tier names repeat": (duplicate_tier_name, "{sizing}", "tier names must be unique"),
-    "sizing one shard at most": (lambda d: set_path(d, f"{sizing_path(d)}.scale_out.max_shards", 1), "{sizing}.scale_out.max_shards", "greater than or equal to 2"),
+    "sizing one shard at most": (
+        lambda d: set_path(d, f"{sizing_path(d)}.scale_out.max_shards", 1),
+        "{sizing}.scale_out.max_shards",
+        "greater than or equal to 2",
+    ),
     "drift warn equals block": (
         lambda d: set_path(set_path(d, "steps.drift_guard.warn", 0.25), "steps.drift_guard.block", 0.25),
         "steps.drift_guard",
@@ -337,9 +381,16 @@ def test_demo_spec_is_valid():
     assert sorted([c for route in routes.values() for c in route.classes] + sized.drop) == sorted(spec.classes)
     assert spec.steps["preprocess"].resources.memory_limit_bytes == 2**30
     assert {s: k.kind for s, k in spec.steps.items()} == {
-        "extract": "bigquery_sql", "features": "glue_pyspark", "training_set": "athena_sql", "preprocess": "pod",
-        "train": "sagemaker_training", "batch_inference": "sagemaker_transform", "inference_stats": "inference_stats",
-        "drift_guard": "drift_guard", "postprocess": "sized_postprocess", "publish": "publish",
+        "extract": "bigquery_sql",
+        "features": "glue_pyspark",
+        "training_set": "athena_sql",
+        "preprocess": "pod",
+        "train": "sagemaker_training",
+        "batch_inference": "sagemaker_transform",
+        "inference_stats": "inference_stats",
+        "drift_guard": "drift_guard",
+        "postprocess": "sized_postprocess",
+        "publish": "publish",
     }
     assert set(spec.sources) == {"app.users", "app.recipe_events", "engagement_labels"}
     assert spec.label_sources() == {"engagement_labels": "segment"}
@@ -347,8 +398,16 @@ def test_demo_spec_is_valid():
 
 
 DEMO_ORDER = [
-    "extract", "features", "training_set", "preprocess", "train",
-    "batch_inference", "inference_stats", "drift_guard", "postprocess", "publish",
+    "extract",
+    "features",
+    "training_set",
+    "preprocess",
+    "train",
+    "batch_inference",
+    "inference_stats",
+    "drift_guard",
+    "postprocess",
+    "publish",
 ]
 
 
@@ -368,14 +427,14 @@ def test_demo_graph_follows_the_datasets():
         # day's events, when a route reads them too)
         "postprocess": [
             *(["extract"] if "raw" in spec.steps["postprocess"].inputs() else []),
-            "batch_inference", "inference_stats", "drift_guard",
+            "batch_inference",
+            "inference_stats",
+            "drift_guard",
         ],
         "publish": ["postprocess"],
     }
     # The DAG draws no edge another path implies: a chain, one step after the other.
-    assert spec.direct_upstream() == {
-        name: ([] if i == 0 else [DEMO_ORDER[i - 1]]) for i, name in enumerate(DEMO_ORDER)
-    }
+    assert spec.direct_upstream() == {name: ([] if i == 0 else [DEMO_ORDER[i - 1]]) for i, name in enumerate(DEMO_ORDER)}
     assert spec.guarded_steps() == ["postprocess"]
     assert spec.roles() == {
         "stats": "inference_stats",
@@ -387,8 +446,11 @@ def test_demo_graph_follows_the_datasets():
         "decision": "size_postprocess",
         "publish": "publish",
         "nothing_published": {
-            "endings": ["quarantine", "no_predictions"], "setting": "retract", "retract": "retract_publish",
-            "table": "ml.engagement_segments", "dataset": "outputs",
+            "endings": ["quarantine", "no_predictions"],
+            "setting": "retract",
+            "retract": "retract_publish",
+            "table": "ml.engagement_segments",
+            "dataset": "outputs",
         },
     }
 
@@ -438,8 +500,15 @@ def test_a_pipeline_without_guard_sizing_or_publish_builds_its_dag(tmp_path):
     assert spec.upstream() == spec.direct_upstream() == {"extract": [], "summary": ["extract"]}
     assert spec.guarded_steps() == []
     assert spec.roles() == {
-        "stats": None, "stats_dataset": None, "training": None, "objective_metric": None,
-        "drift": None, "quarantine": None, "decision": None, "publish": None, "nothing_published": None,
+        "stats": None,
+        "stats_dataset": None,
+        "training": None,
+        "objective_metric": None,
+        "drift": None,
+        "quarantine": None,
+        "decision": None,
+        "publish": None,
+        "nothing_published": None,
     }
     target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))
     dag = build_dag(spec, target)
@@ -487,7 +556,29 @@ def test_broken_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeyp
         assert field in errors[name]
 
 
-@pytest.mark.parametrize("text", ["500m", "1", "2", "0.5", "250m", "512Mi", "2Gi", "1.5Gi", "100k", "1M", "1e3", "64Ki", "3Ti", ".5", "10n", "7u", "2E", "1Pi"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "500m",
+        "1",
+        "2",
+        "0.5",
+        "250m",
+        "512Mi",
+        "2Gi",
+        "1.5Gi",
+        "100k",
+        "1M",
+        "1e3",
+        "64Ki",
+        "3Ti",
+        ".5",
+        "10n",
+        "7u",
+        "2E",
+        "1Pi",
+    ],
+)
 def test_quantity_parser_agrees_with_the_kubernetes_client(text):
     from kubernetes.utils.quantity import parse_quantity as k8s_parse_quantity
 
@@ -502,9 +593,9 @@ def test_quantity_parser_rejects_what_the_kubernetes_client_rejects(text):
 
     from water.spec import parse_quantity
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"Invalid number format|has unknown suffix"):
         k8s_parse_quantity(text)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
         parse_quantity(text)
 
 
@@ -572,7 +663,9 @@ ROUTE_CASES = {
         "give either entrypoint and sizing (one job for every class) or routes, not both",
     ),
     "routes and entrypoint and sizing": (
-        mutate_routed(lambda s: s.update(entrypoint=s["routes"]["weekly_menu"]["entrypoint"], sizing=s["routes"]["weekly_menu"]["sizing"])),
+        mutate_routed(
+            lambda s: s.update(entrypoint=s["routes"]["weekly_menu"]["entrypoint"], sizing=s["routes"]["weekly_menu"]["sizing"])
+        ),
         "steps.postprocess",
         "or routes, not both",
     ),
@@ -699,7 +792,7 @@ def test_single_form_is_one_route_named_after_the_step(tmp_path):
 
     spec = routes.load_project(tmp_path, routes.single_form(routes.spec_data()))
     name, step = spec.step_of("sized_postprocess")
-    (route_name, route), = step.all_routes(spec.classes, name).items()
+    ((route_name, route),) = step.all_routes(spec.classes, name).items()
     assert route_name == name == "postprocess"
     assert route.classes == spec.classes and route.entrypoint == step.entrypoint and route.sizing == step.sizing
     assert step.tier_task_id(name, name, "small") == "postprocess_small" and step.plan_task_id(name) == "plan_shards"
@@ -710,8 +803,8 @@ def test_routed_dag_offers_force_tier_per_route_or_class(tmp_path):
 
     from tests import routes
     from water.factory import build_dag
-    from water.targets.local.target import LocalTarget
     from water.targets.local.engines.partitions import file_uri
+    from water.targets.local.target import LocalTarget
 
     spec = routes.load_project(tmp_path, routes.spec_data())
     target = LocalTarget(lake_root=file_uri(tmp_path / "lake"), warehouse_dir=str(tmp_path / "warehouse"))
@@ -736,10 +829,49 @@ def test_scaffolding_from_a_routed_pipeline_copies_each_routes_job(tmp_path):
     routed_step(data)["routes"]["win_back"]["entrypoint"] = "jobs/routed/win_back.py"
     routes.write_project(tmp_path, data)
     (tmp_path / "include" / "jobs" / "routed" / "win_back.py").write_text(routes.JOB)
-    assert scaffold.artifacts(load_spec(tmp_path / "include" / "pipelines" / "routed.yaml", include_dir=tmp_path / "include")) == [
-        "jobs/routed/route_job.py", "jobs/routed/win_back.py",
+    assert scaffold.artifacts(
+        load_spec(tmp_path / "include" / "pipelines" / "routed.yaml", include_dir=tmp_path / "include")
+    ) == [
+        "jobs/routed/route_job.py",
+        "jobs/routed/win_back.py",
     ]
     planned = scaffold.plan("churn", "routed", tmp_path, date(2026, 11, 20))
-    assert {str(p.relative_to(tmp_path)) for p in planned} >= {"include/jobs/churn/route_job.py", "include/jobs/churn/win_back.py"}
+    assert {str(p.relative_to(tmp_path)) for p in planned} >= {
+        "include/jobs/churn/route_job.py",
+        "include/jobs/churn/win_back.py",
+    }
     new = yaml.safe_load(planned[tmp_path / "include" / "pipelines" / "churn.yaml"])
     assert {r["entrypoint"] for r in routed_step(new)["routes"].values()} == {"jobs/churn/route_job.py", "jobs/churn/win_back.py"}
+
+
+TRIGGER_CASES = {
+    # `trigger: {on: ...}`: started by another pipeline's completion event
+    "trigger on an unknown pipeline": ("pipeline.nope.succeeded", "trigger.on", "no pipeline 'nope'"),
+    "trigger on itself": ("pipeline.recipe_engagement.succeeded", "trigger.on", "would start itself"),
+    "trigger on not an event": ("customer_value.done", "trigger.on.0", "is not a completion event"),
+    "trigger on an unknown outcome": ("pipeline.customer_value.finished", "trigger.on.0", "succeeded|failed|quarantined"),
+    "trigger on nothing": ([], "trigger.on", "at least 1 item"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRIGGER_CASES))
+def test_trigger_on_names_file_and_field(tmp_path, case):
+    on, field, words = TRIGGER_CASES[case]
+    assert_spec_error(tmp_path, {**demo(), "trigger": {"on": on}}, field, words)
+
+
+def test_trigger_on_as_yaml_writes_it(tmp_path):
+    """An unquoted `on:` (a YAML 1.1 boolean key) is the field `on`; one event or a list."""
+    path = tmp_path / "recipe_engagement.yaml"
+    for written, expected in [
+        ("trigger:\n  on: pipeline.customer_value.succeeded\n", ["pipeline.customer_value.succeeded"]),
+        (
+            "trigger:\n  on: [pipeline.customer_value.succeeded, pipeline.customer_value.quarantined]\n",
+            ["pipeline.customer_value.succeeded", "pipeline.customer_value.quarantined"],
+        ),
+    ]:
+        path.write_text(DEMO.read_text() + written)
+        spec = load_spec(path, include_dir=ROOT / "include")
+        assert spec.trigger is not None and spec.trigger.on == expected
+        assert spec.trigger.pipelines() == ["customer_value"] * len(expected)
+    assert load_spec(DEMO).trigger is None

@@ -9,8 +9,6 @@ import re
 import threading
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT, import_errors_beside_the_demo
 from water.spec import MAX_SPEC_BYTES, SpecError, load_spec
 
@@ -34,7 +32,7 @@ def load_within(path: Path, seconds: float = 10) -> SpecError:
     def load() -> None:
         try:
             load_spec(path)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             outcome["error"] = exc
 
     thread = threading.Thread(target=load, daemon=True)
@@ -108,8 +106,14 @@ def test_such_specs_are_import_errors_of_their_own_dag_files(tmp_path, monkeypat
     demo = DEMO.read_text()
     start = next(line for line in demo.splitlines() if line.startswith("start_date:"))
     broken = {
-        "bad_date": (demo.replace("recipe_engagement", "bad_date").replace(start, "start_date: 2026-02-30").encode(), "start_date"),
-        "not_utf8": (demo.replace("recipe_engagement", "not_utf8").encode().replace(b"description:", b"description: \xff", 1), "not UTF-8"),
+        "bad_date": (
+            demo.replace("recipe_engagement", "bad_date").replace(start, "start_date: 2026-02-30").encode(),
+            "start_date",
+        ),
+        "not_utf8": (
+            demo.replace("recipe_engagement", "not_utf8").encode().replace(b"description:", b"description: \xff", 1),
+            "not UTF-8",
+        ),
         "bomb": (alias_bomb("bomb").encode(), "aliases expand"),
     }
     errors = import_errors_beside_the_demo(tmp_path, monkeypatch, {name: data for name, (data, _) in broken.items()})

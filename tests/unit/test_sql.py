@@ -7,8 +7,8 @@ import sqlglot
 from sqlglot.errors import ErrorLevel
 
 from tests.conftest import ROOT
-from water.targets.local.engines.sql import date_literal, string_literal, translate
 from water.spec import load_spec
+from water.targets.local.engines.sql import date_literal, string_literal, translate
 
 SPECS = sorted((ROOT / "include" / "pipelines").glob("*.yaml"))
 DIALECTS = {"bigquery_sql": "bigquery", "athena_sql": "trino"}  # the SQL kinds and their dialects
@@ -25,7 +25,7 @@ def test_every_sql_kind_is_covered():
     assert {dialect for _, dialect, _ in SQL_FILES} == set(DIALECTS.values())
 
 
-@pytest.mark.parametrize("pipeline,dialect,sql", SQL_FILES, ids=[f"{p}:{d}" for p, d, _ in SQL_FILES])
+@pytest.mark.parametrize(("pipeline", "dialect", "sql"), SQL_FILES, ids=[f"{p}:{d}" for p, d, _ in SQL_FILES])
 def test_sql_parses_in_its_own_dialect(pipeline, dialect, sql):
     text = (ROOT / "include" / sql).read_text()
     statements = sqlglot.parse(text, read=dialect, error_level=ErrorLevel.RAISE)
@@ -72,10 +72,13 @@ def test_a_table_is_its_committed_partitions_not_another_runs_staging(tmp_path):
     files, _ = folder_table(features, "features", {"ds": "VARCHAR"})
     assert [f.split("/")[-2] for f in files] == ["ds=2026-11-01", "ds=2026-11-02"]
     rows = run_to_parquet(
-        "SELECT user_id, ds FROM features", "trino", tmp_path / "out.parquet",
+        "SELECT user_id, ds FROM features",
+        "trino",
+        tmp_path / "out.parquet",
         lambda schema, name: folder_table(features, name, {"ds": "VARCHAR"}),
     )
     assert rows == 2
     assert pq.read_table(tmp_path / "out.parquet").to_pylist() == [
-        {"user_id": 1, "ds": "2026-11-01"}, {"user_id": 2, "ds": "2026-11-02"},
+        {"user_id": 1, "ds": "2026-11-01"},
+        {"user_id": 2, "ds": "2026-11-02"},
     ]

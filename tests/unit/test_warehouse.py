@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from water.targets.local.engines.warehouse import DATABASE, publish_partition, table_rows
+from tests.helpers import table_rows
+from water.targets.local.engines.warehouse import DATABASE, publish_partition
 
 
 def day(root, ds: str, table: pa.Table):

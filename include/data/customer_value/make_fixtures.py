@@ -59,9 +59,7 @@ def generate():
     age = np.where(np.isin(klass, (0, 3)), rng.beta(2.0, 1.4, CUSTOMERS), rng.beta(1.4, 1.6, CUSTOMERS))
     signup = [SIGNUP_LAST - timedelta(days=int(a * span)) for a in age]
     channel = [rng.choice(len(CHANNELS), p=BEHAVIOUR[CLASSES[k]][3]) for k in klass]
-    customers = [
-        (keys[i], COUNTRIES[country[i]], signup[i].isoformat(), CHANNELS[channel[i]]) for i in range(CUSTOMERS)
-    ]
+    customers = [(keys[i], COUNTRIES[country[i]], signup[i].isoformat(), CHANNELS[channel[i]]) for i in range(CUSTOMERS)]
 
     rate = np.array([BEHAVIOUR[CLASSES[k]][0] for k in klass]) * rng.lognormal(0.0, RATE_NOISE, CUSTOMERS)
     spend = np.array([BEHAVIOUR[CLASSES[k]][1] for k in klass]) * rng.lognormal(0.0, SPEND_NOISE, CUSTOMERS)
@@ -104,9 +102,7 @@ def main(argv=None):
     customers, orders, labels = generate()
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "customers.csv", ("customer_key", "country", "signup_date", "channel"), customers)
-    write_csv(
-        args.out / "orders.csv", ("order_id", "customer_key", "order_date", "amount", "items", "category"), orders
-    )
+    write_csv(args.out / "orders.csv", ("order_id", "customer_key", "order_date", "amount", "items", "category"), orders)
     write_csv(args.out / "value_labels.csv", ("ds", "customer_key", "value_class"), labels)
 
 

@@ -21,9 +21,7 @@ import pyarrow.parquet as pq
 
 from water.job_output import folder, output_folder
 
-PREDICTION_SCHEMA = pa.schema(
-    [("customer_key", pa.string()), ("value_class", pa.string()), ("confidence", pa.float64())]
-)
+PREDICTION_SCHEMA = pa.schema([("customer_key", pa.string()), ("value_class", pa.string()), ("confidence", pa.float64())])
 
 
 def read_predictions(uri, row_start=None, row_end=None) -> pa.Table:

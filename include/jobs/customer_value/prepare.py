@@ -22,8 +22,19 @@ import pyarrow.dataset as ds
 from water.job_output import output_folder
 
 FEATURES = (
-    "is_web", "is_app", "is_marketplace", "tenure_days", "orders_28d", "orders_7d", "amount_28d",
-    "max_amount_28d", "items_28d", "categories_28d", "avg_order_value", "items_per_order", "recency_days",
+    "is_web",
+    "is_app",
+    "is_marketplace",
+    "tenure_days",
+    "orders_28d",
+    "orders_7d",
+    "amount_28d",
+    "max_amount_28d",
+    "items_28d",
+    "categories_28d",
+    "avg_order_value",
+    "items_per_order",
+    "recency_days",
 )
 
 

@@ -43,9 +43,7 @@ def main(argv=None):
     model, features = load_model(args.model)
     csv_format = ds.CsvFileFormat(
         read_options=pacsv.ReadOptions(column_names=[ID, *features]),
-        convert_options=pacsv.ConvertOptions(
-            column_types={ID: pa.string(), **{name: pa.float64() for name in features}}
-        ),
+        convert_options=pacsv.ConvertOptions(column_types={ID: pa.string(), **{name: pa.float64() for name in features}}),
     )
     source = ds.dataset(args.input, format=csv_format)
     out_fs, out_root = output_folder(args.output)
@@ -68,7 +66,7 @@ def main(argv=None):
         with out_fs.open_output_stream(f"{out_root}/part-{index:05d}.csv") as out:
             pacsv.write_csv(predictions, out, write_options=options)
         rows += predictions.num_rows
-        for name, n in zip(*np.unique(classes[best], return_counts=True)):
+        for name, n in zip(*np.unique(classes[best], return_counts=True), strict=True):
             counts[str(name)] = counts.get(str(name), 0) + int(n)
     print(f"score rows={rows} " + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 

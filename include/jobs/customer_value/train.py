@@ -80,8 +80,8 @@ def main(argv=None):
         "train_accuracy": round(float(train_accuracy), 6),
         "validation_accuracy": round(float(accuracy), 6),
         "validation_majority_accuracy": round(majority, 6),
-        "train_rows": int(len(y_train)),
-        "validation_rows": int(len(y_valid)),
+        "train_rows": len(y_train),
+        "validation_rows": len(y_valid),
         "classes": classes,
         "confusion_matrix": np.asarray(confusion_matrix(y_valid, predicted, labels=classes)).tolist(),
     }

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from route_lists import data_files, parse_route_args, ranked, read_route_predictions, route_parser, write_lists
 
+
 def easy_recipes(uri, popular: int, choices: int):
     """(recipe ids, mean minutes to cook them): the quickest of the day's most cooked recipes."""
     fs, files = data_files(uri)
@@ -58,7 +59,10 @@ def main(argv=None):
     pick = rows.column("user_id").to_numpy() % len(recipes)  # by user: the same recipe in any shard
     offsets = pa.array(np.arange(rows.num_rows + 1, dtype=np.int32))
     recipe_ids = pa.ListArray.from_arrays(offsets, pa.array(recipes[pick], pa.int64()))
-    texts = [f"Cook your first recipe today: recipe {r}, about {max(1, round(m))} minutes" for r, m in zip(recipes, minutes)]
+    texts = [
+        f"Cook your first recipe today: recipe {r}, about {max(1, round(m))} minutes"
+        for r, m in zip(recipes, minutes, strict=True)
+    ]
     message = pa.array(texts).take(pa.array(pick))
     written = write_lists(args.output, rows, classes, args.row_start or 0, args.campaign, recipe_ids, message)
     counts = " ".join(f"{k}={v}" for k, v in written.items())

@@ -23,8 +23,18 @@ from water.job_output import output_folder
 
 PLATFORMS = ("ios", "android", "web")
 COUNT_COLUMNS = (
-    "tenure_days", "n_events", "n_sessions", "n_views", "n_saves", "n_cooks",
-    "n_searches", "n_shares", "n_recipes", "total_duration_s", "cook_rate", "save_rate",
+    "tenure_days",
+    "n_events",
+    "n_sessions",
+    "n_views",
+    "n_saves",
+    "n_cooks",
+    "n_searches",
+    "n_shares",
+    "n_recipes",
+    "total_duration_s",
+    "cook_rate",
+    "save_rate",
 )
 FEATURES = tuple(f"is_{p}" for p in PLATFORMS) + COUNT_COLUMNS
 

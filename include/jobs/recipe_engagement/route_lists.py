@@ -64,7 +64,7 @@ def data_files(uri):
     fs, root = pafs.FileSystem.from_uri(uri)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
     names = [i.path for i in infos if i.type == pafs.FileType.File]
-    keep = [p for p in names if not any(part.startswith((".", "_")) for part in p[len(root):].split("/"))]
+    keep = [p for p in names if not any(part.startswith((".", "_")) for part in p[len(root) :].split("/"))]
     return fs, sorted(keep)
 
 

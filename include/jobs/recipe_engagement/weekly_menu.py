@@ -100,8 +100,12 @@ def main(argv=None):
     recipe_ids, n_own = top_k_lists(users, popularity, ev_users, ev_recipes, ev_weights, args.top_k)
     trending = pc.list_value_length(recipe_ids).to_numpy(zero_copy_only=False) - n_own
     message = pc.binary_join_element_wise(
-        "Your weekly menu: ", pa.array(n_own).cast(pa.string()), " of your own favourites and ",
-        pa.array(trending).cast(pa.string()), " trending recipes", "",
+        "Your weekly menu: ",
+        pa.array(n_own).cast(pa.string()),
+        " of your own favourites and ",
+        pa.array(trending).cast(pa.string()),
+        " trending recipes",
+        "",
     )
     written = write_lists(args.output, rows, classes, args.row_start or 0, args.campaign, recipe_ids, message)
     print(

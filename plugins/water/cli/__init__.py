@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from water import __version__, paths
+
+if TYPE_CHECKING:
+    from water.cli.airflow_api import AirflowAPI, ApiError
 
 app = typer.Typer(
     name="water",
@@ -288,7 +292,7 @@ def new(
 # The local Airflow stack (water.cli.stack): a scheduler, the web UI and its REST API.
 
 
-def _conf(value: str | None) -> dict | None:
+def _conf(value: str | None) -> dict[str, Any] | None:
     if not value:
         return None
     try:
@@ -300,7 +304,7 @@ def _conf(value: str | None) -> dict | None:
     return conf
 
 
-def _stack_api():
+def _stack_api() -> AirflowAPI:
     """The running stack's REST client; exit 1 saying `water up` when it is not up."""
     from water.cli import stack
 
@@ -311,7 +315,7 @@ def _stack_api():
         raise typer.Exit(1) from None
 
 
-def _api_failed(exc, pipeline: str) -> typer.Exit:
+def _api_failed(exc: ApiError, pipeline: str) -> typer.Exit:
     """An Airflow REST error as a message and exit code: 2 for bad input, 1 otherwise."""
     if exc.status == 404:
         err.print(f"[red]no pipeline {pipeline!r} in the local stack[/] (its DAG is not parsed: see `water validate`)")
@@ -481,7 +485,80 @@ def backfill(
         console.print(f"  follow it with `water status {pipeline}` or in the UI: {api.url}/dags/{pipeline}", highlight=False)
 
 
-def _cluster(commands, dry_run: bool) -> None:
+@app.command(rich_help_panel=LOCAL)
+def publish(
+    pipeline: Annotated[str, typer.Argument(help="Pipeline to start (a spec in include/pipelines/).")],
+    ds: Annotated[str, typer.Option("--date", help="The day to run, YYYY-MM-DD.")],
+    conf: Annotated[str | None, typer.Option(help="The run's conf as a JSON object, checked against the DAG's params.")] = None,
+    message_id: Annotated[
+        str | None,
+        typer.Option("--message-id", help="The message's id; the same id never starts a day twice [default: a new one]."),
+    ] = None,
+) -> None:
+    """Send a control message to the queue water_control consumes: it starts PIPELINE for the day.
+
+    The message is checked first as the control DAG checks it (pipeline, day, conf, message id);
+    a refused one is not sent (exit 2). The broker is the local stack's (`water up`), or
+    AIRFLOW_CONN_AMQP_DEFAULT, or the local RabbitMQ.
+    """
+    import uuid
+
+    from water import amqp_publish, events
+    from water.broker import connection_from_uri
+    from water.cli import local_airflow, stack
+
+    run_conf = _conf(conf)
+    local_airflow.use_in_this_process()
+    from water.control import ControlMessageError, validate_control_message
+
+    body: dict[str, Any] = {"pipeline": pipeline, "ds": ds, "message_id": uuid.uuid4().hex if message_id is None else message_id}
+    if run_conf is not None:
+        body["conf"] = run_conf
+    try:
+        message = validate_control_message(body)
+    except ControlMessageError as exc:
+        err.print(f"[red]not sent[/]: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    try:
+        conn = connection_from_uri(stack.stack_amqp(), events.AMQP_CONN_ID)
+        amqp_publish.send_control(conn, message.body())
+    except amqp_publish.PublishError as exc:
+        err.print(f"[red]not sent[/]: the broker did not take it: {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(
+        f"sent {message.pipeline} ds={message.ds} to queue {events.CONTROL_QUEUE} (message {message.message_id}); "
+        f"water_control starts it as run {message.run_id}. Follow it with `water events`",
+        highlight=False,
+    )
+
+
+@app.command("events", rich_help_panel=LOCAL)
+def control_events(
+    limit: Annotated[int, typer.Option(min=1, help="How many messages, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Recent control messages on the local stack (`water publish`, completion events) and what each started."""
+    from water.cli import stack
+    from water.cli.airflow_api import ApiError
+    from water.control import DAG_ID
+
+    api = _stack_api()
+    try:
+        rows = stack.control_messages(api, limit)
+    except ApiError as exc:
+        if exc.status == 404:
+            err.print(f"[red]no {DAG_ID} DAG in the local stack[/] (dags/{DAG_ID}.py not parsed: see `water validate`)")
+            raise typer.Exit(1) from None
+        raise _api_failed(exc, DAG_ID) from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        stack.render_control_messages(rows, console)
+    else:
+        console.print(f"no control messages yet: send one with `water publish PIPELINE --date D` ({api.url}/dags/{DAG_ID})")
+
+
+def _cluster(commands: Callable[[], Sequence[Sequence[str]]], dry_run: bool) -> None:
     """Run (or print) the cluster commands `commands()` builds; failures become exit codes."""
     from water.cli import cluster
 
@@ -497,8 +574,6 @@ def _cluster(commands, dry_run: bool) -> None:
     except cluster.CommandFailed as exc:  # helm pull before a deploy; helm's own message is above
         err.print(f"[red]{escape(str(exc))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
     if code:
         err.print(f"[red]failed[/] (exit code {code})")
         raise typer.Exit(1)
@@ -580,6 +655,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    """The `water` command. Every command's Ctrl-C exits 130 and SIGTERM 143, mapped here alone."""
     import gc
     import signal
     import sys

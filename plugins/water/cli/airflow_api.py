@@ -30,7 +30,8 @@ class AirflowAPI:
         reply = self._client.post("/auth/token", json=self._credentials)
         if reply.status_code not in (200, 201):
             raise ApiError(reply.status_code, _detail(reply), "POST", "/auth/token")
-        return reply.json()["access_token"]
+        token: str = reply.json()["access_token"]
+        return token
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """One call under /api/v2; the JSON reply (None when empty)."""
@@ -53,23 +54,26 @@ class AirflowAPI:
 
     # The calls water makes.
 
+    # The replies are JSON (Any); each call below says the shape Airflow's API documents.
+
     def dag(self, dag_id: str) -> dict[str, Any]:
-        return self.get(f"dags/{dag_id}")
+        dag: dict[str, Any] = self.get(f"dags/{dag_id}")
+        return dag
 
     def unpause(self, dag_id: str) -> None:
         self.patch(f"dags/{dag_id}", {"is_paused": False})
 
     def trigger(self, dag_id: str, logical_date: str | None, conf: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.post(f"dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}})
+        run: dict[str, Any] = self.post(f"dags/{dag_id}/dagRuns", {"logical_date": logical_date, "conf": conf or {}})
+        return run
 
     def dag_runs(self, dag_id: str, limit: int = 5) -> list[dict[str, Any]]:
-        return self.get(f"dags/{dag_id}/dagRuns", order_by="-run_after", limit=limit)["dag_runs"]
+        runs: list[dict[str, Any]] = self.get(f"dags/{dag_id}/dagRuns", order_by="-run_after", limit=limit)["dag_runs"]
+        return runs
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return self.get(f"dags/{dag_id}/dagRuns/{run_id}")
-
-    def set_run_state(self, dag_id: str, run_id: str, state: str) -> dict[str, Any]:
-        return self.patch(f"dags/{dag_id}/dagRuns/{run_id}", {"state": state})
+        run: dict[str, Any] = self.get(f"dags/{dag_id}/dagRuns/{run_id}")
+        return run
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         """The XCom value, or None when the task pushed none (not run yet, skipped, no such task)."""
@@ -88,13 +92,16 @@ class AirflowAPI:
         return value
 
     def dags(self, tags: list[str] | None = None) -> list[dict[str, Any]]:
-        return self.get("dags", tags=tags or [], limit=100, order_by="dag_id")["dags"]
+        dags: list[dict[str, Any]] = self.get("dags", tags=tags or [], limit=100, order_by="dag_id")["dags"]
+        return dags
 
     def backfill(self, body: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
-        return self.post("backfills/dry_run" if dry_run else "backfills", body)
+        backfill: dict[str, Any] = self.post("backfills/dry_run" if dry_run else "backfills", body)
+        return backfill
 
     def health(self) -> dict[str, Any]:
-        return self.get("monitor/health")
+        health: dict[str, Any] = self.get("monitor/health")
+        return health
 
 
 def _detail(reply: httpx.Response) -> str:

@@ -10,8 +10,12 @@ from the newest local partition's Parquet schema: run the pipeline locally once 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from water.spec import PipelineSpec, is_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Arrow type (its str) -> the Hive type Athena's DDL takes; anything else is refused by name.
 HIVE_TYPES = {
@@ -37,14 +41,10 @@ class CatalogError(ValueError):
 
 def catalog_tables(spec: PipelineSpec) -> list[str]:
     """The lake datasets the pipeline's Athena SQL reads, in step order, each once."""
-    return list(
-        dict.fromkeys(
-            d for step in spec.steps_of("athena_sql").values() for d in step.inputs() if not is_table(d)
-        )
-    )
+    return list(dict.fromkeys(d for step in spec.steps_of("athena_sql").values() for d in step.inputs() if not is_table(d)))
 
 
-def hive_type(arrow_type) -> str:
+def hive_type(arrow_type: pa.DataType) -> str:
     name = str(arrow_type)
     if name.startswith("timestamp"):
         return "timestamp"
@@ -57,7 +57,7 @@ def hive_type(arrow_type) -> str:
     raise CatalogError(f"no Athena type for Arrow type {name}")
 
 
-def table_ddl(database: str, table: str, location: str, schema) -> str:
+def table_ddl(database: str, table: str, location: str, schema: pa.Schema) -> str:
     columns = ",\n  ".join(f"`{f.name}` {hive_type(f.type)}" for f in schema if f.name != "ds")
     location = location.rstrip("/")
     return (

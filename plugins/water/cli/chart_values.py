@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
 
 CHART_NAME = "airflow"  # the official Apache Airflow chart, which helm-values/ is written for
-FieldPath = tuple  # a field's place in the values: its keys and list indexes
+FieldPath = tuple[str | int, ...]  # a field's place in the values: its keys and list indexes
+# A values tree, a JSON schema or a Chart.yaml: YAML as helm reads it, any shape below the top
+Values = dict[str, Any]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """Helm refuses a values file with a key twice; PyYAML would keep the last silently."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -35,12 +38,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_yaml(path: Path):
+def load_yaml(path: Path) -> Any:
     """A values file as helm reads it (yaml.YAMLError for a duplicate key)."""
     return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
 
 
-def _overlay(under: dict, over: dict, null_removes: bool) -> dict:
+def _overlay(under: Values, over: Values, null_removes: bool) -> Values:
     out = copy.deepcopy(under)
     for key, value in over.items():
         if value is None and null_removes:
@@ -52,19 +55,19 @@ def _overlay(under: dict, over: dict, null_removes: bool) -> dict:
     return out
 
 
-def merge_files(base: dict, override: dict) -> dict:
+def merge_files(base: Values, override: Values) -> Values:
     """Later -f files (and --set-string) over earlier ones: maps merge key by key, anything else replaces."""
     return _overlay(base, override, null_removes=False)
 
 
-def coalesce(defaults: dict, user: dict) -> dict:
+def coalesce(defaults: Values, user: Values) -> Values:
     """User values over the chart's values.yaml; a user null removes the default."""
     return _overlay(defaults, user, null_removes=True)
 
 
-def set_string_values(pairs: Mapping[str, str]) -> dict:
+def set_string_values(pairs: Mapping[str, str]) -> Values:
     """--set-string a.b.c=V pairs as a values tree (water's keys are plain: no escapes, no lists)."""
-    tree: dict = {}
+    tree: Values = {}
     for key, value in pairs.items():
         *parents, leaf = key.split(".")
         node = tree
@@ -81,7 +84,7 @@ def dotted(path: FieldPath) -> str:
     return out or "<top>"
 
 
-def _resolve(schema: dict, root: dict) -> dict:
+def _resolve(schema: Values, root: Values) -> Values:
     while "$ref" in schema:
         ref = schema["$ref"]
         if not ref.startswith("#/definitions/"):
@@ -90,7 +93,7 @@ def _resolve(schema: dict, root: dict) -> dict:
     return schema
 
 
-def _unknown(values, schema: dict, defaults, root: dict, path: FieldPath) -> list[FieldPath]:
+def _unknown(values: object, schema: Values, defaults: object, root: Values, path: FieldPath) -> list[FieldPath]:
     schema = _resolve(schema, root)
     found: list[FieldPath] = []
     if isinstance(values, list):
@@ -116,7 +119,7 @@ def _unknown(values, schema: dict, defaults, root: dict, path: FieldPath) -> lis
     return found
 
 
-def unknown_keys(values, schema: dict, defaults, root: dict) -> list[str]:
+def unknown_keys(values: object, schema: Values, defaults: object, root: Values) -> list[str]:
     """Keys the chart does not know, at levels where the schema does not forbid them.
 
     Where a level lists `properties` but sets no `additionalProperties`, a key must be one
@@ -128,10 +131,10 @@ def unknown_keys(values, schema: dict, defaults, root: dict) -> list[str]:
     return [dotted(p) for p in _unknown(values, schema, defaults, root, ())]
 
 
-def _schema_errors(values: dict, schema: dict) -> list[tuple[FieldPath, str]]:
+def _schema_errors(values: Values, schema: Values) -> list[tuple[FieldPath, str]]:
     """Draft 7 errors as (field path, message); a key `additionalProperties: false` refuses is
     named itself, not the map it is in."""
-    found = []
+    found: list[tuple[FieldPath, str]] = []
     for error in jsonschema.Draft7Validator(schema).iter_errors(values):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties" and error.validator_value is False and isinstance(error.instance, dict):
@@ -144,23 +147,28 @@ def _schema_errors(values: dict, schema: dict) -> list[tuple[FieldPath, str]]:
     return sorted(found, key=lambda item: dotted(item[0]))
 
 
-def schema_errors(values: dict, schema: dict) -> list[str]:
+def schema_errors(values: Values, schema: Values) -> list[str]:
     """`field.path: message` for each way the values break the schema."""
     return [f"{dotted(path)}: {message}" for path, message in _schema_errors(values, schema)]
 
 
-def _depth(tree, path: FieldPath) -> int:
+def _depth(tree: object, path: FieldPath) -> int:
     """How much of path the values tree sets."""
     depth = 0
     for part in path:
-        if (isinstance(tree, dict) and part in tree) or (isinstance(tree, list) and isinstance(part, int) and part < len(tree)):
-            tree, depth = tree[part], depth + 1
+        if isinstance(tree, list) and isinstance(part, int):
+            if part >= len(tree):
+                break
+            tree = tree[part]
+        elif isinstance(tree, dict) and part in tree:
+            tree = tree[part]
         else:
             break
+        depth += 1
     return depth
 
 
-def source_of(path: FieldPath, sources: Sequence[tuple[str, dict]]) -> str:
+def source_of(path: FieldPath, sources: Sequence[tuple[str, Values]]) -> str:
     """The source that set the field (the last of those that set most of its path), or all of
     them when none does (a field the chart's defaults alone hold)."""
     best, best_depth = None, 0
@@ -171,10 +179,10 @@ def source_of(path: FieldPath, sources: Sequence[tuple[str, dict]]) -> str:
     return best or " + ".join(name for name, _ in sources)
 
 
-def values_problems(sources: Sequence[tuple[str, dict]], schema: dict, defaults: dict) -> list[str]:
+def values_problems(sources: Sequence[tuple[str, Values]], schema: Values, defaults: Values) -> list[str]:
     """What helm would refuse in the sources (values files, then --set-string values, in helm's
     order) and the keys the chart does not know; each problem as `SOURCE: field.path: message`."""
-    user: dict = {}
+    user: Values = {}
     for _, tree in sources:
         user = merge_files(user, tree)
     problems = [
@@ -199,7 +207,9 @@ def _major(version: str) -> str:
     return match.group(1) if match else str(version)
 
 
-def airflow_problems(chart: Mapping, sources: Sequence[tuple[str, dict]], defaults: dict, shipped: str | None) -> list[str]:
+def airflow_problems(
+    chart: Mapping[str, Any], sources: Sequence[tuple[str, Values]], defaults: Values, shipped: str | None
+) -> list[str]:
     """The chart is the official Airflow chart, for the Airflow major version the values deploy,
     and the values' airflowVersion is the one the image ships (requirements.txt), when known."""
     problems = []
@@ -207,7 +217,7 @@ def airflow_problems(chart: Mapping, sources: Sequence[tuple[str, dict]], defaul
         problems.append(
             f"Chart.yaml: name is {chart.get('name')!r}, not {CHART_NAME!r} (the official Apache Airflow chart the values are written for)"
         )
-    user: dict = {}
+    user: Values = {}
     for _, tree in sources:
         user = merge_files(user, tree)
     where = source_of(("airflowVersion",), sources)

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from copy import copy
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -94,16 +95,17 @@ class Settings(_Settings):
         return host in LOCAL_HOSTS or host.endswith(".localhost")
 
 
-def _optional(field: FieldInfo) -> tuple[object, FieldInfo]:
+def _optional(field: FieldInfo) -> tuple[Any, FieldInfo]:  # Any: a type made at run time
     optional = copy(field)
     optional.default = None
+    assert field.annotation is not None  # every field of _Settings has one
     return field.annotation | None, optional
 
 
 # A table as written: [env.NAME] may leave any field to [cluster], [cluster] any to its default.
-_Table = create_model(
-    "_Table", __config__=ConfigDict(extra="forbid"), **{name: _optional(f) for name, f in _Settings.model_fields.items()}
-)
+# dict[str, Any]: create_model takes field definitions by keyword beside its own __config__ and the like
+_TABLE_FIELDS: dict[str, Any] = {name: _optional(f) for name, f in _Settings.model_fields.items()}
+_Table = create_model("_Table", __config__=ConfigDict(extra="forbid"), **_TABLE_FIELDS)
 
 
 def config_path() -> Path:
@@ -266,7 +268,7 @@ def check_deployable(settings: Settings, env: str) -> None:
         raise ConfigError(f"{shown}: cannot deploy {env!r} to context {settings.context!r}:\n  " + "\n  ".join(problems))
 
 
-def values_sources(settings: Settings, env: str, tag: str) -> list[tuple[str, dict]]:
+def values_sources(settings: Settings, env: str, tag: str) -> list[tuple[str, chart_values.Values]]:
     """What `helm upgrade` gets, in its order: each values file, then the --set-string values."""
     root = paths.project_root()
     sources = []
@@ -331,7 +333,7 @@ def check_pinned_chart(settings: Settings, env: str, tag: str, say: Callable[[st
             f"chart {chart} (appVersion {meta.get('appVersion')}, {where}) refuses the values of {env!r}; "
             f"nothing was built, pushed or installed:\n  " + "\n  ".join(problems)
         )
-    user: dict = {}
+    user: chart_values.Values = {}
     for _, values in sources:
         user = chart_values.merge_files(user, values)
     say(

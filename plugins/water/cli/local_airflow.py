@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,7 @@ class AirflowHome:
         conn = self.settings().get("database", {}).get("sql_alchemy_conn", f"sqlite:///{self.path / 'airflow.db'}")
         return not conn.startswith("sqlite:") or Path(conn.removeprefix("sqlite:///")).exists()
 
-    def migrate(self, log=print) -> bool:
+    def migrate(self, log: Callable[[str], None] = print) -> bool:
         """Create or upgrade the metadata DB once per Airflow version; True if it ran."""
         marker = self.migration_marker()
         if marker.exists() and self._database_present():
@@ -120,6 +121,7 @@ class AirflowHome:
             env={**os.environ, **self.environment()},
             capture_output=True,
             text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
@@ -143,5 +145,5 @@ def use_in_this_process() -> None:
     os.environ.update(run_home().environment())
 
 
-def migrate(log=print) -> bool:
+def migrate(log: Callable[[str], None] = print) -> bool:
     return run_home().migrate(log)

@@ -22,8 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from water import paths
 
@@ -38,13 +40,14 @@ def lock_path(pipeline: str, ds: str) -> Path:
     return paths.state_dir() / "locks" / pipeline / f"ds={ds}.lock"
 
 
-def _holder(path: Path) -> dict:
+def _holder(path: Path) -> dict[str, Any]:
     """What the lock's holder wrote about itself (it may be a moment from writing it)."""
     for _ in range(20):
         try:
             text = path.read_text()
             if text.strip():
-                return json.loads(text)
+                holder: dict[str, Any] = json.loads(text)
+                return holder
         except (OSError, ValueError):
             pass
         time.sleep(0.05)
@@ -57,7 +60,7 @@ def _busy(pipeline: str, ds: str, path: Path) -> RunBusy:
     since = holder.get("since")
     age = ""
     if since:
-        seconds = (datetime.now(timezone.utc) - datetime.fromisoformat(since)).total_seconds()
+        seconds = (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
         age = f", since {since} ({seconds:.0f} s ago)"
     command = f", `{holder['command']}`" if holder.get("command") else ""
     return RunBusy(
@@ -97,7 +100,7 @@ def run_lock(pipeline: str, ds: str) -> Iterator[Path]:
     try:
         holder = {
             "pid": os.getpid(),
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
             "command": " ".join(["water", *sys.argv[1:]]),
         }
@@ -113,7 +116,7 @@ class InterruptGuard:
 
     def __init__(self, on_interrupt: Callable[[int], None]):
         self.on_interrupt = on_interrupt
-        self._saved: dict[int, object] = {}
+        self._saved: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     def __enter__(self) -> InterruptGuard:
         self._read, write = os.pipe()

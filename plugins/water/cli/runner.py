@@ -21,17 +21,29 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from water import masking, paths, spec as spec_module
+from water import masking, paths
+from water import spec as spec_module
 from water.cli import local_airflow, ownership, summary
 
-STATE_MARK = {"success": "[green]✓[/]", "failed": "[red]✗[/]", "running": "[cyan]▶[/]", "upstream_failed": "[red]↯[/]", "skipped": "[yellow]↷[/]", "up_for_retry": "[yellow]↻[/]"}
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+STATE_MARK = {
+    "success": "[green]✓[/]",
+    "failed": "[red]✗[/]",
+    "running": "[cyan]▶[/]",
+    "upstream_failed": "[red]↯[/]",
+    "skipped": "[yellow]↷[/]",
+    "up_for_retry": "[yellow]↻[/]",
+}
 
 
 @dataclass
@@ -62,7 +74,9 @@ class _Progress:
     states: dict[str, str] = field(default_factory=dict)
 
 
-def ensure_seeded(pipeline: str, ds: str, users: int | None, console: Console, mixes=None) -> None:
+def ensure_seeded(
+    pipeline: str, ds: str, users: int | None, console: Console, mixes: dict[date, dict[str, float]] | None = None
+) -> None:
     """The pipeline's local source data for ds (its fixtures and seed entrypoint; both keep
     what is already there and current)."""
     from water.cli.seeding import seed_pipeline
@@ -86,7 +100,7 @@ def run_pipeline(
     conf: dict[str, Any] | None = None,
     retries: int | None = 0,
     console: Console | None = None,
-    mixes=None,
+    mixes: dict[date, dict[str, float]] | None = None,
 ) -> RunResult:
     console = console or Console()
     spec = spec_module.load_pipeline(pipeline)  # a bad spec stops here, naming file and field
@@ -109,7 +123,15 @@ def run_pipeline(
             os.close(progress.terminal_fd)
 
 
-def _run_locked(dag: Any, ds: str, users, conf, console: Console, mixes, progress: _Progress) -> RunResult:
+def _run_locked(
+    dag: DAG,
+    ds: str,
+    users: int | None,
+    conf: dict[str, Any] | None,
+    console: Console,
+    mixes: dict[date, dict[str, float]] | None,
+    progress: _Progress,
+) -> RunResult:
     pipeline = dag.dag_id
     paths.private_dir(paths.state_dir())
     _remove_debris(pipeline, console)
@@ -118,14 +140,14 @@ def _run_locked(dag: Any, ds: str, users, conf, console: Console, mixes, progres
         console.print("  metadata database ready")
     ensure_seeded(pipeline, ds, users, console, mixes)  # the sources its spec declares, for ds
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir = paths.private_dir(paths.state_dir() / "runs" / pipeline)
     paths.private_dir(run_dir.parent)
     log_path = run_dir / f"ds={ds}.{stamp}.log"
     json_path = run_dir / f"ds={ds}.json"
     progress.log_path, progress.json_path = log_path, json_path
     console.print(f"running [bold]{pipeline}[/] for ds={ds} (log: {paths.shown(log_path)})")
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     error = _dag_test_logged(dag, ds, conf, log_path, console, started, progress)
     result = summary.collect(pipeline, ds) or {"dag_id": pipeline, "ds": ds, "state": "failed", "tasks": []}
     if error and result.get("state") == "success":
@@ -137,7 +159,7 @@ def _run_locked(dag: Any, ds: str, users, conf, console: Console, mixes, progres
     return RunResult(result, log_path, json_path)
 
 
-def load_dag(pipeline: str) -> Any:
+def load_dag(pipeline: str) -> DAG:
     """The pipeline's DAG as Airflow parses dags/; RunArgumentError naming the file when no DAG
     file builds it or its file does not import."""
     from airflow.dag_processing.dagbag import DagBag
@@ -164,7 +186,7 @@ def load_dag(pipeline: str) -> Any:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr():
+def _stdout_to_stderr() -> Iterator[None]:
     """File descriptor 1 points at stderr for the block (whatever holds stdout: Python's
     sys.stdout, a log handler made earlier, a child process)."""
     import sys
@@ -180,13 +202,13 @@ def _stdout_to_stderr():
         os.close(saved)
 
 
-def check_conf(dag: Any, conf: dict[str, Any] | None) -> None:
+def check_conf(dag: DAG, conf: dict[str, Any] | None) -> None:
     """Refuse a conf the DAG's params would refuse (as Airflow does when it creates the run,
     which DAG.test does only after deleting the day's previous run), and unknown keys."""
     if conf is None:
         return
     if not isinstance(conf, dict):
-        raise RunArgumentError(f"--conf must be a JSON object, e.g. '{{\"force_tier\": \"medium\"}}', not {json.dumps(conf)}")
+        raise RunArgumentError(f'--conf must be a JSON object, e.g. \'{{"force_tier": "medium"}}\', not {json.dumps(conf)}')
     from airflow.sdk.exceptions import ParamValidationError
 
     known = ", ".join(dag.params) or "none"
@@ -234,29 +256,38 @@ def _interrupted(signum: int, progress: _Progress) -> None:
     try:
         kill_running()
         discard_own_staging()
-        if progress.json_path is not None:
-            tasks = [
-                {"task_id": task_id, "state": "interrupted" if state == "running" else state, "try_number": None, "seconds": None, "figures": {}}
+        if progress.json_path is not None and progress.log_path is not None:  # both set as the DAG run starts
+            tasks: list[dict[str, Any]] = [
+                {
+                    "task_id": task_id,
+                    "state": "interrupted" if state == "running" else state,
+                    "try_number": None,
+                    "seconds": None,
+                    "figures": {},
+                }
                 for task_id, state in dict(progress.states).items()
             ]
             result = {
-                "dag_id": progress.pipeline, "ds": progress.ds, "state": "interrupted", "conf": progress.conf,
-                "tasks": tasks, "error": f"interrupted by {name}", "log": str(progress.log_path),
+                "dag_id": progress.pipeline,
+                "ds": progress.ds,
+                "state": "interrupted",
+                "conf": progress.conf,
+                "tasks": tasks,
+                "error": f"interrupted by {name}",
+                "log": str(progress.log_path),
             }
             paths.write_atomic(progress.json_path, json.dumps(result, indent=2, sort_keys=True, default=str), private=True)
             lines.append(f"summary: {paths.shown(progress.json_path)}; log: {paths.shown(progress.log_path)}")
         flusher = threading.Thread(target=_flush_std, daemon=True)  # the main thread may hold their locks
         flusher.start()
         flusher.join(timeout=0.5)
-    except BaseException as exc:  # noqa: BLE001 - the run stops all the same
+    except BaseException as exc:
         lines.append(f"(while stopping: {type(exc).__name__}: {exc})")
     finally:
         text = "\n".join(lines) + "\n"
         for fd in (2, progress.terminal_fd) if progress.log_path else (progress.terminal_fd,):
-            try:
+            with contextlib.suppress(OSError):
                 os.write(fd, text.encode())
-            except OSError:
-                pass
         os._exit(128 + signum)
 
 
@@ -264,25 +295,23 @@ def _flush_std() -> None:
     import sys
 
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(Exception):
             stream.flush()
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
 
 
-def _dag_test(dag: Any, ds: str, conf: dict[str, Any] | None) -> None:
+def _dag_test(dag: DAG, ds: str, conf: dict[str, Any] | None) -> None:
     """What `airflow dags test PIPELINE DS --conf ...` does, in this process."""
     from airflow.utils.providers_configuration_loader import providers_configuration_loaded
 
     day = date.fromisoformat(ds)
-    logical_date = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+    logical_date = datetime(day.year, day.month, day.day, tzinfo=UTC)
     providers_configuration_loaded(lambda: dag.test(logical_date=logical_date, run_conf=conf))()
 
 
 def _import_airflow_models() -> None:
-    import airflow.dag_processing.dagbag  # noqa: F401
-    import airflow.models.dagrun  # noqa: F401
-    import airflow.models.taskinstance  # noqa: F401
+    import airflow.dag_processing.dagbag
+    import airflow.models.dagrun
+    import airflow.models.taskinstance
     import airflow.models.xcom  # noqa: F401
     from sqlalchemy.orm import configure_mappers
 
@@ -290,7 +319,7 @@ def _import_airflow_models() -> None:
 
 
 def _dag_test_logged(
-    dag: Any, ds: str, conf: dict[str, Any] | None, log_path: Path, console: Console, since: datetime, progress: _Progress
+    dag: DAG, ds: str, conf: dict[str, Any] | None, log_path: Path, console: Console, since: datetime, progress: _Progress
 ) -> str | None:
     """Run the DAG with stdout/stderr (Airflow's logs, the tasks' processes) going to log_path,
     while a thread prints task states on the terminal. Returns an error text, or None."""
@@ -317,7 +346,7 @@ def _dag_test_logged(
             masking.mask_process_logs()  # secrets Airflow knows never reach the run's log
             follower.start()
             _dag_test(dag, ds, conf)
-        except BaseException as exc:  # noqa: BLE001 - reported in the summary, never lost
+        except BaseException as exc:
             error = masking.redact(f"{type(exc).__name__}: {exc}")
             print(masking.redact(traceback.format_exc()), file=sys.stderr)
             if isinstance(exc, KeyboardInterrupt):
@@ -336,7 +365,9 @@ def _dag_test_logged(
     return error
 
 
-def _follow(stop, pipeline: str, ds: str, since: datetime, console: Console, dag: Any, shown: dict[str, str]) -> None:
+def _follow(
+    stop: threading.Event, pipeline: str, ds: str, since: datetime, console: Console, dag: DAG, shown: dict[str, str]
+) -> None:
     """Print each task once per state it reaches, until `stop` is set; `shown` keeps the states."""
     started: dict[str, float] = {}
     messages = _OutboxFollower()

@@ -72,10 +72,10 @@ def renamed(path: str, example: str, name: str) -> str:
 
 def artifacts(spec: PipelineSpec) -> list[str]:
     """The include/ files the example's steps run (a routed step's: each route's), each once, in step order."""
-    found = []
+    found: list[str] = []
     for step in spec.steps.values():
-        if step.artifact():
-            found.append(step.artifact())
+        if artifact := step.artifact():
+            found.append(artifact)
         found += [route.entrypoint for route in (getattr(step, "routes", None) or {}).values()]
     return list(dict.fromkeys(found))
 
@@ -96,7 +96,7 @@ def helpers(files: dict[str, str], include: Path) -> list[str]:
 
 
 def render(text: str, values: dict[str, str]) -> str:
-    def value(match: re.Match) -> str:
+    def value(match: re.Match[str]) -> str:
         key = match.group(1)
         if key not in values:
             raise KeyError(f"template placeholder {{{{{key}}}}} has no value")

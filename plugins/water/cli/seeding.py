@@ -21,11 +21,15 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from water import paths
+from water.spec import PipelineSpec, is_table
 from water.targets.local.engines.partitions import local_path
 from water.targets.local.engines.process import die_with_parent
-from water.spec import PipelineSpec, is_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class SeedError(RuntimeError):
@@ -55,14 +59,14 @@ def parse_mix(text: str, classes: list[str]) -> dict[str, float]:
     if any(v < 0 for v in values) or sum(values) <= 0:
         raise ValueError(f"class mix {text!r} needs non-negative shares with a positive sum")
     total = sum(values)
-    return {c: v / total for c, v in zip(classes, values)}
+    return {c: v / total for c, v in zip(classes, values, strict=True)}
 
 
 def day_range(end: date, days: int) -> list[date]:
     return [end - timedelta(days=i) for i in reversed(range(days))]
 
 
-def _read_fixture(path: Path):
+def _read_fixture(path: Path) -> pa.Table:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -72,7 +76,7 @@ def _read_fixture(path: Path):
     return pacsv.read_csv(path)
 
 
-def _write_if_changed(table, target: Path) -> bool:
+def _write_if_changed(table: pa.Table, target: Path) -> bool:
     import pyarrow.parquet as pq
 
     if target.exists() and pq.read_table(target).equals(table):
@@ -157,7 +161,15 @@ def seed_pipeline(
         _seed_locked(spec, days, warehouse, users, mixes, seed_value, progress)
 
 
-def _seed_locked(spec, days, warehouse: Path, users, mixes, seed_value, progress) -> None:
+def _seed_locked(
+    spec: PipelineSpec,
+    days: Iterable[date],
+    warehouse: Path,
+    users: int | None,
+    mixes: dict[date, dict[str, float]],
+    seed_value: int | None,
+    progress: Callable[[str], None],
+) -> None:
     lake_dir = lake_pipeline_dir(spec.name)
     for line in load_fixtures(spec, warehouse, lake_dir):
         progress(f"fixture {line}")
@@ -166,9 +178,12 @@ def _seed_locked(spec, days, warehouse: Path, users, mixes, seed_value, progress
     argv = [
         sys.executable,
         str(paths.include_dir() / spec.local_data.seed),
-        "--warehouse", str(warehouse),
-        "--lake", str(lake_dir),
-        "--days", ",".join(d.isoformat() for d in sorted(days)),
+        "--warehouse",
+        str(warehouse),
+        "--lake",
+        str(lake_dir),
+        "--days",
+        ",".join(d.isoformat() for d in sorted(days)),
     ]
     if users:
         argv += ["--users", str(users)]
@@ -177,7 +192,11 @@ def _seed_locked(spec, days, warehouse: Path, users, mixes, seed_value, progress
     for day, shares in sorted(mixes.items()):
         argv += ["--mix", f"{day.isoformat()}=" + ",".join(f"{c}:{s!r}" for c, s in shares.items())]
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=die_with_parent()
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=die_with_parent(),  # noqa: PLW1509 - PR_SET_PDEATHSIG has no Popen argument; only prctl runs in the child
     )
     assert process.stdout is not None
     tail: list[str] = []

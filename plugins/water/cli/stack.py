@@ -14,18 +14,27 @@ WATER_STATE_DIR, so they read and write the same lake as `water run`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC
 from pathlib import Path
-from typing import Callable
+from typing import IO, TYPE_CHECKING, Any
 
-from water import paths
+from water import events, paths
 from water.cli import local_airflow
+
+if TYPE_CHECKING:
+    import psutil
+    from rich.console import Console
+
+    from water.cli.airflow_api import AirflowAPI
 
 # Each component's command line. Every process shares this machine's disk, so the API server
 # reads task logs from the files: no log-serving side processes (nor their ports) are needed.
@@ -41,6 +50,8 @@ USER = "admin"
 DEFAULT_PORT = 8080
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/water"
 START_TIMEOUT = 180  # seconds for the API server and every component to report healthy
+LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"  # the local RabbitMQ's default user
+AMQP_PROBE_TIMEOUT = 3.0
 STOP_TIMEOUT = 20  # seconds between SIGTERM (running tasks get it too) and SIGKILL
 
 
@@ -57,7 +68,7 @@ class StackInfo:
     password: str
     database: str  # shown without a password
 
-    def api(self):
+    def api(self) -> AirflowAPI:
         from water.cli.airflow_api import AirflowAPI
 
         return AirflowAPI(self.url, self.user, self.password)
@@ -118,6 +129,8 @@ def ensure_database(url: str) -> bool:
     if not url.startswith("postgresql"):
         return False
     name = make_url(url).database
+    if not name:
+        raise StackError(f"{_shown_url(url)} names no database")
     try:
         connection = psycopg2.connect(_server_dsn(url), connect_timeout=5)
     except psycopg2.OperationalError as exc:
@@ -140,11 +153,14 @@ def drop_database(url: str) -> None:
     from psycopg2 import sql
     from sqlalchemy.engine import make_url
 
+    name = make_url(url).database
+    if not name:
+        raise StackError(f"{_shown_url(url)} names no database")
     connection = psycopg2.connect(_server_dsn(url), connect_timeout=5)
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(make_url(url).database)))
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     finally:
         connection.close()
 
@@ -152,7 +168,8 @@ def drop_database(url: str) -> None:
 def _shown_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(url).render_as_string(hide_password=True)
+    shown: str = make_url(url).render_as_string(hide_password=True)
+    return shown
 
 
 def _sqlalchemy_url(url: str) -> str:
@@ -182,7 +199,8 @@ def _password() -> str:
     """The admin's password, from Airflow's passwords file (written once)."""
     path = passwords_file()
     if path.exists():
-        return _read_private(path)[USER]
+        password: str = _read_private(path)[USER]
+        return password
     password = secrets.token_urlsafe(12)
     paths.write_atomic(path, json.dumps({USER: password}), private=True)
     return password
@@ -192,16 +210,73 @@ def passwords_file() -> Path:
     return stack_dir() / "passwords.json"
 
 
-def _read_private(path: Path) -> dict:
+def _read_private(path: Path) -> dict[str, Any]:
     """A JSON file of secrets, made 0600 first if an older water left it readable by others."""
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)
-    return json.loads(path.read_text())
+    values: dict[str, Any] = json.loads(path.read_text())
+    return values
 
 
-def _save_info(info: StackInfo, port: int, database: str) -> None:
-    """stack.json: the address, login (the password) and database URL for the other commands."""
-    paths.write_atomic(_info_file(), json.dumps({**asdict(info), "port": port, "sql_alchemy_conn": database}), private=True)
+def _save_info(info: StackInfo, port: int, database: str, amqp: str | None) -> None:
+    """stack.json: the address, login (the password), database URL and broker URI (None: control
+    messages off) for the other commands."""
+    saved = {**asdict(info), "port": port, "sql_alchemy_conn": database, "amqp": amqp}
+    paths.write_atomic(_info_file(), json.dumps(saved), private=True)
+
+
+# The message broker: control messages and completion events (water.events).
+
+
+def _amqp_variable() -> str:
+    return f"AIRFLOW_CONN_{events.AMQP_CONN_ID.upper()}"
+
+
+def configured_amqp() -> str:
+    """The broker's URI: the connection configured in the environment (AIRFLOW_CONN_AMQP_DEFAULT), else the local RabbitMQ."""
+    return os.environ.get(_amqp_variable()) or LOCAL_AMQP
+
+
+def stack_amqp() -> str:
+    """The broker of the running stack (what `water up` found), else the configured one."""
+    if _info_file().exists() and "api-server" in running():
+        saved = _read_private(_info_file()).get("amqp")
+        if saved:
+            return str(saved)
+    return configured_amqp()
+
+
+def broker_problem(uri: str) -> str | None:
+    """None when the broker at uri answers and takes the login; else why not (no credentials in it)."""
+    from water import amqp_publish
+    from water.broker import connection_from_uri
+
+    try:
+        conn = connection_from_uri(uri, events.AMQP_CONN_ID)
+    except Exception as exc:  # a malformed URI: it may hold the password, so it is not shown
+        return f"{_amqp_variable()} is not a connection URI ({type(exc).__name__})"
+    try:
+        amqp_publish.probe(conn, AMQP_PROBE_TIMEOUT)
+    except amqp_publish.PublishError as exc:
+        return str(exc)
+    return None
+
+
+def _control_messages(env: dict[str, str], log: Callable[[str], None]) -> str | None:
+    """Give the stack the connection amqp_default when its broker answers (the triggerer then consumes
+    the control queue, runs publish completion events); the broker's URI, or None: control messages off."""
+    from water.broker import BrokerAddress, connection_from_uri
+
+    uri = configured_amqp()
+    problem = broker_problem(uri)
+    if problem:
+        env.pop(_amqp_variable(), None)
+        log(f"control messages are off: no RabbitMQ answers ({problem}); start it, then `water down && water up`")
+        return None
+    env[_amqp_variable()] = uri
+    where = BrokerAddress.from_connection(connection_from_uri(uri, events.AMQP_CONN_ID)).describe()
+    log(f"control messages on: RabbitMQ at {where} (connection {events.AMQP_CONN_ID}, queue {events.CONTROL_QUEUE})")
+    return uri
 
 
 # The stack's Airflow home.
@@ -285,7 +360,7 @@ def _start(component: str, env: dict[str, str]) -> int:
     return process.pid
 
 
-def _private_log(path: Path):
+def _private_log(path: Path) -> IO[bytes]:
     """A component's log, appended to, readable by its owner only (0600, even if it was not)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.fchmod(fd, 0o600)
@@ -329,17 +404,20 @@ def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str
     if "api-server" not in alive:
         _port_free_or_fail(port)
     env = _process_environment(airflow_home)
+    # The broker's URI is read by Airflow's connection reader: imported under the stack's own settings.
+    os.environ.update(airflow_home.environment())
+    amqp = _control_messages(env, log)
     for component in COMPONENTS:
         if component not in alive:
             alive[component] = _start(component, env)
             log(f"started {component} (pid {alive[component]}, log {paths.shown(logs_dir() / f'{component}.log')})")
     info = StackInfo(url=f"http://127.0.0.1:{port}", user=USER, password=_password(), database=_shown_url(database))
-    _save_info(info, port, database)
+    _save_info(info, port, database, amqp)
     _wait_healthy(info, log)
     return info
 
 
-def _info(saved: dict) -> StackInfo:
+def _info(saved: dict[str, Any]) -> StackInfo:
     return StackInfo(**{name: saved[name] for name in StackInfo.__dataclass_fields__})
 
 
@@ -389,10 +467,8 @@ def down(log: Callable[[str], None] = print) -> list[str]:
         log(f"{', '.join(left)} did not stop in {STOP_TIMEOUT}s: killing")
         for procs in left.values():
             for process in procs + [c for p in procs for c in _children(p)]:
-                try:
+                with contextlib.suppress(psutil.NoSuchProcess):
                     process.kill()
-                except psutil.NoSuchProcess:
-                    pass
         left = _wait_gone(left, 10)
         if left:
             raise StackError(f"could not stop {', '.join(f'{c} (pid {alive[c]})' for c in left)}")
@@ -403,7 +479,7 @@ def down(log: Callable[[str], None] = print) -> list[str]:
     return list(alive)
 
 
-def _tree(pid: int) -> list:
+def _tree(pid: int) -> list[psutil.Process]:
     """The process and all its descendants (psutil handles, safe against pid reuse)."""
     import psutil
 
@@ -414,7 +490,7 @@ def _tree(pid: int) -> list:
         return []
 
 
-def _children(process) -> list:
+def _children(process: psutil.Process) -> list[psutil.Process]:
     import psutil
 
     try:
@@ -424,13 +500,11 @@ def _children(process) -> list:
 
 
 def _killpg(pgid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
 
 
-def _gone(process) -> bool:
+def _gone(process: psutil.Process) -> bool:
     import psutil
 
     try:
@@ -439,7 +513,7 @@ def _gone(process) -> bool:
         return True
 
 
-def _wait_gone(trees: dict[str, list], timeout: float) -> dict[str, list]:
+def _wait_gone(trees: dict[str, list[psutil.Process]], timeout: float) -> dict[str, list[psutil.Process]]:
     """Wait until every process of these trees has ended; the trees with processes left after timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -458,7 +532,13 @@ def logical_date(ds: str) -> str:
     return f"{ds}T00:00:00Z"
 
 
-def unpause_on_trigger(api, pipeline: str, create: Callable[[], dict], unpause: bool, log: Callable[[str], None] = print) -> dict:
+def unpause_on_trigger(
+    api: AirflowAPI,
+    pipeline: str,
+    create: Callable[[], dict[str, Any]],
+    unpause: bool,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """What the UI's trigger and backfill forms do: create the run(s), then unpause the DAG (a
     paused DAG's runs wait queued). A refused request leaves the DAG as it was."""
     dag = api.dag(pipeline)
@@ -466,13 +546,17 @@ def unpause_on_trigger(api, pipeline: str, create: Callable[[], dict], unpause: 
     if dag["is_paused"]:
         if unpause:
             api.unpause(pipeline)
-            log(f"unpaused {pipeline} (as the UI's forms do); its schedule ({dag.get('timetable_summary') or 'none'}) runs from now on")
+            log(
+                f"unpaused {pipeline} (as the UI's forms do); its schedule ({dag.get('timetable_summary') or 'none'}) runs from now on"
+            )
         else:
             log(f"{pipeline} is paused: its runs wait queued until it is unpaused (the UI's toggle)")
     return created
 
 
-def trigger(api, pipeline: str, ds: str, conf: dict | None, unpause: bool, log: Callable[[str], None] = print) -> dict:
+def trigger(
+    api: AirflowAPI, pipeline: str, ds: str, conf: dict[str, Any] | None, unpause: bool, log: Callable[[str], None] = print
+) -> dict[str, Any]:
     """Create a manual run for ds, as the web UI's trigger form does."""
     return unpause_on_trigger(api, pipeline, lambda: api.trigger(pipeline, logical_date(ds), conf), unpause, log)
 
@@ -480,7 +564,7 @@ def trigger(api, pipeline: str, ds: str, conf: dict | None, unpause: bool, log: 
 FINISHED = ("success", "failed")
 
 
-def wait_for(api, pipeline: str, run_id: str, timeout: float, log: Callable[[str], None] = print) -> dict:
+def wait_for(api: AirflowAPI, pipeline: str, run_id: str, timeout: float, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Poll a run until it finishes, printing each task once per state it reaches."""
     shown: dict[str, str] = {}
     deadline = time.monotonic() + timeout
@@ -499,27 +583,28 @@ def wait_for(api, pipeline: str, run_id: str, timeout: float, log: Callable[[str
         time.sleep(3)
 
 
-def failed_tasks(api, pipeline: str, run_id: str) -> list[str]:
+def failed_tasks(api: AirflowAPI, pipeline: str, run_id: str) -> list[str]:
     tis = api.get(f"dags/{pipeline}/dagRuns/{run_id}/taskInstances", limit=100)["task_instances"]
     return [ti["task_id"] for ti in tis if ti["state"] == "failed"]
 
 
-def pipelines(api) -> list[str]:
-    """The DAGs water built (the factory tags each one `water`)."""
-    return [d["dag_id"] for d in api.dags(tags=["water"])]
+def pipelines(api: AirflowAPI) -> list[str]:
+    """The pipelines' DAGs (the factory tags each one `water`; so is water_control, which is none)."""
+    return [d["dag_id"] for d in api.dags(tags=["water"]) if d["dag_id"] != events.CONTROL_DAG_ID]
 
 
-def recent_runs(api, pipeline: str, limit: int) -> list[dict]:
+def recent_runs(api: AirflowAPI, pipeline: str, limit: int) -> list[dict[str, Any]]:
     """The newest runs of a pipeline: state, duration, the sizing tier and the drift verdict."""
     from water.cli.summary import roles as figure_roles
 
     roles = figure_roles(pipeline)
+    decision_task, drift_task = roles.get("decision"), roles.get("drift")
     rows = []
     for run in api.dag_runs(pipeline, limit=limit):
         run_id = run["dag_run_id"]
         # Where the run keeps its sizing decision and drift assessment: found by kind.
-        decision = (api.xcom(pipeline, run_id, roles["decision"], "decision") if roles.get("decision") else None) or {}
-        drift = (api.xcom(pipeline, run_id, roles["drift"], "drift") if roles.get("drift") else None) or {}
+        decision = (api.xcom(pipeline, run_id, decision_task, "decision") if decision_task else None) or {}
+        drift = (api.xcom(pipeline, run_id, drift_task, "drift") if drift_task else None) or {}
         tier = decision.get("tier")  # every route's tier and shards, summed up
         if tier and decision.get("forced"):
             tier += " (forced)"
@@ -538,19 +623,27 @@ def recent_runs(api, pipeline: str, limit: int) -> list[dict]:
     return rows
 
 
-def _duration(run: dict) -> float | None:
-    from datetime import datetime, timezone
+def _duration(run: dict[str, Any]) -> float | None:
+    from datetime import datetime
 
     if run.get("duration") is not None:
-        return round(run["duration"], 1)
+        duration: float = run["duration"]
+        return round(duration, 1)
     if run.get("start_date"):  # still going
         started = datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
-        return round((datetime.now(timezone.utc) - started).total_seconds(), 1)
+        return round((datetime.now(UTC) - started).total_seconds(), 1)
     return None
 
 
 def backfill(
-    api, pipeline: str, start: str, end: str, conf: dict | None, reprocess: str, unpause: bool, dry_run: bool,
+    api: AirflowAPI,
+    pipeline: str,
+    start: str,
+    end: str,
+    conf: dict[str, Any] | None,
+    reprocess: str,
+    unpause: bool,
+    dry_run: bool,
     log: Callable[[str], None] = print,
 ) -> tuple[int | None, list[str]]:
     """A backfill of the scheduled runs from start to end (days, both included): its id (None on a
@@ -568,7 +661,7 @@ def backfill(
     return unpause_on_trigger(api, pipeline, lambda: api.backfill(body), unpause, log)["id"], dates
 
 
-def render_status(rows: list[dict], console) -> None:
+def render_status(rows: list[dict[str, Any]], console: Console) -> None:
     from rich.table import Table
 
     style = {"success": "green", "failed": "bold red", "running": "cyan", "queued": "yellow"}
@@ -586,5 +679,76 @@ def render_status(rows: list[dict], console) -> None:
             f"{row['seconds']:.0f}" if row["seconds"] is not None else "-",
             row["tier"] or "-",
             row["drift"] or "-",
+        )
+    console.print(table)
+
+
+# Control messages (water.control): what `water events` shows.
+
+
+def control_messages(api: AirflowAPI, limit: int) -> list[dict[str, Any]]:
+    """The newest control messages first, up to limit: each as the water_control run that consumed it
+    recorded it (outcome, reason, the run it started), with that started run's state."""
+    from water import control
+    from water.cli.airflow_api import ApiError
+
+    rows: list[dict[str, Any]] = []
+    for control_run in api.dag_runs(control.DAG_ID, limit=limit):
+        run_id = control_run["dag_run_id"]
+        records = api.xcom(control.DAG_ID, run_id, control.DISPATCH_TASK, control.MESSAGES_XCOM)
+        if not isinstance(records, list):  # not dispatched yet, or the dispatch failed
+            records = [{"outcome": "pending" if control_run["state"] in ("queued", "running") else control_run["state"]}]
+        for record in reversed(records):  # newest first, as the runs are
+            started = record.get("run_id") if record.get("outcome") == "started" else None
+            state = None
+            if started and record.get("pipeline"):
+                try:
+                    state = api.dag_run(record["pipeline"], started)["state"]
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    state = "not created"  # the start task has not run (yet)
+            key = str(record.get("routing_key") or "")
+            rows.append(
+                {
+                    "received": control_run.get("run_after") or control_run.get("queued_at"),
+                    "control_run": run_id,
+                    "message_id": record.get("message_id"),
+                    "source": key if events.ROUTING_KEY.match(key) else "control",
+                    "pipeline": record.get("pipeline"),
+                    "ds": record.get("ds"),
+                    "outcome": record.get("outcome"),
+                    "reason": record.get("reason") or "",
+                    "run_id": record.get("run_id"),
+                    "run_state": state,
+                }
+            )
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
+
+
+def render_control_messages(rows: list[dict[str, Any]], console: Console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    style = {"started": "green", "rejected": "bold red", "duplicate": "yellow", "ignored": "dim", "failed": "bold red"}
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    table = Table()
+    for column in ("received", "message", "from", "pipeline", "ds", "outcome", "run", "run state", "reason"):
+        table.add_column(column, no_wrap=column in ("received", "ds"), overflow="fold")
+    for row in rows:
+        outcome = row["outcome"] or "-"
+        table.add_row(
+            (row["received"] or "-")[:19].replace("T", " "),
+            escape(row["message_id"] or "-"),
+            escape(row["source"]),
+            escape(row["pipeline"] or "-"),
+            escape(row["ds"] or "-"),
+            f"[{style.get(outcome, 'white')}]{escape(outcome)}[/]",
+            escape(row["run_id"] or "-"),
+            escape(row["run_state"] or "-"),
+            escape(row["reason"]),
         )
     console.print(table)

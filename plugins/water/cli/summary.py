@@ -6,16 +6,23 @@ person reads at a glance, and written as JSON next to the run's log.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Any
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from airflow.models.dagrun import DagRun
+    from airflow.sdk import DAG
+    from sqlalchemy.orm import Session
+
+    from water.spec import Roles
+
 FIGURE_KEYS = ("decision", "drift")  # what branches push besides (never instead of) a return value
 
 
-def pipeline_dag(dag_id: str) -> Any:
+def pipeline_dag(dag_id: str) -> DAG | None:
     """The pipeline's DAG as the factory builds it (for the task order), or None."""
     from water.factory import build_pipeline_dag
 
@@ -25,13 +32,13 @@ def pipeline_dag(dag_id: str) -> Any:
         return None
 
 
-def in_dag_order(dag: Any, task_ids: list[str]) -> list[str]:
+def in_dag_order(dag: DAG | None, task_ids: list[str]) -> list[str]:
     from water.factory import by_dag_order
 
     return [t["task_id"] for t in by_dag_order(dag, [{"task_id": t} for t in task_ids])]
 
 
-def roles(dag_id: str) -> dict[str, Any]:
+def roles(dag_id: str) -> Roles:
     """Which task holds which figure (water.spec.PipelineSpec.roles), or {} for an unknown pipeline."""
     from water.spec import SpecError, load_pipeline
 
@@ -41,18 +48,14 @@ def roles(dag_id: str) -> dict[str, Any]:
         return {}
 
 
-def find_run(dag_id: str, ds: str, session, since: datetime | None = None) -> Any:
+def find_run(dag_id: str, ds: str, session: Session, since: datetime | None = None) -> DagRun | None:
     """The newest run of dag_id for logical date ds (created at or after `since`, if given)."""
     from airflow.models.dagrun import DagRun
     from sqlalchemy import select
 
     day = date.fromisoformat(ds)
-    logical = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    query = (
-        select(DagRun)
-        .where(DagRun.dag_id == dag_id, DagRun.logical_date == logical)
-        .order_by(DagRun.id.desc())
-    )
+    logical = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    query = select(DagRun).where(DagRun.dag_id == dag_id, DagRun.logical_date == logical).order_by(DagRun.id.desc())
     if since is not None:
         query = query.where(DagRun.run_after >= since)
     return session.scalars(query).first()
@@ -76,7 +79,7 @@ def task_states(dag_id: str, ds: str, since: datetime | None = None) -> dict[str
     return {_label(t, m): _state_name(s) for t, m, s in rows}
 
 
-def _state_name(state: Any) -> str:
+def _state_name(state: object) -> str:
     """'success', 'failed', ... from an Airflow state enum or string; 'none' before scheduling."""
     if not state:
         return "none"
@@ -98,9 +101,7 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
         run = find_run(dag_id, ds, session)
         if run is None:
             return None
-        tis = session.scalars(
-            select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
-        ).all()
+        tis = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)).all()
         xcoms = session.execute(
             select(XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value).where(
                 XComModel.dag_run_id == run.id, XComModel.key.in_(("return_value", *FIGURE_KEYS))
@@ -112,7 +113,7 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
             # A branch returns a task id and plan_shards a list: only dicts (and decisions) are figures.
             if key in FIGURE_KEYS or isinstance(value, dict):
                 figures.setdefault(_label(t, m), value)
-        tasks = []
+        tasks: list[dict[str, Any]] = []
         order = {t: i for i, t in enumerate(in_dag_order(pipeline_dag(dag_id), sorted({ti.task_id for ti in tis})))}
         for ti in sorted(tis, key=lambda t: (order.get(t.task_id, len(order)), t.map_index)):
             label = _label(ti.task_id, ti.map_index)
@@ -128,7 +129,7 @@ def collect(dag_id: str, ds: str) -> dict[str, Any] | None:
             )
         started = min((ti.start_date for ti in tis if ti.start_date), default=None)
         ended = max((ti.end_date for ti in tis if ti.end_date), default=None)
-        summary = {
+        summary: dict[str, Any] = {
             "dag_id": dag_id,
             "ds": ds,
             "run_id": run.run_id,
@@ -151,15 +152,16 @@ class _Row:
         self.value = value
 
 
-def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, Any]:
+def _headline(tasks: list[dict[str, Any]], roles: Roles) -> dict[str, Any]:
     """The figures people look for first: accuracy, predicted classes, rows published."""
     from water.operators.report import RUN_REPORT
     from water.report import earlier_outputs
 
     by_id = {t["task_id"]: t["figures"] for t in tasks}
 
-    def figures(role: str) -> dict[str, Any]:
-        return by_id.get(roles.get(role) or "") or {}
+    def figures(role: Literal["stats", "training", "drift", "quarantine", "decision", "publish"]) -> dict[str, Any]:
+        found: dict[str, Any] = by_id.get(roles.get(role) or "") or {}
+        return found
 
     metrics = figures("training").get("metrics", {})
     stats = figures("stats")
@@ -170,13 +172,18 @@ def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, A
         "validation_accuracy": metrics.get(roles.get("objective_metric") or ""),
         "predicted_class_counts": stats.get("class_counts"),
         "sizing": {
-            "tier": decision.get("tier"), "rows": decision.get("rows"), "forced": decision.get("forced"),
+            "tier": decision.get("tier"),
+            "rows": decision.get("rows"),
+            "forced": decision.get("forced"),
             "shards": decision.get("shards"),
             "routes": {
-                name: {k: d.get(k) for k in ("classes", "tier", "rows", "forced", "reason")} | {"shards": len(d.get("shards") or [])}
+                name: {k: d.get(k) for k in ("classes", "tier", "rows", "forced", "reason")}
+                | {"shards": len(d.get("shards") or [])}
                 for name, d in (decision.get("routes") or {}).items()
             },
-        } if decision else None,
+        }
+        if decision
+        else None,
         "escalations": escalations,
         "rows_published": figures("publish").get("rows_out"),
         "drift": {k: drift.get(k) for k in ("verdict", "psi", "js", "baseline", "shares", "baseline_shares")} if drift else None,
@@ -186,7 +193,7 @@ def _headline(tasks: list[dict[str, Any]], roles: dict[str, Any]) -> dict[str, A
     }
 
 
-def _fmt_rows(value: Any) -> str:
+def _fmt_rows(value: object) -> str:
     return f"{value:,}" if isinstance(value, int) else ""
 
 
@@ -210,7 +217,8 @@ def _notes(figures: dict[str, Any]) -> str:
         notes.append(f"OOM at {e['from_memory_limit']}, retried as {e['to']} ({e['to_memory_limit']})")
     if figures.get("verdict") and "psi" in figures:
         notes.append(
-            f"drift {figures['verdict']}" + (f" PSI {figures['psi']:.3f} JS {figures['js']:.3f}" if figures.get("psi") is not None else "")
+            f"drift {figures['verdict']}"
+            + (f" PSI {figures['psi']:.3f} JS {figures['js']:.3f}" if figures.get("psi") is not None else "")
         )
     if figures.get("flag"):
         notes.append(f"flagged: {figures['flag']}")
@@ -237,7 +245,15 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     if not console.is_terminal:  # a log file or CI: no need to wrap at 80 columns
         console.width = max(console.width, 120)
     table = Table(title=f"{summary['dag_id']}  ds={summary['ds']}  {summary['state'].upper()}", title_justify="left")
-    for column, justify in (("task", "left"), ("state", "left"), ("seconds", "right"), ("rows in", "right"), ("rows out", "right"), ("notes", "left")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("task", "left"),
+        ("state", "left"),
+        ("seconds", "right"),
+        ("rows in", "right"),
+        ("rows out", "right"),
+        ("notes", "left"),
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify, no_wrap=column != "notes")
     for task in summary["tasks"]:
         figures = task["figures"]
@@ -274,9 +290,12 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
             lines.append(f"drift: {not_assessed(drift['verdict'])}")
         else:
             mix = ", ".join(
-                f"{c} {(drift.get('baseline_shares') or {}).get(c, 0):.0%}→{s:.0%}" for c, s in (drift.get("shares") or {}).items()
+                f"{c} {(drift.get('baseline_shares') or {}).get(c, 0):.0%}→{s:.0%}"
+                for c, s in (drift.get("shares") or {}).items()
             )
-            lines.append(f"drift: {drift['verdict']} — PSI {drift['psi']:.3f}, JS {drift['js']:.3f} vs {drift['baseline']} ({mix})")
+            lines.append(
+                f"drift: {drift['verdict']} — PSI {drift['psi']:.3f}, JS {drift['js']:.3f} vs {drift['baseline']} ({mix})"
+            )
     if summary.get("quarantine"):
         lines.append(f"[bold red]quarantined[/]: predictions held back at {summary['quarantine']}; nothing published")
     if summary.get("earlier_outputs"):

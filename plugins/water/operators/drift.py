@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk import BaseBranchOperator, BaseOperator
+from airflow.sdk import BaseBranchOperator, BaseOperator, Context
 
 from water import drift, notify
 from water.spec import DriftGuardStep
@@ -74,11 +74,11 @@ class DriftGuardOperator(BaseBranchOperator):
             return (counts or None), f"training labels ds={ds}"
         for day in reversed([d for d in self.store.days(stats_dataset) if d < ds][-LOOK_BACK:]):
             stats = self.store.read_json(stats_dataset, day, STATS_FILE)
-            if usable_baseline(self.store.read_json(stats_dataset, day, DRIFT_FILE), stats):
+            if stats is not None and usable_baseline(self.store.read_json(stats_dataset, day, DRIFT_FILE), stats):
                 return stats["class_counts"], f"previous run ds={day}"
         return None, None
 
-    def choose_branch(self, context: Any) -> str | list[str]:
+    def choose_branch(self, context: Context) -> str | list[str]:
         ds = context["ds"]
         stats = context["ti"].xcom_pull(task_ids=self.stats_task_id) or {}
         counts = stats.get("class_counts")
@@ -87,9 +87,14 @@ class DriftGuardOperator(BaseBranchOperator):
         baseline_counts, baseline = self.baseline(ds)
         accept = bool((context.get("params") or {}).get("accept_drift"))
         assessment = drift.assess(
-            counts, baseline_counts, self.classes,
-            warn=self.policy.warn, block=self.policy.block, metric=self.policy.metric,
-            baseline=baseline, accept=accept,
+            counts,
+            baseline_counts,
+            self.classes,
+            warn=self.policy.warn,
+            block=self.policy.block,
+            metric=self.policy.metric,
+            baseline=baseline,
+            accept=accept,
         )
         record = {"ds": ds, **assessment.as_dict()}
         self.store.write_json(self.policy.reads, ds, DRIFT_FILE, record)
@@ -102,7 +107,7 @@ class DriftGuardOperator(BaseBranchOperator):
             self.log.info("released %s/ds=%s: the day passed the guard (%s)", self.policy.writes, ds, assessment.verdict)
         return self.continue_task_ids
 
-    def alert(self, context: Any, assessment: drift.Assessment) -> None:
+    def alert(self, context: Context, assessment: drift.Assessment) -> None:
         if assessment.verdict in (drift.OK, drift.NO_BASELINE, drift.NO_ROWS):
             return
         kind, title = {
@@ -115,9 +120,11 @@ class DriftGuardOperator(BaseBranchOperator):
             for cls, base, today in assessment.side_by_side()
         ]
         if assessment.verdict == drift.BLOCK:
-            lines.append("accept this day: re-run it with conf {\"accept_drift\": true}")
+            lines.append('accept this day: re-run it with conf {"accept_drift": true}')
         notice = notify.notice_for(
-            context, kind, title,
+            context,
+            kind,
+            title,
             facts={
                 "verdict": assessment.verdict,
                 "PSI": f"{assessment.psi:.3f}",
@@ -137,14 +144,21 @@ class QuarantineOperator(BaseOperator):
     ui_color = "#ffd0d0"
 
     def __init__(
-        self, *, pipeline: str, lake_root: str, storage_conn_id: str | None, guard_task_id: str,
-        guarded: str, quarantine: str, **kwargs: Any,
+        self,
+        *,
+        pipeline: str,
+        lake_root: str,
+        storage_conn_id: str | None,
+        guard_task_id: str,
+        guarded: str,
+        quarantine: str,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.pipeline, self.lake_root, self.storage_conn_id = pipeline, lake_root, storage_conn_id
         self.guard_task_id, self.guarded, self.quarantine = guard_task_id, guarded, quarantine
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         ds = context["ds"]
         store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
         assessment = context["ti"].xcom_pull(task_ids=self.guard_task_id, key="drift") or {}

@@ -16,11 +16,12 @@ before its swap (water.targets.local.operators), with the same water.quality log
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Context
 
-from water.quality import Gates
+from water.quality import Gates, PartitionFile
 from water.store import LakeStore
 
 
@@ -28,7 +29,7 @@ def check_in_lake(
     gates: Gates,
     store: LakeStore,
     ds: str,
-    written: dict[str, list[Any]],
+    written: Mapping[str, Iterable[PartitionFile]],
     metrics: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Enforce `gates` on `written` (dataset -> its files) and `metrics`; the validation channel's
@@ -62,17 +63,15 @@ class QualityGateOperator(BaseOperator):
     def store(self) -> LakeStore:
         return LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
 
-    def written(self, context: Any) -> dict[str, list[Any]]:
+    def written(self, context: Context) -> dict[str, list[PartitionFile]]:
         ds = context["ds"]
         return {dataset: self.store.files(self.locations.get(dataset, dataset), ds) for dataset in self.gates.outputs}
 
-    def reported_metrics(self, context: Any) -> dict[str, float] | None:
+    def reported_metrics(self, context: Context) -> dict[str, float] | None:
         return None
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        figures = check_in_lake(
-            self.gates, self.store, context["ds"], self.written(context), self.reported_metrics(context)
-        )
+    def execute(self, context: Context) -> dict[str, Any]:
+        figures = check_in_lake(self.gates, self.store, context["ds"], self.written(context), self.reported_metrics(context))
         self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
         rows = [f["rows"] for d, f in figures.items() if d in self.gates.outputs]
         return {**({"rows_in": sum(rows)} if rows else {}), "checks": figures}
@@ -85,7 +84,7 @@ class ShardsGateOperator(QualityGateOperator):
         super().__init__(**kwargs)
         self.shards_dataset, self.decision_task_id = shards_dataset, decision_task_id
 
-    def written(self, context: Any) -> dict[str, list[Any]]:
+    def written(self, context: Context) -> dict[str, list[PartitionFile]]:
         from water.sizing import shard_folders
 
         decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
@@ -95,7 +94,7 @@ class ShardsGateOperator(QualityGateOperator):
             for relative in shard_folders(decision)
             for name, opener in self.store.files_under(f"{root}/{relative}")
         ]
-        return {dataset: files for dataset in self.gates.outputs}
+        return dict.fromkeys(self.gates.outputs, files)
 
 
 class TrainingGateOperator(QualityGateOperator):
@@ -105,5 +104,5 @@ class TrainingGateOperator(QualityGateOperator):
         super().__init__(**kwargs)
         self.training_task_id = training_task_id
 
-    def reported_metrics(self, context: Any) -> dict[str, float] | None:  # pragma: no cover - abstract
+    def reported_metrics(self, context: Context) -> dict[str, float] | None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,28 +1,38 @@
-"""The end of every run: its report, its success-or-failure message and its run metrics.
+"""The end of every run: its completion event, its report, its success-or-failure message and its run metrics.
 
 A teardown task, so it runs whatever happened upstream and the DAG run's own state still
 comes from the real work (a teardown never turns a failed run into a success). Reads the
-run's task states (Airflow's task breadcrumbs) and figures (XCom), writes
-`reports/ds=…/report.html` and `run.json` to the lake, sends one Slack message naming any
-failed task with a link to its log, and sends the run's metrics.
+run's task states (Airflow's task breadcrumbs) and figures (XCom), publishes the completion
+event `pipeline.<name>.succeeded|failed|quarantined` (water.amqp_publish; never fails the
+task), writes `reports/ds=…/report.html` and `run.json` to the lake, sends one Slack message
+naming any failed task with a link to its log, and sends the run's metrics.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Context
 
+from water import amqp_publish, events, lake, metrics, notify, report
 from water import drift as drift_math
-from water import lake, metrics, notify, report
 from water.operators.drift import DRIFT_FILE, STATS_FILE
+from water.spec import Roles
 from water.store import LakeStore
 
 RUN_REPORT = "run_report"
 REPORT_FILE = "report.html"
 RUN_FILE = "run.json"
 LOOK_BACK_DAYS = 60  # how far back the previous run's sizing is looked for
+
+
+def completion_outcome(record: dict[str, Any], head: dict[str, Any]) -> str:
+    """The run's outcome as its completion event names it: failed, quarantined (the drift guard held the
+    day back, nothing published) or succeeded."""
+    if record["state"] == "failed":
+        return "failed"
+    return "quarantined" if head.get("quarantined") else "succeeded"
 
 
 class RunReportOperator(BaseOperator):
@@ -36,7 +46,7 @@ class RunReportOperator(BaseOperator):
         lake_root: str,
         storage_conn_id: str | None,
         target: str,
-        roles: dict[str, Any],
+        roles: Roles,
         history_days: int,
         slack_conn_id: str | None,
         **kwargs: Any,
@@ -44,25 +54,28 @@ class RunReportOperator(BaseOperator):
         super().__init__(**kwargs)
         self.pipeline, self.classes = pipeline, list(classes)
         self.lake_root, self.storage_conn_id, self.target = lake_root, storage_conn_id, target
-        self.roles, self.history_days, self.slack_conn_id = dict(roles), history_days, slack_conn_id
+        self.roles, self.history_days, self.slack_conn_id = roles.copy(), history_days, slack_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         ds = context["ds"]
         store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
         record = self.run_record(context)
+        head = report.headline(record)
+        # First: a pipeline started by this one's completion waits for no report, and no report
+        # problem keeps the event from going out.
+        self.announce(record, head)
         record["previous_routes"] = self.previous_routes(store, ds)
         history = self.history(store, ds)
         page = report.render(record, history, self.classes)
         where = store.write_text(lake.REPORTS, ds, REPORT_FILE, page)
         store.write_json(lake.REPORTS, ds, RUN_FILE, {**record, "history": history})
-        head = report.headline(record)
         self.notify(context, record, head)
         metrics.gauge("run.duration_seconds", record["duration_seconds"], pipeline=self.pipeline, ds=ds, state=record["state"])
         metrics.increment("run.finished", pipeline=self.pipeline, ds=ds, state=record["state"], tier=head.get("tier"))
         self.log.info("run report: %s (%s)", where, record["state"])
         return {"report": where, "state": record["state"], "failed_tasks": record["failed_tasks"]}
 
-    def run_record(self, context: Any) -> dict[str, Any]:
+    def run_record(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
         ti = context["ti"]
@@ -75,21 +88,23 @@ class RunReportOperator(BaseOperator):
             state = str(getattr(crumb["state"], "value", crumb["state"]))
             value = ti.xcom_pull(task_ids=task_id, map_indexes=map_index) if state == "success" else None
             label = task_id if map_index is None or map_index < 0 else f"{task_id}[{map_index}]"
-            tasks.append({
-                "task_id": label,
-                "state": state,
-                "seconds": round(crumb["duration"], 2) if crumb.get("duration") is not None else None,
-                "figures": value if isinstance(value, dict) else {},
-                "log": notify.task_log_url(ti.dag_id, ti.run_id, task_id, map_index),
-            })
+            tasks.append(
+                {
+                    "task_id": label,
+                    "state": state,
+                    "seconds": round(crumb["duration"], 2) if crumb.get("duration") is not None else None,
+                    "figures": value if isinstance(value, dict) else {},
+                    "log": notify.task_log_url(ti.dag_id, ti.run_id, task_id, map_index),
+                }
+            )
         from water.factory import by_dag_order
 
-        tasks = by_dag_order(self.dag if self.has_dag() else None, tasks)
+        tasks = by_dag_order(self.get_dag(), tasks)
         dag_run = context.get("dag_run")
         # A run starts when it may and does: `airflow dags test` sets start_date to the logical
         # date, a late scheduled run has run_after before start_date; the later of the two holds.
         moments = [m for m in (getattr(dag_run, "start_date", None), getattr(dag_run, "run_after", None)) if m]
-        duration = (datetime.now(timezone.utc) - max(moments)).total_seconds() if moments else None
+        duration = (datetime.now(UTC) - max(moments)).total_seconds() if moments else None
         return {
             "dag_id": ti.dag_id,
             "ds": context["ds"],
@@ -124,17 +139,31 @@ class RunReportOperator(BaseOperator):
             stats = store.read_json(stats_dataset, day, STATS_FILE) or {}
             verdict = store.read_json(stats_dataset, day, DRIFT_FILE) or {}
             counts = stats.get("class_counts") or {}
-            out.append({
-                "ds": day,
-                "rows": stats.get("rows"),
-                "shares": drift_math.shares(counts, self.classes),
-                "psi": verdict.get("psi"),
-                "js": verdict.get("js"),
-                "verdict": verdict.get("verdict"),
-            })
+            out.append(
+                {
+                    "ds": day,
+                    "rows": stats.get("rows"),
+                    "shares": drift_math.shares(counts, self.classes),
+                    "psi": verdict.get("psi"),
+                    "js": verdict.get("js"),
+                    "verdict": verdict.get("verdict"),
+                }
+            )
         return out
 
-    def notify(self, context: Any, record: dict[str, Any], head: dict[str, Any]) -> None:
+    def announce(self, record: dict[str, Any], head: dict[str, Any]) -> str:
+        """Publish the run's completion event (water.amqp_publish); how it went, never an exception."""
+        event = events.completion_event(
+            pipeline=self.pipeline,
+            ds=record["ds"],
+            run_id=record["run_id"],
+            outcome=completion_outcome(record, head),
+            rows=head.get("rows_published"),
+            tiers={route: figures["tier"] for route, figures in (head.get("routes") or {}).items()},
+        )
+        return amqp_publish.publish_completion(event)
+
+    def notify(self, context: Context, record: dict[str, Any], head: dict[str, Any]) -> None:
         failed = record["state"] == "failed"
         facts = {
             "duration": f"{record['duration_seconds']:.0f} s" if record.get("duration_seconds") is not None else "-",

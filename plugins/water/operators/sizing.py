@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from airflow.sdk import BaseBranchOperator, BaseOperator
+from airflow.sdk import BaseBranchOperator, BaseOperator, Context
 
 from water.sizing import NO_PREDICTIONS, decide_routes
 from water.spec import Route
@@ -52,14 +52,14 @@ class SizePostprocessOperator(BaseBranchOperator):
         self.tier_task_ids, self.plan_task_ids = tier_task_ids, dict(plan_task_ids)
         self.no_predictions_task_id = no_predictions_task_id
 
-    def counts(self, context: Any) -> tuple[dict[str, int], str]:
+    def counts(self, context: Context) -> tuple[dict[str, int], str]:
         stats = context["ti"].xcom_pull(task_ids=self.stats_task_id)
         if isinstance(stats, dict) and isinstance(stats.get("class_counts"), dict):
             return {k: int(v) for k, v in stats["class_counts"].items()}, self.stats_task_id
         self.log.info("no counts from %s; counting the predictions", self.stats_task_id)
         return self.count_predictions(context["ds"]), "counted"
 
-    def choose_branch(self, context: Any) -> list[str]:
+    def choose_branch(self, context: Context) -> list[str]:
         class_counts, source = self.counts(context)
         force_tier = (context.get("params") or {}).get("force_tier") or None
         decision = decide_routes(self.routes, class_counts, force_tier, self.spec_file, self.field, self.single)
@@ -83,7 +83,7 @@ class PlanShardsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.decision_task_id, self.route = decision_task_id, route
 
-    def execute(self, context: Any) -> list[dict[str, int]]:
+    def execute(self, context: Context) -> list[dict[str, int]]:
         decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
         route = (decision.get("routes") or {}).get(self.route) or {}
         shards = list(route.get("shards") or [])
@@ -102,7 +102,7 @@ class NoPredictionsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.slack_conn_id = slack_conn_id
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from water import notify
 
         message = f"{self.dag_id} ds={context['ds']}: inference produced no predictions; nothing to post-process or publish"

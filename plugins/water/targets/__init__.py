@@ -6,6 +6,8 @@ import os
 
 from water.targets.base import Target
 
+__all__ = ["DEFAULT_TARGET", "TARGETS", "Target", "get_target", "target_name"]
+
 DEFAULT_TARGET = "local"
 TARGETS = ("local", "cloud")
 

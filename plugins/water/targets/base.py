@@ -10,9 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypedDict
 
 from water.spec import PipelineSpec, Step
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, TaskGroup, XComArg
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from water.targets.cloud.lazy import OperatorRef  # a provider operator, built where its task runs
+
+# A step's part of the graph: a task, a task mapped over shards, or a task group.
+Node: TypeAlias = "BaseOperator | MappedOperator | TaskGroup"
 
 
 @dataclass(frozen=True)
@@ -22,15 +31,17 @@ class Built:
     a publish step's retraction, which the factory runs after the tasks that end a day
     unpublished (PipelineSpec.nothing_published_endings)."""
 
-    head: Any
-    tail: Any
-    on_nothing_published: Any = None
+    head: Node
+    tail: Node
+    on_nothing_published: Node | None = None
 
     @classmethod
-    def one(cls, node: Any) -> Built:
+    def one(cls, node: Node) -> Built:
         return cls(node, node)
 
 
+# (target, spec, step name, step) -> its tasks. The target and the step are Any: the registry
+# dispatches on the kind, and each builder takes its own target class and its kind's model.
 Builder = Callable[[Any, PipelineSpec, str, Any], Built]
 
 
@@ -55,25 +66,40 @@ class Registry:
             return self.builders[kind]
         except KeyError:
             raise NotImplementedError(
-                f"the {self.target} target has no builder for step kind {kind!r} "
-                f"(it builds {', '.join(sorted(self.builders))})"
+                f"the {self.target} target has no builder for step kind {kind!r} (it builds {', '.join(sorted(self.builders))})"
             ) from None
 
     def __contains__(self, kind: object) -> bool:
         return kind in self.builders
 
 
+class LakeAccess(TypedDict):
+    """What target-agnostic operators take to reach a pipeline's lake (water.store.LakeStore)."""
+
+    pipeline: str
+    lake_root: str
+    storage_conn_id: str | None
+
+
 class Target:
     name: str
-    lake_root: str  # URI of the lake root (file://… locally, s3://… in the cloud)
-    storage_conn_id: str | None  # connection for the lake's object store (None: no credentials needed)
     registry: ClassVar[Registry]
+
+    if TYPE_CHECKING:  # a field of one target, a property of another: read-only here
+
+        @property
+        def lake_root(self) -> str:
+            """URI of the lake root (file://… locally, s3://… in the cloud)."""
+
+        @property
+        def storage_conn_id(self) -> str | None:
+            """Connection for the lake's object store (None: no credentials needed)."""
 
     def build(self, spec: PipelineSpec, name: str, step: Step) -> Built:
         """The task(s) of one step; the task (or group) id is the step's name."""
         return self.registry[step.kind](self, spec, name, step)
 
-    def lake_access(self, spec: PipelineSpec) -> dict[str, Any]:
+    def lake_access(self, spec: PipelineSpec) -> LakeAccess:
         """What target-agnostic operators need to reach the pipeline's lake (water.store)."""
         return {"pipeline": spec.name, "lake_root": self.lake_root, "storage_conn_id": self.storage_conn_id}
 
@@ -83,7 +109,9 @@ def external(timeout: timedelta) -> dict[str, Any]:
     return {"execution_timeout": timeout}
 
 
-def per_shard(operator: type, arguments: dict[str, Any], shards: Any | None) -> Any:
+def per_shard(
+    operator: type[BaseOperator] | OperatorRef, arguments: dict[str, Any], shards: XComArg | None
+) -> BaseOperator | MappedOperator:
     """One task of `operator`, or, with `shards` (an XComArg), one mapped over them (`shard=`)."""
     if shards is None:
         return operator(**arguments)

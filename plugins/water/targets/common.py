@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import XComArg
 
 from water import paths
 from water.quality import Gates
 from water.spec import DriftGuardStep, PipelineSpec, Route, SizedPostprocessStep, Tier, spec_path
-from water.targets.base import Built, Target
+from water.targets.base import Built, Node, Target
+
+if TYPE_CHECKING:
+    from water.operators.quality import ShardsGateOperator
 
 # (route name, route, tier, shards XComArg or None) -> the route's task for that tier
-RouteTierTask = Callable[[str, Route, Tier, Any | None], Any]
+RouteTierTask = Callable[[str, Route, Tier, XComArg | None], Node]
 
 # The retraction's first task follows the tasks that end a day unpublished (quarantine,
 # no_predictions): it runs when one of them succeeded and none failed. When the day
@@ -30,14 +33,14 @@ RouteTierTask = Callable[[str, Route, Tier, Any | None], Any]
 RETRACT_TRIGGER_RULE = "none_failed_min_one_success"
 
 
-def retraction(spec: PipelineSpec, name: str, build: Callable[[], Any]) -> Any | None:
+def retraction(spec: PipelineSpec, name: str, build: Callable[[], Node]) -> Node | None:
     """The publish step's retraction (`build()` makes the target's task or group, its first
     task with RETRACT_TRIGGER_RULE), or None when the step keeps earlier outputs or nothing
     before it can end a day unpublished (a retraction with no upstream would run every day)."""
     return build() if spec.retracts(name) else None
 
 
-def shards_check(target: Target, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Any | None:
+def shards_check(target: Target, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> ShardsGateOperator | None:
     """The sized step's gates on the shards its sizing decision ran, before the commit swaps
     them into its dataset; None when the step has no checks."""
     from water.operators.quality import ShardsGateOperator
@@ -60,6 +63,7 @@ def drift_guard(target: Target, spec: PipelineSpec, name: str, step: DriftGuardS
     from water.operators.drift import DriftGuardOperator, QuarantineOperator
 
     stats_task_id = spec.writer(step.reads)
+    assert stats_task_id is not None, step.reads  # the spec's validation: an inference_stats step writes it
     guard = DriftGuardOperator(
         task_id=name,
         classes=spec.classes,
@@ -88,7 +92,7 @@ def sized_postprocess(
     step: SizedPostprocessStep,
     counter: Callable[[str], dict[str, int]],
     tier_task: RouteTierTask,
-    commit_task: Callable[[], Any],
+    commit_task: Callable[[], Node],
 ) -> Built:
     """The sizing branch, then per route: its tier tasks (the largest mapped over the route's
     shards, planned by its own plan task), all routes in parallel, one commit after them;
@@ -96,6 +100,7 @@ def sized_postprocess(
     from water.operators.sizing import NoPredictionsOperator, PlanShardsOperator, SizePostprocessOperator
 
     stats = spec.counting_step(step.reads)
+    assert stats is not None, step.reads  # the spec's validation: an inference_stats step counts it
     routes = step.all_routes(spec.classes, name)
     size = SizePostprocessOperator(
         task_id=step.size_task_id(name),
@@ -105,7 +110,9 @@ def sized_postprocess(
         spec_file=str(paths.shown(spec_path(spec.name))),
         field=f"steps.{name}",
         single=not step.routes,
-        tier_task_ids={r: {t.name: step.tier_task_id(name, r, t.name) for t in route.sizing.tiers} for r, route in routes.items()},
+        tier_task_ids={
+            r: {t.name: step.tier_task_id(name, r, t.name) for t in route.sizing.tiers} for r, route in routes.items()
+        },
         plan_task_ids={r: step.plan_task_id(r) for r in routes},
         no_predictions_task_id=step.no_predictions_task_id,
         execution_timeout=step.timeout,
@@ -123,7 +130,9 @@ def sized_postprocess(
     for route_name, route in routes.items():
         *fixed, largest = route.sizing.tiers
         plan = PlanShardsOperator(
-            task_id=step.plan_task_id(route_name), decision_task_id=size.task_id, route=route_name,
+            task_id=step.plan_task_id(route_name),
+            decision_task_id=size.task_id,
+            route=route_name,
             execution_timeout=timedelta(minutes=5),
         )
         tiers = [tier_task(route_name, route, t, None) for t in fixed]

@@ -4,27 +4,36 @@ The DAG names them by path (water.targets.cloud.lazy), as it names the providers
 parsing a DAG file never imports the providers' modules:
 
 - `AthenaUnloadOperator`: an Athena UNLOAD into a prefix this same task empties first.
-- `SizedPodOperator`: a KubernetesPodOperator that takes resources as a plain dict (the form
-  that travels through XCom and mapping), adds a shard's row range, re-runs once on the
+- `SizedPodOperator`: a KubernetesPodOperator that takes resources as a plain dict (its tier's,
+  from the spec: what escalation reads and doubles), adds a shard's row range, re-runs once on the
   next tier up when its container was OOMKilled, and applies its step's `checks`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from kubernetes.client import V1Capabilities, V1PodSecurityContext, V1SeccompProfile, V1SecurityContext
+from airflow.sdk import Context
+from kubernetes.client import (
+    V1Capabilities,
+    V1Pod,
+    V1PodSecurityContext,
+    V1ResourceRequirements,
+    V1SeccompProfile,
+    V1SecurityContext,
+)
 
 from water.operators.quality import check_in_lake
 from water.quality import Gates, parse_metrics
 from water.sizing import escalate, k8s_resources
 from water.spec import SizingPolicy
 from water.store import LakeStore
+from water.targets.base import LakeAccess
 from water.targets.cloud.operators import empty_prefix
 
 # --- Athena: UNLOAD into an emptied prefix -------------------------------------------------
@@ -43,7 +52,7 @@ class AthenaUnloadOperator(AthenaOperator):
         super().__init__(**kwargs)
         self.location = location
 
-    def execute(self, context: Any) -> str | None:
+    def execute(self, context: Context) -> str | None:
         removed = empty_prefix(S3Hook(aws_conn_id=self.aws_conn_id), self.location)
         self.log.info("emptied %s (%d object(s) of an earlier try)", self.location, removed)
         return super().execute(context)
@@ -52,7 +61,7 @@ class AthenaUnloadOperator(AthenaOperator):
 # --- Kubernetes pods -----------------------------------------------------------------------
 
 
-def oom_killed(pod: Any, container: str = "base") -> bool:
+def oom_killed(pod: V1Pod | None, container: str = "base") -> bool:
     """Whether the pod's `container` was terminated by the kernel for memory (reason OOMKilled)."""
     statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
     for status in statuses:
@@ -84,8 +93,8 @@ def restricted_security_contexts(user: int) -> tuple[V1PodSecurityContext, V1Sec
 class SizedPodOperator(KubernetesPodOperator):
     """A pod sized by a plain resources dict; re-run once one tier up when OOMKilled.
 
-    `container_resources` may be a {"requests", "limits"} dict (from the spec, or an XCom /
-    mapped value, which Airflow does not template): it becomes V1ResourceRequirements here.
+    `container_resources` may be a {"requests", "limits"} dict (the tier's, from the spec; a
+    mapped tier gets it through partial()): it becomes V1ResourceRequirements here.
     `restricted_as` (a uid) sets the security contexts of restricted_security_contexts.
     `shard` ({index, row_start, row_end}) appends --row-start/--row-end; `shard_flag` names
     the output flag whose URI gets `/shard=NNNN` (0000 for an unmapped tier). With an
@@ -101,23 +110,24 @@ class SizedPodOperator(KubernetesPodOperator):
     def __init__(
         self,
         *,
-        container_resources: Any = None,
+        container_resources: dict[str, dict[str, str]] | V1ResourceRequirements | None = None,
         shard: dict[str, int] | None = None,
         shard_flag: str | None = None,
         escalation: SizingPolicy | None = None,
         gates: Gates | None = None,
-        lake: dict[str, Any] | None = None,
+        lake: LakeAccess | None = None,
         metric_definitions: list[tuple[str, str]] | None = None,
         restricted_as: int | None = None,
         **kwargs: Any,
     ) -> None:
         if restricted_as is not None:
             kwargs["security_context"], kwargs["container_security_context"] = restricted_security_contexts(restricted_as)
-        self.gates, self.lake = gates, dict(lake or {})  # lake: pipeline, lake_root, storage_conn_id
+        self.gates, self.lake = gates, (lake.copy() if lake else None)
         self.metric_definitions = list(metric_definitions or [])
         self.reported_metrics: dict[str, float] = {}
-        self.resources_dict = dict(container_resources) if isinstance(container_resources, dict) else None
-        if self.resources_dict is not None:
+        self.resources_dict: dict[str, dict[str, str]] | None = None
+        if isinstance(container_resources, dict):
+            self.resources_dict = dict(container_resources)
             container_resources = k8s_resources(self.resources_dict)
         arguments = list(kwargs.pop("arguments", None) or [])
         if shard_flag:
@@ -131,13 +141,14 @@ class SizedPodOperator(KubernetesPodOperator):
         self.shard, self.shard_flag, self.escalation = shard, shard_flag, escalation
         self.escalated: str | None = None
 
-    def _final_pod(self) -> Any:
+    def _final_pod(self) -> V1Pod | None:
         """The pod as the cluster last saw it (a failed pod is kept: delete_succeeded_pod)."""
         if self.pod is not None:
             try:
-                return self.pod_manager.read_pod(self.pod)
-            except Exception:  # noqa: BLE001 - fall back to what the operator last read
-                self.log.warning("could not re-read pod %s; using its last known state", self.pod.metadata.name)
+                pod: V1Pod = self.pod_manager.read_pod(self.pod)  # pod_manager: an unannotated property
+                return pod
+            except Exception:
+                self.log.warning("could not re-read pod %s; using its last known state", _pod_name(self.pod))
         return self.remote_pod
 
     def _escalation(self, error: Exception) -> dict[str, dict[str, str]] | None:
@@ -149,19 +160,22 @@ class SizedPodOperator(KubernetesPodOperator):
         label, bigger = escalate(self.escalation, self.resources_dict)
         self.log.warning(
             "%s: container OOMKilled at memory limit %s; re-running once as %s (limit %s)",
-            error.__class__.__name__, self.resources_dict["limits"]["memory"], label, bigger["limits"]["memory"],
+            error.__class__.__name__,
+            self.resources_dict["limits"]["memory"],
+            label,
+            bigger["limits"]["memory"],
         )
         self.escalated = label
         return bigger
 
-    def _rerun(self, context: Any, bigger: dict[str, dict[str, str]]) -> Any:
+    def _rerun(self, context: Context, bigger: dict[str, dict[str, str]]) -> Any:
         self.resources_dict = bigger
         self.container_resources = k8s_resources(bigger)
         # A new pod (new name suffix); the failed one is labelled already-checked, so not reattached.
         self.pod = self.pod_request_obj = self.remote_pod = None
         return self.execute_sync(context)  # the second pod is watched from the worker
 
-    def _escalating(self, context: Any, watch: Any) -> Any:
+    def _escalating(self, context: Context, watch: Callable[[], Any]) -> Any:
         """Watch the pod (`watch()`); an OOMKilled one re-runs once, bigger; then the gates."""
         try:
             result = watch()
@@ -173,29 +187,33 @@ class SizedPodOperator(KubernetesPodOperator):
         self.check(context)
         return result
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> Any:
         return self._escalating(context, lambda: super(SizedPodOperator, self).execute(context))
 
-    def trigger_reentry(self, context: Any, event: dict[str, Any]) -> Any:
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         return self._escalating(context, lambda: super(SizedPodOperator, self).trigger_reentry(context, event))
 
-    def cleanup(self, pod: Any, remote_pod: Any, xcom_result: Any = None, context: Any = None) -> Any:
+    def cleanup(
+        self, pod: V1Pod, remote_pod: V1Pod, xcom_result: dict[str, Any] | None = None, context: Context | None = None
+    ) -> None:
         if self.metric_definitions and pod is not None and not self._killed:
             self.reported_metrics = self._metrics_from_log(pod)  # before a succeeded pod is deleted
-        return super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
+        super().cleanup(pod=pod, remote_pod=remote_pod, xcom_result=xcom_result, context=context)
 
-    def _metrics_from_log(self, pod: Any) -> dict[str, float]:
+    def _metrics_from_log(self, pod: V1Pod) -> dict[str, float]:
         try:
             logs = self.pod_manager.read_pod_logs(pod, self.base_container_name, follow=False)
             return parse_metrics((raw.decode("utf-8", "backslashreplace") for raw in logs), self.metric_definitions)
-        except Exception as exc:  # noqa: BLE001 - the gate then says the metric was not reported
-            self.log.warning("could not read the metrics from pod %s's log: %s", pod.metadata.name, exc)
+        except Exception as exc:
+            self.log.warning("could not read the metrics from pod %s's log: %s", _pod_name(pod), exc)
             return {}
 
-    def check(self, context: Any) -> dict[str, Any] | None:
+    def check(self, context: Context) -> dict[str, Any] | None:
         """The step's gates on what the pod wrote and reported; QualityCheckFailed names the failures."""
         if self.gates is None:
             return None
+        if self.lake is None:
+            raise ValueError(f"{self.task_id}: gates to check but no lake to read (lake=)")
         store = LakeStore(self.lake["lake_root"], self.lake["pipeline"], self.lake.get("storage_conn_id"))
         ds = context["ds"]
         written = {dataset: store.files(dataset, ds) for dataset in self.gates.outputs}
@@ -203,3 +221,7 @@ class SizedPodOperator(KubernetesPodOperator):
         figures = check_in_lake(self.gates, store, ds, written, metrics)
         self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
         return figures
+
+
+def _pod_name(pod: V1Pod) -> str | None:
+    return pod.metadata.name if pod.metadata is not None else None

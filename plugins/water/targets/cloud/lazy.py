@@ -24,13 +24,18 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperator, BaseOperatorLink, Context
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
+    from airflow.sdk.types import TaskInstanceKey
 
 # Arguments every operator takes (BaseOperator's): the stand-in keeps them, the rest are the operator's own.
 TASK_ARGUMENTS = frozenset(inspect.signature(BaseOperator.__init__).parameters) - {"self", "kwargs"}
@@ -47,13 +52,14 @@ class StoredLink(BaseOperatorLink):
     name: str
     xcom_key: str
 
-    def get_link(self, operator: Any, *, ti_key: Any) -> str:
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         return ""  # a stand-in that never became its operator has run nothing to link to
 
 
 def load_operator(path: str) -> type[BaseOperator]:
     module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    # an operator class: the contract tests import every path the cloud target names
+    return cast("type[BaseOperator]", getattr(importlib.import_module(module), name))
 
 
 class LazyOperator(BaseOperator):
@@ -100,11 +106,13 @@ class LazyOperator(BaseOperator):
         task.resolve_template_files()  # as the DagBag does for every task it parses
         return task
 
-    def prepare_for_execution(self) -> BaseOperator:
+    # BaseOperator declares -> Self (a locked copy); the stand-in hands over another operator,
+    # which is what the task runner executes (ti.task = ti.task.prepare_for_execution()).
+    def prepare_for_execution(self) -> BaseOperator:  # type: ignore[override]
         return self.build().prepare_for_execution()
 
     def _do_render_template_fields(
-        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+        self, parent: Any, template_fields: Iterable[str], context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]
     ) -> None:
         """Rendering the stand-in (the task Airflow unmapped from a mapped one) renders the real
         operator instead, which becomes the context's task: the one the runner executes."""
@@ -114,7 +122,7 @@ class LazyOperator(BaseOperator):
         context["task"] = context["ti"].task = task
         task._do_render_template_fields(task, task.template_fields, context, jinja_env, seen_oids)
 
-    def execute(self, context: Any) -> Any:
+    def execute(self, context: Context) -> None:
         raise RuntimeError(
             f"task {self.task_id}: a stand-in for {self.operator_path}; Airflow runs the operator it builds "
             "(prepare_for_execution), never the stand-in"
@@ -125,7 +133,7 @@ class LazyShardOperator(LazyOperator):
     """A LazyOperator mapped over `shard`, the argument water's sharded operators take
     (water.targets.base.per_shard)."""
 
-    def __init__(self, *, shard: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *, shard: dict[str, int] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.operator_kwargs["shard"] = shard
 
@@ -157,11 +165,14 @@ class OperatorRef:
     def __call__(self, **kwargs: Any) -> LazyOperator:
         return LazyOperator(operator_path=self.path, operator_links=self.extra_links, operator_ui_color=self.ui_color, **kwargs)
 
-    def partial(self, **kwargs: Any) -> Any:
+    def partial(self, **kwargs: Any) -> OperatorPartial:
         """The operator mapped over `shard` (`.expand(shard=...)`)."""
         own = {k: kwargs.pop(k) for k in list(kwargs) if k not in TASK_ARGUMENTS}
         return _shard_class(self.path, tuple(self.extra_links.items()), self.ui_color).partial(
-            operator_path=self.path, operator_kwargs=own, operator_links=self.extra_links, operator_ui_color=self.ui_color,
+            operator_path=self.path,
+            operator_kwargs=own,
+            operator_links=self.extra_links,
+            operator_ui_color=self.ui_color,
             **kwargs,
         )
 

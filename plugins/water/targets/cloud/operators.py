@@ -22,11 +22,11 @@ import json
 import re
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Context
 
 from water.operators.quality import TrainingGateOperator
 
@@ -35,7 +35,11 @@ if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-PREDICTION_COLUMNS = (("id", "string"), ("class", "string"), ("confidence", "double"))  # water's inference contract: the id may be a number or a string
+PREDICTION_COLUMNS = (
+    ("id", "string"),
+    ("class", "string"),
+    ("confidence", "double"),
+)  # water's inference contract: the id may be a number or a string
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -79,7 +83,7 @@ class S3PromotePartitionOperator(BaseOperator):
         self.sources, self.destination = list(sources), destination
         self.aws_conn_id, self.allow_empty = aws_conn_id, allow_empty
 
-    def source_uris(self, context: Any) -> list[str]:
+    def source_uris(self, context: Context) -> list[str]:
         return list(self.sources)
 
     def plan(self, hook: S3Hook, sources: list[str]) -> list[tuple[str, str, str]]:
@@ -96,7 +100,7 @@ class S3PromotePartitionOperator(BaseOperator):
                 objects[name] = (bucket, key)
         return [(bucket, key, name) for name, (bucket, key) in sorted(objects.items())]
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
@@ -128,13 +132,13 @@ class S3CommitShardsOperator(S3PromotePartitionOperator):
         super().__init__(sources=[], **kwargs)
         self.shards_root, self.decision_task_id = shards_root, decision_task_id
 
-    def source_uris(self, context: Any) -> list[str]:
+    def source_uris(self, context: Context) -> list[str]:
         from water.sizing import shard_folders
 
         decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
         return [f"{self.shards_root.rstrip('/')}/{relative}" for relative in shard_folders(decision)]
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         hook = S3Hook(aws_conn_id=self.aws_conn_id)
@@ -171,7 +175,7 @@ class PackageSourceDirOperator(BaseOperator):
         super().__init__(**kwargs)
         self.folder, self.destination, self.aws_conn_id = folder, destination, aws_conn_id
 
-    def execute(self, context: Any) -> str:
+    def execute(self, context: Context) -> str:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         bucket, key = split_s3_uri(self.destination)
@@ -219,10 +223,7 @@ def class_counts_query(table: str, ds: str) -> str:
     is counted, and its missing class refused by the caller."""
     (key, _), (label, _), _ = PREDICTION_COLUMNS
     blank = f"trim(coalesce(\"{key}\", '')) = '' AND \"{label}\" IS NULL"
-    return (
-        f"SELECT \"{label}\", count(*) AS n FROM \"{table}\" "
-        f"WHERE ds = '{checked_ds(ds)}' AND NOT ({blank}) GROUP BY \"{label}\""
-    )
+    return f'SELECT "{label}", count(*) AS n FROM "{table}" WHERE ds = \'{checked_ds(ds)}\' AND NOT ({blank}) GROUP BY "{label}"'
 
 
 class AthenaCounter:
@@ -232,8 +233,16 @@ class AthenaCounter:
     """
 
     def __init__(
-        self, *, table: str, location: str, database: str, workgroup: str, output_location: str,
-        aws_conn_id: str | None, region_name: str | None, sleep_time: int = 5,
+        self,
+        *,
+        table: str,
+        location: str,
+        database: str,
+        workgroup: str,
+        output_location: str,
+        aws_conn_id: str | None,
+        region_name: str | None,
+        sleep_time: int = 5,
     ) -> None:
         self.table, self.location, self.database, self.workgroup = table, location, database, workgroup
         self.output_location, self.aws_conn_id, self.region_name = output_location, aws_conn_id, region_name
@@ -253,7 +262,9 @@ class AthenaCounter:
 
     def _run(self, hook: AthenaHook, request: dict[str, Any]) -> str:
         query_id = hook.run_query(
-            request["QueryString"], request["QueryExecutionContext"], request["ResultConfiguration"],
+            request["QueryString"],
+            request["QueryExecutionContext"],
+            request["ResultConfiguration"],
             workgroup=request["WorkGroup"],
         )
         state = hook.poll_query_status(query_id, sleep_time=self.sleep_time)
@@ -269,7 +280,10 @@ class AthenaCounter:
         self._run(hook, ddl)
         query_id = self._run(hook, count)
         counts: dict[str, int] = {}
-        for page in hook.get_query_results_paginator(query_id):
+        pages = hook.get_query_results_paginator(query_id)
+        if pages is None:  # the hook's answer for a query not (or no longer) SUCCEEDED
+            raise RuntimeError(f"Athena query {query_id}: no results to read")
+        for page in pages:
             for row in page["ResultSet"]["Rows"]:
                 cls, n = (cell.get("VarCharValue") for cell in row["Data"])
                 if (cls, n) == ("class", "n"):
@@ -292,7 +306,7 @@ class AthenaInferenceStatsOperator(BaseOperator):
         super().__init__(**kwargs)
         self.counter, self.classes, self.destination = counter, list(classes), destination
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         started = time.monotonic()
@@ -325,7 +339,7 @@ class SageMakerTrainingGateOperator(TrainingGateOperator):
     task returned (`{"Training": ...}`): no call of its own. The model is left where SageMaker
     put it, but the transform that would use it does not run (upstream_failed)."""
 
-    def reported_metrics(self, context: Any) -> dict[str, float]:
+    def reported_metrics(self, context: Context) -> dict[str, float]:
         result = context["ti"].xcom_pull(task_ids=self.training_task_id) or {}
         return final_metrics(result.get("Training") or {})
 
@@ -335,7 +349,7 @@ class SageMakerTrainingGateOperator(TrainingGateOperator):
 
 def pod_arguments(
     entrypoint: str,
-    arguments: dict[str, Any],
+    arguments: Mapping[str, Any],
     flags: dict[str, str],
 ) -> list[str]:
     """The container's args, as the local pod runner builds them: the script, `--name value`

@@ -46,12 +46,12 @@ import importlib.util
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
-from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from water import paths
 from water.lake import Lake
@@ -61,8 +61,8 @@ from water.spec import (
     BigQuerySqlStep,
     GluePySparkStep,
     InferenceStatsStep,
-    Placement,
     PipelineSpec,
+    Placement,
     PodStep,
     PublishStep,
     Route,
@@ -73,7 +73,16 @@ from water.spec import (
 )
 from water.targets import common
 from water.targets.base import Built, Registry, Target, external, per_shard
-from water.targets.cloud.lazy import OperatorRef
+from water.targets.cloud.lazy import LazyOperator, OperatorRef
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, TaskGroup, XComArg
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from water.targets.cloud.operators import AthenaCounter, S3PromotePartitionOperator
+
+# The staged kinds: each writes one dataset aside, then a promote task swaps it in.
+StagedStep = BigQuerySqlStep | AthenaSqlStep | GluePySparkStep | SageMakerTransformStep
 
 REGISTRY = Registry("cloud")
 
@@ -85,12 +94,18 @@ BIGQUERY_INSERT_JOB = OperatorRef(
     {"BigQuery Table": "bigquery_table", "BigQuery Job Detail": "bigquery_job_detail"},
     "#A1BBFF",
 )
-BIGQUERY_DELETE_TABLE = OperatorRef("airflow.providers.google.cloud.operators.bigquery.BigQueryDeleteTableOperator", {}, "#81A0FF")
+BIGQUERY_DELETE_TABLE = OperatorRef(
+    "airflow.providers.google.cloud.operators.bigquery.BigQueryDeleteTableOperator", {}, "#81A0FF"
+)
 BIGQUERY_TO_GCS = OperatorRef(
-    "airflow.providers.google.cloud.transfers.bigquery_to_gcs.BigQueryToGCSOperator", {"BigQuery Table": "bigquery_table"}, "#e4e6f0"
+    "airflow.providers.google.cloud.transfers.bigquery_to_gcs.BigQueryToGCSOperator",
+    {"BigQuery Table": "bigquery_table"},
+    "#e4e6f0",
 )
 GCS_TO_BIGQUERY = OperatorRef(
-    "airflow.providers.google.cloud.transfers.gcs_to_bigquery.GCSToBigQueryOperator", {"BigQuery Table": "bigquery_table"}, "#f0eee4"
+    "airflow.providers.google.cloud.transfers.gcs_to_bigquery.GCSToBigQueryOperator",
+    {"BigQuery Table": "bigquery_table"},
+    "#f0eee4",
 )
 GCS_DELETE_OBJECTS = OperatorRef("airflow.providers.google.cloud.operators.gcs.GCSDeleteObjectsOperator")
 GCS_TO_S3 = OperatorRef("airflow.providers.amazon.aws.transfers.gcs_to_s3.GCSToS3Operator", {}, "#f0eee4")
@@ -98,7 +113,9 @@ S3_TO_GCS = OperatorRef("airflow.providers.google.cloud.transfers.s3_to_gcs.S3To
 S3_DELETE_OBJECTS = OperatorRef("airflow.providers.amazon.aws.operators.s3.S3DeleteObjectsOperator")
 LOCAL_TO_S3 = OperatorRef("airflow.providers.amazon.aws.transfers.local_to_s3.LocalFilesystemToS3Operator")
 GLUE_JOB = OperatorRef(
-    "airflow.providers.amazon.aws.operators.glue.GlueJobOperator", {"AWS Glue Job Run Details": "_link_GlueJobRunDetailsLink"}, "#ededed"
+    "airflow.providers.amazon.aws.operators.glue.GlueJobOperator",
+    {"AWS Glue Job Run Details": "_link_GlueJobRunDetailsLink"},
+    "#ededed",
 )
 SAGEMAKER_TRAINING = OperatorRef("airflow.providers.amazon.aws.operators.sagemaker.SageMakerTrainingOperator", {}, "#ededed")
 SAGEMAKER_MODEL = OperatorRef("airflow.providers.amazon.aws.operators.sagemaker.SageMakerModelOperator", {}, "#ededed")
@@ -107,7 +124,9 @@ SAGEMAKER_TRANSFORM = OperatorRef(
     {"Amazon SageMaker Transform Job Details": "_link_SageMakerTransformJobLink"},
     "#ededed",
 )
-ATHENA_UNLOAD = OperatorRef("water.targets.cloud.extended.AthenaUnloadOperator", {"Query Results": "_link_AthenaQueryResultsLink"}, "#44b5e2")
+ATHENA_UNLOAD = OperatorRef(
+    "water.targets.cloud.extended.AthenaUnloadOperator", {"Query Results": "_link_AthenaQueryResultsLink"}, "#44b5e2"
+)
 SIZED_POD = OperatorRef("water.targets.cloud.extended.SizedPodOperator")
 
 # IAM actions the cloud target's operators and hooks call; docs/iam/airflow-role-policy.json grants exactly these (tests/contract/test_iam.py).
@@ -268,16 +287,18 @@ class CloudSettings:
         return f"{self.job_image}:{self.image_tag}"
 
 
-
-@lru_cache(maxsize=None)
+@cache
 def _ecr_domain(region: str) -> str:
     """The ECR domain suffix of the region's partition, from botocore's own partition data
     (data/partitions.json), read as botocore's resolver reads it but without importing
     botocore, which the DAG file would pay at every parse."""
-    (botocore,) = importlib.util.find_spec("botocore").submodule_search_locations
+    found = importlib.util.find_spec("botocore")
+    assert found is not None and found.submodule_search_locations, "botocore is installed with the Amazon provider"
+    (botocore,) = found.submodule_search_locations
     for partition in json.loads((Path(botocore) / "data" / "partitions.json").read_text())["partitions"]:
         if region in partition["regions"] or re.match(partition["regionRegex"], region):
-            return partition["outputs"]["dnsSuffix"]
+            dns_suffix: str = partition["outputs"]["dnsSuffix"]
+            return dns_suffix
     raise SettingsError(f"WATER_AWS_REGION={region!r} is not a region botocore knows")
 
 
@@ -415,7 +436,7 @@ class CloudTarget(Target):
         path = "/".join(p for p in (prefix, spec.name, dataset, "ds={{ ds }}") if p)
         return bucket, f"{path}/"
 
-    def _clear_s3(self, uri: str, **kwargs: Any) -> Any:
+    def _clear_s3(self, uri: str, **kwargs: Any) -> LazyOperator:
         from water.targets.cloud.operators import split_s3_uri
 
         bucket, key = split_s3_uri(uri)
@@ -423,7 +444,7 @@ class CloudTarget(Target):
             task_id="clear_staging", bucket=bucket, prefix=f"{key}/", aws_conn_id=self.settings.aws_conn_id, **kwargs
         )
 
-    def _promote(self, spec: PipelineSpec, dataset: str, **kwargs: Any) -> Any:
+    def _promote(self, spec: PipelineSpec, dataset: str, **kwargs: Any) -> S3PromotePartitionOperator:
         from water.targets.cloud.operators import S3PromotePartitionOperator
 
         return S3PromotePartitionOperator(
@@ -434,7 +455,7 @@ class CloudTarget(Target):
             **kwargs,
         )
 
-    def _checked_promote(self, spec: PipelineSpec, name: str, step: Any, **kwargs: Any) -> Any:
+    def _checked_promote(self, spec: PipelineSpec, name: str, step: StagedStep, **kwargs: Any) -> BaseOperator:
         """The promote task of a staged step, after a `check` task of its gates on the staged
         output when it has any: a failed check leaves the day's partition as it was. Returns
         the first of them (what the write connects to)."""
@@ -454,7 +475,7 @@ class CloudTarget(Target):
         check >> promote
         return check
 
-    def _group(self, group_id: str, tooltip: str):
+    def _group(self, group_id: str, tooltip: str) -> TaskGroup:
         from airflow.sdk import TaskGroup
 
         return TaskGroup(group_id=group_id, tooltip=tooltip)
@@ -499,7 +520,7 @@ class CloudTarget(Target):
         """Where a SageMaker training step's script-mode code (and its inference handlers) go."""
         return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
 
-    def counter(self, spec: PipelineSpec, predictions: str, workgroup: str):
+    def counter(self, spec: PipelineSpec, predictions: str, workgroup: str) -> AthenaCounter:
         from water.targets.cloud.operators import AthenaCounter
 
         s = self.settings
@@ -758,7 +779,8 @@ def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step
     s = target.settings
     timeout = external(step.timeout)
     training_name = spec.writer(step.model)
-    training = spec.steps[training_name]
+    training = spec.steps.get(training_name or "")
+    assert training_name and isinstance(training, SageMakerTrainingStep), step.model  # the spec's validation
     image = sklearn_image(s.aws_region, training.framework_version)
     staging = target._staging(spec, step.writes)
     with target._group(name, f"SageMaker model + batch transform -> {step.writes}/ds=…") as group:
@@ -837,7 +859,7 @@ REGISTRY.builds("drift_guard")(common.drift_guard)  # target-agnostic: the lake 
 def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
     from water.targets.cloud.operators import S3CommitShardsOperator
 
-    def tier_task(route_name: str, route: Route, tier: Tier, shards: Any | None) -> Any:
+    def tier_task(route_name: str, route: Route, tier: Tier, shards: XComArg | None) -> BaseOperator | MappedOperator:
         flags = {
             "input": target._partition(spec, step.reads),
             **{flag: target._partition(spec, dataset) for flag, dataset in route.reads.items()},
@@ -848,8 +870,14 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
         labels = {"stage": name, "route": route_name.replace("_", "-"), "tier": tier.name.replace("_", "-")}
         arguments = {
             **target._pod(
-                spec, step.tier_task_id(name, route_name, tier.name), route.entrypoint, args, flags, route.placement,
-                labels, step.timeout,
+                spec,
+                step.tier_task_id(name, route_name, tier.name),
+                route.entrypoint,
+                args,
+                flags,
+                route.placement,
+                labels,
+                step.timeout,
             ),
             "container_resources": tier.resources.as_k8s_dict(),
             "shard_flag": "output",
@@ -857,7 +885,7 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
         }
         return per_shard(SIZED_POD, arguments, shards)
 
-    def commit_task() -> Any:
+    def commit_task() -> S3CommitShardsOperator:
         return S3CommitShardsOperator(
             task_id=step.commit_task_id(),
             shards_root=target._partition(spec, step.shards_dataset),
@@ -869,7 +897,8 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
         )
 
     # the same Athena workgroup as the inference_stats step that counts these predictions
-    stats = spec.steps[spec.counting_step(step.reads)]
+    stats = spec.steps.get(spec.counting_step(step.reads) or "")
+    assert isinstance(stats, InferenceStatsStep), step.reads  # the spec's validation: a sized step's reads are counted
     counter = target.counter(spec, step.reads, stats.workgroup)
     return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
 
@@ -925,7 +954,7 @@ def publish(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishSte
     return Built(group, group, on_nothing_published=retract)
 
 
-def retract_published(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> Any:
+def retract_published(target: CloudTarget, spec: PipelineSpec, name: str, step: PublishStep) -> TaskGroup:
     """The day ended unpublished: delete the BigQuery table's ds partition (the decorator
     `table$YYYYMMDD` the load replaces; nothing if the table does not exist yet), then the
     S3 partition the publish step reads."""

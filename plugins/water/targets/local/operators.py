@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Context
 
 from water import paths
 from water.lake import Lake
 from water.quality import Gates
+from water.spec import Resources, SizingPolicy
 from water.targets.local.engines.counting import parquet_rows, text_rows
 from water.targets.local.engines.partitions import data_files, file_uri, local_files, local_path, staged
-from water.spec import Resources, SizingPolicy
 
 
 class LocalStageOperator(BaseOperator):
@@ -75,9 +75,7 @@ class LocalStageOperator(BaseOperator):
             raise FileNotFoundError(f"{self.task_id}: input partition {dataset}/ds={ds} holds no data files at {folder}")
         return folder
 
-    def gate(
-        self, ds: str, written: dict[str, Path], metrics: dict[str, float] | None = None
-    ) -> dict[str, Any]:
+    def gate(self, ds: str, written: dict[str, Path], metrics: dict[str, float] | None = None) -> dict[str, Any]:
         """The step's checks on what it wrote (`written`: dataset -> its staged folder) and the
         metrics it reported; raises QualityCheckFailed (so the staged output is discarded and the
         day's previous partition stays). Returns {"checks": figures} or {} without checks."""
@@ -86,13 +84,11 @@ class LocalStageOperator(BaseOperator):
         validation = None
         if self.gates.metric is not None and self.gates.validation is not None:
             validation = local_files(self.require(self.gates.validation, ds))
-        figures = self.gates.enforce(
-            {dataset: local_files(folder) for dataset, folder in written.items()}, metrics, validation
-        )
+        figures = self.gates.enforce({dataset: local_files(folder) for dataset, folder in written.items()}, metrics, validation)
         self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
         return {"checks": figures}
 
-    def job_name(self, context: Any) -> str:
+    def job_name(self, context: Context) -> str:
         ti = context["ti"]
         return f"{self.pipeline}-{self.task_id}-{context['ds']}-{ti.try_number}".replace("_", "-")
 
@@ -110,7 +106,7 @@ class LocalStageOperator(BaseOperator):
                     f"{self.label_classes} (sources.{source}.label_column)"
                 )
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
         self.check_labels(context["ds"])
         figures = self.run(context["ds"], context)
@@ -118,7 +114,7 @@ class LocalStageOperator(BaseOperator):
         self.log.info("%s figures: %s", self.task_id, json.dumps(figures, sort_keys=True))
         return figures
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+    def run(self, ds: str, context: Context) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -142,7 +138,7 @@ class LocalQueryOperator(LocalStageOperator):
         self.sql, self.dialect, self.destination = sql, dialect, destination
         self.tables, self.warehouse_dir, self.database = tables, warehouse_dir, database
 
-    def resolve_table(self, schema: str | None, name: str):
+    def resolve_table(self, schema: str | None, name: str) -> tuple[list[str], dict[str, str]]:
         from water.targets.local.engines.sql import folder_table
 
         if self.tables == "warehouse":
@@ -155,16 +151,14 @@ class LocalQueryOperator(LocalStageOperator):
             raise LookupError(f"table {schema}.{name}: only this pipeline's database {self.database} is in its lake")
         return folder_table(local_path(self.lake.dataset_uri(name)), name, {"ds": "VARCHAR"})
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.sql import date_literal, run_to_parquet, string_literal
 
         sql = (paths.include_dir() / self.sql).read_text()
         named = {"ds": date_literal(ds)} if self.dialect == "bigquery" else {}
         positional = [string_literal(ds)] if self.dialect == "trino" else []
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
-            rows = run_to_parquet(
-                sql, self.dialect, out["out"] / "part-00000.parquet", self.resolve_table, named, positional
-            )
+            rows = run_to_parquet(sql, self.dialect, out["out"] / "part-00000.parquet", self.resolve_table, named, positional)
             checked = self.gate(ds, {self.destination: out["out"]})
         return {"rows_out": rows, **checked}
 
@@ -173,14 +167,20 @@ class LocalGlueJobOperator(LocalStageOperator):
     """A Glue PySpark script on local Spark (spark-submit) with Glue-style arguments."""
 
     def __init__(
-        self, *, script: str, script_args: dict[str, Any], worker_type: str, sources: dict[str, str], destination: str,
+        self,
+        *,
+        script: str,
+        script_args: dict[str, Any],
+        worker_type: str,
+        sources: dict[str, str],
+        destination: str,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.script, self.script_args, self.worker_type = script, dict(script_args), worker_type
         self.sources, self.destination = dict(sources), destination
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.glue import run_glue_script
 
         # Spark cannot read a schema from an empty folder: say which input it is
@@ -246,9 +246,9 @@ class LocalPodOperator(LocalStageOperator):
         self.container_resources = container_resources
         self.shard, self.shard_output, self.escalation = shard, shard_output, escalation
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
-        from water.targets.local.engines.process import OutOfMemory
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.sizing import escalate
+        from water.targets.local.engines.process import OutOfMemory
 
         resources = dict(self.container_resources)
         try:
@@ -317,7 +317,8 @@ class LocalPodOperator(LocalStageOperator):
             )
             counts = {flag: self._count(out[flag], fmt) for flag, (_, fmt) in self.outputs.items()}
             checked = self.gate(
-                ds, {dataset: out[flag] for flag, (dataset, _) in self.outputs.items()},
+                ds,
+                {dataset: out[flag] for flag, (dataset, _) in self.outputs.items()},
                 metrics if self.metric_definitions else None,
             )
         return {
@@ -356,7 +357,7 @@ class LocalCommitShardsOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.source_dataset, self.destination, self.decision_task_id = source, destination, decision_task_id
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.sizing import shard_folders
 
         decision = context["ti"].xcom_pull(task_ids=self.decision_task_id, key="decision") or {}
@@ -397,7 +398,7 @@ class LocalTrainingOperator(LocalStageOperator):
         self.instance_type, self.metric_definitions = instance_type, list(metric_definitions)
         self.channels, self.destination = dict(channels), destination
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines import sagemaker
 
         channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
@@ -448,7 +449,7 @@ class LocalTransformOperator(LocalStageOperator):
         self.entry_point, self.model, self.source_dataset, self.destination = entry_point, model, source, destination
         self.instance_type, self.max_payload_mb = instance_type, max_payload_mb
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines import sagemaker
 
         model_tar = self.require(self.model, ds) / "model.tar.gz"
@@ -473,7 +474,10 @@ class LocalTransformOperator(LocalStageOperator):
                 raise RuntimeError(f"transform answered {rows_out} lines for {rows_in} input lines")
             checked = self.gate(ds, {self.destination: out["out"]})
         return {
-            "rows_in": rows_in, "rows_out": rows_out, "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1), **checked,
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1),
+            **checked,
         }
 
 
@@ -484,7 +488,7 @@ class LocalInferenceStatsOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.predictions, self.destination, self.classes = predictions, destination, list(classes)
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.stats import count_predictions
 
         counts = count_predictions(self.require(self.predictions, ds))
@@ -505,7 +509,7 @@ class LocalPublishOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.warehouse import publish_partition
 
         source = self.require(self.source_dataset, ds)
@@ -527,7 +531,7 @@ class LocalRetractOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
 
-    def run(self, ds: str, context: Any) -> dict[str, Any]:
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.warehouse import retract_partition
 
         rows = retract_partition(Path(self.warehouse_dir), self.table, ds)  # the table first: what readers see
@@ -535,12 +539,14 @@ class LocalRetractOperator(LocalStageOperator):
         removed = folder.is_dir()
         if removed:
             shutil.rmtree(folder)
-        message = (
-            f"ds={ds} published nothing: retracted {rows:,} row(s) of {self.table} and "
-            + (f"the {self.source_dataset} partition" if removed else f"no {self.source_dataset} partition (none there)")
+        message = f"ds={ds} published nothing: retracted {rows:,} row(s) of {self.table} and " + (
+            f"the {self.source_dataset} partition" if removed else f"no {self.source_dataset} partition (none there)"
         )
         self.log.warning(message)
         return {
-            "flag": "retracted", "table": self.table, "rows_retracted": rows,
-            "partition_removed": self.lake.uri(self.source_dataset, ds) if removed else None, "message": message,
+            "flag": "retracted",
+            "table": self.table,
+            "rows_retracted": rows,
+            "partition_removed": self.lake.uri(self.source_dataset, ds) if removed else None,
+            "message": message,
         }

@@ -10,23 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from water import paths
 from water.lake import Lake
 from water.quality import Gates
-from water.targets.local.engines.partitions import local_path
-from water.targets.local.operators import (
-    LocalCommitShardsOperator,
-    LocalGlueJobOperator,
-    LocalInferenceStatsOperator,
-    LocalPodOperator,
-    LocalPublishOperator,
-    LocalQueryOperator,
-    LocalRetractOperator,
-    LocalTrainingOperator,
-    LocalTransformOperator,
-)
 from water.spec import (
     AthenaSqlStep,
     BigQuerySqlStep,
@@ -39,11 +27,28 @@ from water.spec import (
     SageMakerTrainingStep,
     SageMakerTransformStep,
     SizedPostprocessStep,
+    Step,
     Tier,
     is_table,
 )
 from water.targets import common
 from water.targets.base import Built, Registry, Target, external, per_shard
+from water.targets.local.engines.partitions import local_path
+from water.targets.local.operators import (
+    LocalCommitShardsOperator,
+    LocalGlueJobOperator,
+    LocalInferenceStatsOperator,
+    LocalPodOperator,
+    LocalPublishOperator,
+    LocalQueryOperator,
+    LocalRetractOperator,
+    LocalTrainingOperator,
+    LocalTransformOperator,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, XComArg
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 REGISTRY = Registry("local")
 
@@ -60,7 +65,7 @@ class LocalTarget(Target):
     def from_environment(cls) -> LocalTarget:
         return cls(lake_root=paths.lake_uri(), warehouse_dir=str(paths.warehouse_dir()))
 
-    def common(self, spec: PipelineSpec, step: Any = None) -> dict[str, Any]:
+    def common(self, spec: PipelineSpec, step: Step | None = None) -> dict[str, Any]:
         """What every local operator takes; with the step, the label sources it reads to check."""
         labels = spec.label_sources()
         checks = {
@@ -80,7 +85,9 @@ class LocalTarget(Target):
             return Path(self.warehouse_dir, *source.split("."))
         return local_path(Lake(self.lake_root, spec.name).dataset_uri(source))
 
-    def sql(self, spec: PipelineSpec, name: str, step: BigQuerySqlStep | AthenaSqlStep, dialect: str, tables: str) -> Any:
+    def sql(
+        self, spec: PipelineSpec, name: str, step: BigQuerySqlStep | AthenaSqlStep, dialect: str, tables: str
+    ) -> LocalQueryOperator:
         return LocalQueryOperator(
             task_id=name,
             sql=step.sql,
@@ -201,7 +208,7 @@ REGISTRY.builds("drift_guard")(common.drift_guard)  # target-agnostic: the lake 
 
 @REGISTRY.builds("sized_postprocess")
 def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: SizedPostprocessStep) -> Built:
-    def tier_task(route_name: str, route: Route, tier: Tier, shards: Any | None) -> Any:
+    def tier_task(route_name: str, route: Route, tier: Tier, shards: XComArg | None) -> BaseOperator | MappedOperator:
         arguments = {
             "task_id": step.tier_task_id(name, route_name, tier.name),
             "entrypoint": route.entrypoint,
@@ -217,7 +224,7 @@ def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: 
         }
         return per_shard(LocalPodOperator, arguments, shards)
 
-    def commit_task() -> Any:
+    def commit_task() -> LocalCommitShardsOperator:
         return LocalCommitShardsOperator(
             task_id=step.commit_task_id(),
             source=step.shards_dataset,

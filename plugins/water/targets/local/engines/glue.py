@@ -11,8 +11,15 @@ from water.targets.local.engines.process import ProcessResult, python_executable
 
 # Glue worker types: (vCPU, memory GiB) of one worker.
 WORKER_TYPES = {
-    "G.025X": (2, 4), "G.1X": (4, 16), "G.2X": (8, 32), "G.4X": (16, 64), "G.8X": (32, 128),
-    "R.1X": (4, 32), "R.2X": (8, 64), "R.4X": (16, 128), "R.8X": (32, 256),
+    "G.025X": (2, 4),
+    "G.1X": (4, 16),
+    "G.2X": (8, 32),
+    "G.4X": (16, 64),
+    "G.8X": (32, 128),
+    "R.1X": (4, 32),
+    "R.2X": (8, 64),
+    "R.4X": (16, 128),
+    "R.8X": (32, 256),
 }
 
 
@@ -54,12 +61,18 @@ def run_glue_script(
     env = {"SPARK_HOME": str(home), "PYSPARK_PYTHON": python_executable(), "PYSPARK_DRIVER_PYTHON": python_executable()}
     argv = [
         str(home / "bin" / "spark-submit"),
-        "--master", f"local[{int(cpu)}]",
-        "--driver-memory", f"{driver_memory_mib}m",
-        "--conf", "spark.ui.enabled=false",
-        "--conf", "spark.log.level=WARN",
-        "--conf", "spark.sql.shuffle.partitions=8",
-        "--conf", "spark.sql.session.timeZone=UTC",
+        "--master",
+        f"local[{int(cpu)}]",
+        "--driver-memory",
+        f"{driver_memory_mib}m",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.log.level=WARN",
+        "--conf",
+        "spark.sql.shuffle.partitions=8",
+        "--conf",
+        "spark.sql.session.timeZone=UTC",
         str(script),
         *glue_arguments(job_name, args),
     ]

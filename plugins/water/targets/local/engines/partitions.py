@@ -19,7 +19,6 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlparse
@@ -87,7 +86,7 @@ def owner_alive(folder: Path) -> bool:
     """Whether the process that made this staging folder still runs (False for folders named
     before owners were, which no live process makes any more)."""
     owner = _OWNER.search(folder.name)
-    return bool(owner) and psutil.pid_exists(int(owner.group(1)))
+    return owner is not None and psutil.pid_exists(int(owner.group(1)))
 
 
 def remove_dead_debris(root: Path, depth: int = 3) -> list[Path]:
@@ -126,11 +125,13 @@ def discard_own_staging() -> list[Path]:
 
 def data_files(folder: Path) -> list[Path]:
     """The files a partition holds, without Spark's markers and checksums."""
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
-    )
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
 
 
 def local_files(folder: Path) -> list[tuple[str, Callable[[], BinaryIO]]]:
     """A partition's data files as water.quality reads them: (path relative to it, opener)."""
-    return [(str(p.relative_to(folder)), partial(open, p, "rb")) for p in data_files(folder)]
+    return [(str(p.relative_to(folder)), _reader(p)) for p in data_files(folder)]
+
+
+def _reader(path: Path) -> Callable[[], BinaryIO]:
+    return lambda: path.open("rb")

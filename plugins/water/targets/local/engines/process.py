@@ -16,6 +16,7 @@ are removed by the next `water run` (`remove_stale_cgroups`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
@@ -83,7 +84,7 @@ def thread_env(cpu: float) -> dict[str, str]:
     """Environment that keeps thread pools within the CPU limit, as a container's would."""
     threads = str(max(1, math.ceil(cpu)))
     names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_MAX_THREADS")
-    return {name: threads for name in names} | {"WATER_CPU_LIMIT": str(cpu)}
+    return dict.fromkeys(names, threads) | {"WATER_CPU_LIMIT": str(cpu)}
 
 
 class _Cgroup:
@@ -175,10 +176,8 @@ def remove_stale_cgroups() -> list[Path]:
                 continue
             if owned:
                 for pid in _cgroup_pids(folder):
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 if _remove_cgroup(folder):
                     removed.append(folder)
                 continue
@@ -237,7 +236,7 @@ def _tree_pss(reaper: psutil.Process) -> int:
     return sum(_pss_bytes(proc.pid) for proc in processes)
 
 
-_RUNNING: dict[int, subprocess.Popen] = {}
+_RUNNING: dict[int, subprocess.Popen[str]] = {}
 _RUNNING_LOCK = threading.Lock()
 
 
@@ -294,7 +293,7 @@ def run_limited(
         text=True,
         bufsize=1,
         start_new_session=True,
-        preexec_fn=in_child,
+        preexec_fn=in_child,  # noqa: PLW1509 - PR_SET_PDEATHSIG has no Popen argument; only prctl and sched_setaffinity run in the child
     )
     with _RUNNING_LOCK:
         _RUNNING[proc.pid] = proc
@@ -315,8 +314,8 @@ def run_limited(
     watcher.start()
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
             tail.append(line)
             output.append(line)
             log(line)
@@ -341,22 +340,18 @@ def run_limited(
     return ProcessResult(returncode, seconds, peak, "cgroup" if cgroup else "watchdog", output)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[str]) -> None:
     """SIGKILL the reaper's process group and every descendant (some leave the group, as
     PySpark's worker daemon does)."""
     try:
         tree = psutil.Process(proc.pid).children(recursive=True)
     except psutil.Error:
         tree = []
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     for child in tree:
-        try:
+        with contextlib.suppress(psutil.Error):
             child.kill()
-        except psutil.Error:
-            pass
 
 
 def python_executable() -> str:

@@ -13,6 +13,7 @@ same signal). Standard library only: it runs without water's imports.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -66,10 +67,8 @@ def kill_tree() -> None:
     for _ in range(500):
         left = descendants(me)
         for pid in left:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         _reap()
         if not left:
             return
@@ -85,7 +84,7 @@ def _start(argv: list[str], cgroup_procs: list[str]) -> int:
             with open(procs, "w") as handle:
                 handle.write(str(os.getpid()))
         os.execvp(argv[0], argv)
-    except BaseException as exc:  # noqa: BLE001 - the child must never return into the reaper
+    except BaseException as exc:
         os.write(2, f"water: cannot start {argv[0]}: {exc}\n".encode())
     os._exit(127)
 
@@ -111,9 +110,9 @@ def main(args: list[str]) -> None:
         signal.signal(signum, signal.SIG_IGN)
     kill_tree()
     if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        killed_by = os.WTERMSIG(status)
+        signal.signal(killed_by, signal.SIG_DFL)
+        os.kill(os.getpid(), killed_by)
     os._exit(os.waitstatus_to_exitcode(status))
 
 

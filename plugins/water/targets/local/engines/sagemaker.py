@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from water.quality import parse_metrics
-from water.targets.local.engines.process import ProcessResult, run_limited, python_executable
+from water.targets.local.engines.process import ProcessResult, python_executable, run_limited
 
 # GiB of memory per vCPU by instance family; vCPUs by size.
 FAMILY_GIB_PER_VCPU = {"m": 4, "c": 2, "r": 8, "t": 2, "g": 4, "p": 8, "inf": 2, "trn": 4}
@@ -35,7 +35,9 @@ SIZE_VCPUS = {"medium": 1, "large": 2, "xlarge": 4}
 def instance_limits(instance_type: str) -> tuple[float, int]:
     """(vCPU, memory bytes) of an ml.* instance, within this machine."""
     _, family, size = instance_type.split(".")
-    letters = re.match(r"[a-z]+", family).group(0)
+    family_letters = re.match(r"[a-z]+", family)
+    assert family_letters, instance_type  # ml.<letters><generation>.<size>, as the spec's pattern has it
+    letters = family_letters.group(0)
     vcpus = SIZE_VCPUS.get(size) or 4 * int(size.removesuffix("xlarge"))
     memory = vcpus * FAMILY_GIB_PER_VCPU.get(letters, 4) * 2**30
     machine_cpus = psutil.cpu_count() or 1
@@ -111,7 +113,7 @@ def train(
         "SM_MODULE_DIR": str(code),
         "SM_CURRENT_HOST": "algo-1",
         "SM_HOSTS": json.dumps(["algo-1"]),
-        "SM_NUM_CPUS": str(int(math.ceil(cpu))),
+        "SM_NUM_CPUS": str(math.ceil(cpu)),
         "SM_NUM_GPUS": "0",
         "SM_TRAINING_ENV": json.dumps({"job_name": job_name, "hyperparameters": hps}),
         **{f"SM_CHANNEL_{name.upper()}": str(opt_ml / "input" / "data" / name) for name in channels},
@@ -120,9 +122,7 @@ def train(
     argv = [python_executable(), entry_point.name]
     for name, value in hps.items():
         argv += [f"--{name}", value]
-    process = run_limited(
-        argv, name=f"training job {job_name}", memory_bytes=memory, cpu=cpu, env=env, cwd=code, log=log
-    )
+    process = run_limited(argv, name=f"training job {job_name}", memory_bytes=memory, cpu=cpu, env=env, cwd=code, log=log)
     model_out.mkdir(parents=True, exist_ok=True)
     deterministic_targz(model_dir, model_out / "model.tar.gz")
     deterministic_targz(output_data, model_out / "output.tar.gz")
@@ -150,16 +150,22 @@ def transform(
     with tarfile.open(model_tar) as tar:
         tar.extractall(model_dir, filter="data")
     argv = [
-        python_executable(), "-m", "water.targets.local.engines.transform_container",
-        "--model-dir", str(model_dir),
-        "--code-dir", str(entry_point.parent),
-        "--program", entry_point.name,
-        "--input", str(input_dir),
-        "--output", str(output_dir),
-        "--max-payload-mb", str(max_payload_mb),
+        python_executable(),
+        "-m",
+        "water.targets.local.engines.transform_container",
+        "--model-dir",
+        str(model_dir),
+        "--code-dir",
+        str(entry_point.parent),
+        "--program",
+        entry_point.name,
+        "--input",
+        str(input_dir),
+        "--output",
+        str(output_dir),
+        "--max-payload-mb",
+        str(max_payload_mb),
     ]
     plugins = str(Path(__file__).resolve().parents[4])
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))}
-    return run_limited(
-        argv, name=f"transform job {job_name}", memory_bytes=memory, cpu=cpu, env=env, log=log
-    )
+    return run_limited(argv, name=f"transform job {job_name}", memory_bytes=memory, cpu=cpu, env=env, log=log)

@@ -8,8 +8,9 @@ The result goes to one Parquet file in a stable order, so a re-run writes the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -22,10 +23,10 @@ class MissingTable(LookupError):
     pass
 
 
-def bind_parameters(tree: exp.Expression, named: dict[str, exp.Expression], positional: list[exp.Expression]):
+def bind_parameters(tree: exp.Expr, named: Mapping[str, exp.Expr], positional: Sequence[exp.Expr]) -> exp.Expr:
     remaining = list(positional)
 
-    def replace(node: exp.Expression) -> exp.Expression:
+    def replace(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Parameter):
             name = node.name
             if name not in named:
@@ -43,7 +44,9 @@ def bind_parameters(tree: exp.Expression, named: dict[str, exp.Expression], posi
     return bound
 
 
-def translate(sql: str, dialect: str, named=None, positional=None) -> tuple[str, list[tuple[str | None, str]]]:
+def translate(
+    sql: str, dialect: str, named: Mapping[str, exp.Expr] | None = None, positional: Sequence[exp.Expr] | None = None
+) -> tuple[str, list[tuple[str | None, str]]]:
     """DuckDB SQL for one statement, and the (schema, table) pairs it reads."""
     statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
     if len(statements) != 1:
@@ -83,16 +86,13 @@ def run_to_parquet(
             types = ", ".join(f"'{k}': {v}" for k, v in hive_types.items())
             con.execute(
                 f"CREATE VIEW {qualified} AS SELECT * FROM read_parquet({source}, "
-                f"hive_partitioning = true, union_by_name = true"
-                + (f", hive_types = {{{types}}}" if types else "")
-                + ")"
+                f"hive_partitioning = true, union_by_name = true" + (f", hive_types = {{{types}}}" if types else "") + ")"
             )
         output_file.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(
-            f"COPY (SELECT * FROM ({query}) ORDER BY ALL) TO '{output_file}' "
-            "(FORMAT parquet, COMPRESSION snappy)"
-        )
-        return con.execute(f"SELECT count(*) FROM read_parquet('{output_file}')").fetchone()[0]
+        con.execute(f"COPY (SELECT * FROM ({query}) ORDER BY ALL) TO '{output_file}' (FORMAT parquet, COMPRESSION snappy)")
+        row = con.execute(f"SELECT count(*) FROM read_parquet('{output_file}')").fetchone()
+        assert row is not None  # count(*) is one row
+        return int(row[0])
     finally:
         con.close()
 
@@ -104,7 +104,8 @@ def folder_table(folder: Path, label: str, hive_types: dict[str, str] | None = N
     stage may be writing its `.staging-ds=…` folder right now.
     """
     files = [
-        str(p) for p in sorted(folder.rglob("*.parquet"))
+        str(p)
+        for p in sorted(folder.rglob("*.parquet"))
         if not any(part.startswith((".", "_")) for part in p.relative_to(folder).parts)
     ]
     if not files:
@@ -123,7 +124,7 @@ def string_literal(value: str) -> exp.Expression:
     return exp.Literal.string(value)
 
 
-def distinct_values(files: list[str], hive_types: dict[str, str], column: str, ds: str | None) -> list:
+def distinct_values(files: list[str], hive_types: dict[str, str], column: str, ds: str | None) -> list[Any]:
     """The distinct values of one column of a table (of one ds partition when it has one)."""
     import duckdb
 

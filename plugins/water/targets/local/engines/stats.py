@@ -19,8 +19,7 @@ def count_predictions(folder: Path, threads: int = 2) -> dict[str, int]:
     import duckdb
 
     files = [
-        str(p) for p in sorted(folder.iterdir())
-        if p.is_file() and not p.name.startswith((".", "_")) and p.stat().st_size > 0
+        str(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith((".", "_")) and p.stat().st_size > 0
     ]
     if not files:
         return {}

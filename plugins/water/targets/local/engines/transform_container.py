@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 
-def load_handlers(code_dir: Path, program: str):
+def load_handlers(code_dir: Path, program: str) -> ModuleType:
     sys.path.insert(0, str(code_dir))
     spec = importlib.util.spec_from_file_location(Path(program).stem, code_dir / program)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{program} is not a Python file that can be loaded")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     missing = [fn for fn in ("model_fn", "input_fn", "predict_fn", "output_fn") if not hasattr(module, fn)]
@@ -24,9 +28,10 @@ def load_handlers(code_dir: Path, program: str):
     return module
 
 
-def mini_batches(path: Path, max_bytes: int):
+def mini_batches(path: Path, max_bytes: int) -> Iterator[bytes]:
     """Whole lines, at most max_bytes per batch (SplitType=Line, BatchStrategy=MultiRecord)."""
-    batch, size = [], 0
+    batch: list[bytes] = []
+    size = 0
     with open(path, "rb") as f:
         for line in f:
             if not line.strip():
@@ -42,7 +47,7 @@ def mini_batches(path: Path, max_bytes: int):
         yield b"".join(batch)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--code-dir", required=True, type=Path)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
 
 DATABASE = "warehouse.duckdb"
 # DuckDB lets one process at a time write the file (another run's publish, a reader): wait
@@ -15,7 +19,7 @@ class WarehouseBusy(RuntimeError):
     """The warehouse file stayed locked by another process for the whole wait."""
 
 
-def connect(warehouse_dir: Path, *, read_only: bool = False, wait_seconds: float | None = None):
+def connect(warehouse_dir: Path, *, read_only: bool = False, wait_seconds: float | None = None) -> DuckDBPyConnection:
     """A DuckDB connection to the warehouse, waiting (bounded) while another process holds its lock."""
     import duckdb
 
@@ -68,9 +72,7 @@ def publish_partition(warehouse_dir: Path, table: str, ds: str, source: Path) ->
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        return con.execute(
-            f'SELECT count(*) FROM "{schema}"."{name}" WHERE ds = CAST($ds AS DATE)', {"ds": ds}
-        ).fetchone()[0]
+        return _count(con, f'SELECT count(*) FROM "{schema}"."{name}" WHERE ds = CAST($ds AS DATE)', {"ds": ds})
     finally:
         con.close()
 
@@ -83,20 +85,18 @@ def retract_partition(warehouse_dir: Path, table: str, ds: str) -> int:
         return 0
     con = connect(warehouse_dir)
     try:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
-        ).fetchone()[0]
+        exists = _count(
+            con, "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+        )
         if not exists:
             return 0
-        return con.execute(f'DELETE FROM "{schema}"."{name}" WHERE ds = CAST($ds AS DATE)', {"ds": ds}).fetchone()[0]
+        return _count(con, f'DELETE FROM "{schema}"."{name}" WHERE ds = CAST($ds AS DATE)', {"ds": ds})
     finally:
         con.close()
 
 
-def table_rows(warehouse_dir: Path, table: str, ds: str | None = None) -> int:
-    con = connect(warehouse_dir, read_only=True)
-    try:
-        where = " WHERE ds = CAST($ds AS DATE)" if ds else ""
-        return con.execute(f"SELECT count(*) FROM {table}{where}", {"ds": ds} if ds else {}).fetchone()[0]
-    finally:
-        con.close()
+def _count(con: DuckDBPyConnection, query: str, parameters: object) -> int:
+    """The one number a count(*) or a DELETE (its rows deleted) answers."""
+    row = con.execute(query, parameters).fetchone()
+    assert row is not None  # both answer one row
+    return int(row[0])
