@@ -1,0 +1,106 @@
+"""The AMQP broker (RabbitMQ; Amazon MQ for RabbitMQ): where it is, read from an Airflow connection, and
+how to connect. Shared by the trigger that consumes (water.triggers.amqp) and the publishers
+(water.amqp_publish).
+
+The connection: host, port, login, password, schema = the virtual host (default ``/``). TLS when the
+connection type is ``amqps`` (the URI ``amqps://…``, Amazon MQ: port 5671) or extra ``{"tls": true}``;
+extra ``cafile`` (CA bundle, default the system's), ``certfile``/``keyfile`` (client certificate),
+``verify`` (default true). No repr, log line or error text water writes carries the password.
+
+aio-pika is imported where a connection is opened, never at import: DAG files import this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    import ssl
+
+    from aio_pika.abc import AbstractConnection
+    from airflow.sdk import Connection
+
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where and how to connect, read from the Airflow connection (the password is not in its repr)."""
+
+    host: str
+    port: int
+    login: str
+    virtual_host: str
+    tls: bool
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    verify: bool = True
+    password: str = field(default="", repr=False)
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> BrokerAddress:
+        extra = conn.extra_dejson or {}
+        tls = (conn.conn_type or "").lower() == "amqps" or _true(extra.get("tls", False))
+        return cls(
+            host=conn.host or "localhost",
+            port=int(conn.port or (5671 if tls else 5672)),
+            login=conn.login or "guest",
+            password=conn.password or "",
+            virtual_host=conn.schema or "/",
+            tls=tls,
+            cafile=extra.get("cafile"),
+            certfile=extra.get("certfile"),
+            keyfile=extra.get("keyfile"),
+            verify=_true(extra.get("verify", True)),
+        )
+
+    def describe(self) -> str:
+        """The broker as logs name it: scheme, host, port, virtual host; no credentials."""
+        return f"{'amqps' if self.tls else 'amqp'}://{self.host}:{self.port}/{quote(self.virtual_host, safe='')}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context (None without TLS): the system's CAs or ``cafile``, hostname checked unless verify is off."""
+        if not self.tls:
+            return None
+        import ssl
+
+        context = ssl.create_default_context(cafile=self.cafile)
+        if self.certfile:
+            context.load_cert_chain(self.certfile, self.keyfile)
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+
+def _true(value: object) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def connection_from_uri(uri: str, conn_id: str) -> Connection:
+    """An Airflow connection from its URI (``amqp://user:password@host:5672/%2F``), as AIRFLOW_CONN_* spells it."""
+    from airflow.sdk import Connection
+
+    return Connection.from_uri(uri, conn_id=conn_id)
+
+
+async def open_connection(address: BrokerAddress, name: str, timeout: float = CONNECT_TIMEOUT) -> AbstractConnection:
+    """A connection to the broker, named ``name`` in its management UI."""
+    import aio_pika
+
+    ssl_context = await asyncio.to_thread(address.ssl_context)  # reads CA files: off the event loop
+    return await aio_pika.connect(
+        host=address.host,
+        port=address.port,
+        login=address.login,
+        password=address.password,
+        virtualhost=address.virtual_host,
+        ssl=address.tls,
+        ssl_context=ssl_context,
+        timeout=timeout,
+        client_properties={"connection_name": name},
+    )
