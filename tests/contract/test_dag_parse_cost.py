@@ -69,7 +69,13 @@ def parsed(request) -> dict:
     """A cloud DAG file parsed by DagBag (under Airflow's dagbag_import_timeout) in a fresh process."""
     proc = subprocess.run(
         [sys.executable, "-c", PARSE, str(ROOT / "dags" / request.param)],
-        env={**os.environ, **CLOUD_ENV},
+        # this project's specs and code, also in a copy of the project (tests/e2e/test_new_pipeline.py)
+        env={
+            **os.environ,
+            **CLOUD_ENV,
+            "WATER_PROJECT_ROOT": str(ROOT),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+        },
         capture_output=True,
         text=True,
         timeout=600,  # a bound on a hung parse, not a measurement

@@ -193,7 +193,7 @@ def test_stack_json_written_over_a_readable_one_is_private(stack_state):
 
     readable_by_others(stack_state / "stack.json")
     info = stack.StackInfo(url="http://127.0.0.1:8080", user="admin", password="pw-0123456789", database="sqlite://")
-    stack._save_info(info, 8080, "sqlite:///x.db")
+    stack._save_info(info, 8080, "sqlite:///x.db", None)
     assert (stack_state / "stack.json").stat().st_mode & 0o777 == 0o600
     assert json.loads((stack_state / "stack.json").read_text())["password"] == "pw-0123456789"
 
