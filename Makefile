@@ -77,9 +77,9 @@ lint: $(STAMP)
 test: test-setup lint
 	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
-# Lint first, then everything but the end-to-end runs and the tests on local Spark.
+# Lint first, then everything but the end-to-end runs and the tests on local Spark or RabbitMQ.
 test-fast: test-setup lint
-	$(BIN)/python -m pytest -m "not e2e and not spark" -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "not e2e and not spark and not rabbitmq" -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

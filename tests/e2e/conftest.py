@@ -107,7 +107,7 @@ def demo_days(tmp_path_factory) -> dict:
     lake_dir, warehouse = state / "lake" / DEMO, state / "warehouse"
 
     def run(ds: str, *extra: str, env: dict[str, str] | None = None) -> dict:
-        return water_run(DEMO, ds, "--users", str(DEMO_USERS), *extra, state=state, env=env)
+        return water_run(DEMO, ds, "--users", str(DEMO_USERS), *extra, state=state, env=env, migrated=False)
 
     with SlackStandIn() as slack, StatsdListener() as statsd:
         env = {**slack.connection_env("slack_water"), "WATER_STATSD_PORT": str(statsd.port)}

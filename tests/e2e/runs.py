@@ -10,11 +10,14 @@ WATER_TEST_TIME_SCALE multiplies every limit (e.g. 3 on a machine three times sl
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -148,26 +151,59 @@ class Watched:
         return "".join(self.stderr)
 
 
+@functools.cache
+def _migrated_airflow() -> Path:
+    """An Airflow home whose metadata database `airflow db migrate` made (once per test process)."""
+    from water.cli.local_airflow import AirflowHome
+
+    home = AirflowHome(Path(tempfile.mkdtemp(prefix="water-tests-airflow-")) / "airflow")
+    home.migrate(log=lambda _: None)
+    return home.path
+
+
+def with_migrated_airflow(state: Path) -> Path:
+    """A new state folder with a copy of a migrated metadata database (the same in every home), so
+    its first `water run` skips the migration (about 15 s on a 2-core machine). The demo's days
+    (tests/e2e/conftest.py) start from nothing: there a run migrates, as on a new machine."""
+    home = state / "airflow"
+    if not (home / "airflow.db").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        for made in _migrated_airflow().iterdir():
+            if made.name == "airflow.db" or made.name.startswith(".migrated-"):  # the database, its marker
+                shutil.copy2(made, home / made.name)
+    return state
+
+
 def water(
     *args: str,
     project: Path = ROOT,
     state: Path | None = None,
     env: dict[str, str] | None = None,
     limit: float = COMMAND_LIMIT,
+    migrated: bool = True,
 ) -> subprocess.CompletedProcess:
     """The `water` command in a project (by default this repository), with its own state folder
-    when given (else the test session's)."""
+    when given (else the test session's); for `water run` that folder holds a migrated Airflow
+    database unless `migrated` is False."""
     full_env = {**os.environ, "WATER_PROJECT_ROOT": str(project), "COLUMNS": "160", **(env or {})}
     if state is not None:
-        full_env["WATER_STATE_DIR"] = str(state)
+        full_env["WATER_STATE_DIR"] = str(with_migrated_airflow(state) if migrated and args[:1] == ("run",) else state)
     return run([WATER, *args], cwd=project, env=full_env, limit=limit)
 
 
 def water_run(
-    pipeline: str, ds: str, *extra: str, project: Path = ROOT, state: Path | None = None, env: dict[str, str] | None = None
+    pipeline: str,
+    ds: str,
+    *extra: str,
+    project: Path = ROOT,
+    state: Path | None = None,
+    env: dict[str, str] | None = None,
+    migrated: bool = True,
 ) -> dict:
     """`water run PIPELINE --date DS --json …` that must succeed: its summary."""
-    result = water("run", pipeline, "--date", ds, "--json", *extra, project=project, state=state, env=env, limit=RUN_LIMIT)
+    result = water(
+        "run", pipeline, "--date", ds, "--json", *extra, project=project, state=state, env=env, limit=RUN_LIMIT, migrated=migrated
+    )
     assert result.returncode == 0, f"water run failed:\n{result.stderr[-5000:]}"
     return json.loads(result.stdout)
 

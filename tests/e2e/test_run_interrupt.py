@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.runs import RUN_LIMIT, WATER, Deadline, Watched, stop
+from tests.e2e.runs import RUN_LIMIT, WATER, Deadline, Watched, stop, with_migrated_airflow
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def _cmdline(proc: psutil.Process) -> list[str]:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_stops_cleanly(signum, tmp_path, monkeypatch):
-    state = tmp_path / "state"
+    state = with_migrated_airflow(tmp_path / "state")
     env = {**os.environ, "WATER_STATE_DIR": str(state), "COLUMNS": "160"}
     run = subprocess.Popen(
         [WATER, "run", "customer_value", "--date", DS],

@@ -3,7 +3,8 @@
 The demo runs in a copy of the project whose cook route (weekly_menu) has scaled-down tiers
 (1,000, 3,000, 5,000, 7,000 rows, then shards of 2,500, at most 4): three small days
 exercise every branch while the other routes stay on their first tier; force_tier
-overrides one route, or all, for one run.
+overrides one route, or all, for one run. The smallest day's run forces the browse route's
+tier, and serves both tests: the cook route's own rows still pick its tier.
 """
 
 from __future__ import annotations
@@ -53,6 +54,24 @@ def water_run(project: Path, users: int, conf: dict | None = None) -> dict:
     return runs.water_run("recipe_engagement", DS, *extra, project=project, state=project / ".water")
 
 
+FORCE_ONE = {"force_tier": {"browse": "medium"}}  # one route, by its class
+
+
+@pytest.fixture(scope="module")
+def run_day(project):
+    """run_day(users, conf) -> (its summary, the user ids it published): each run once for the module."""
+    done: dict[str, tuple[dict, list[int]]] = {}
+
+    def run(users: int, conf: dict | None = None) -> tuple[dict, list[int]]:
+        key = json.dumps([users, conf])
+        if key not in done:
+            summary = water_run(project, users, conf)
+            done[key] = summary, published(project)  # as this run left them
+        return done[key]
+
+    return run
+
+
 def states(summary: dict) -> dict[str, str]:
     return {t["task_id"]: t["state"] for t in summary["tasks"]}
 
@@ -62,22 +81,22 @@ def published(project: Path) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("users", "tier_index", "shards"),
-    [(800, 0, 1), (5_000, 1, 1), (20_000, -1, 4)],
+    ("users", "conf", "tier_index", "shards"),
+    [(800, FORCE_ONE, 0, 1), (5_000, None, 1, 1), (20_000, None, -1, 4)],
     ids=["first-tier", "second-tier", "largest-x4"],
 )
-def test_the_cook_routes_rows_pick_its_tier(project, users, tier_index, shards):
+def test_the_cook_routes_rows_pick_its_tier(project, run_day, users, conf, tier_index, shards):
     spec = spec_of(project)
     step = spec.steps["postprocess"]
     name, route = next((n, r) for n, r in step.routes.items() if "cook" in r.classes)
     tier = route.sizing.tiers[tier_index]
-    summary = water_run(project, users)
+    summary, users_out = run_day(users, conf)
     assert summary["state"] == "success"
     decided = summary["sizing"]["routes"]
-    assert (decided[name]["tier"], decided[name]["shards"]) == (tier.name, shards)
+    assert (decided[name]["tier"], decided[name]["shards"], decided[name]["forced"]) == (tier.name, shards, False)
     assert decided[name]["rows"] == summary["predicted_class_counts"]["cook"]
-    for other, d in decided.items():  # the light routes stay on their first tier
-        if other != name:
+    for other, d in decided.items():  # the light routes stay on their first tier (unless forced)
+        if other != name and not d["forced"]:
             assert (d["tier"], d["shards"]) == (step.routes[other].sizing.tiers[0].name, 1)
     s = states(summary)
     chosen = [t for t, state in s.items() if t.startswith(f"{name}_") and state == "success"]
@@ -88,18 +107,17 @@ def test_the_cook_routes_rows_pick_its_tier(project, users, tier_index, shards):
     assert all(figures[t]["memory_limit_mb"] == limit and figures[t]["peak_rss_mb"] < limit for t in chosen)
     assert sum(figures[t]["rows_out"] for t in chosen) == decided[name]["rows"]
     assert figures["commit_outputs"]["shards"] == shards + len(decided) - 1
-    users_out = published(project)
     assert len(users_out) == len(set(users_out)) == users == summary["rows_published"]
 
 
-def test_force_tier_overrides_one_route_or_all_for_one_run(project):
+def test_force_tier_overrides_one_route_or_all_for_one_run(project, run_day):
     spec = spec_of(project)
     step = spec.steps["postprocess"]
-    summary = water_run(project, 800, conf={"force_tier": {"cook": "medium"}})
+    summary, _ = run_day(800, FORCE_ONE)
     decided = summary["sizing"]["routes"]
-    cook = next(n for n, r in step.routes.items() if "cook" in r.classes)
-    assert decided[cook]["tier"] == "medium" and decided[cook]["forced"] is True
-    assert all(not d["forced"] and d["tier"] == "small" for n, d in decided.items() if n != cook)
-    assert states(summary)[step.tier_task_id("postprocess", cook, "medium")] == "success"
-    summary = water_run(project, 800, conf={"force_tier": "medium"})
+    browse = next(n for n, r in step.routes.items() if "browse" in r.classes)
+    assert decided[browse]["tier"] == "medium" and decided[browse]["forced"] is True
+    assert all(not d["forced"] and d["tier"] == "small" for n, d in decided.items() if n != browse)
+    assert states(summary)[step.tier_task_id("postprocess", browse, "medium")] == "success"
+    summary, _ = run_day(800, {"force_tier": "medium"})
     assert all(d["tier"] == "medium" and d["forced"] for d in summary["sizing"]["routes"].values())
