@@ -103,6 +103,14 @@ def test_bad_names_are_refused_and_nothing_is_written(project, name, message):
     assert tree(project) == before
 
 
+def test_a_taken_name_already_exists_where_dags_is_on_sys_path(project, monkeypatch):
+    """A process that parsed the DAGs has dags/ on sys.path (Airflow puts it there): the project's
+    own dags/recipe_engagement.py is found as a module, and is still "already exists"."""
+    monkeypatch.syspath_prepend(str(project / "dags"))
+    with pytest.raises(scaffold.ScaffoldError, match="already exists"):
+        scaffold.scaffold("recipe_engagement", project)
+
+
 def test_never_overwrites_a_file_of_another_pipeline_part(project):
     stray = project / "include/training/churn/train.py"
     stray.parent.mkdir(parents=True)

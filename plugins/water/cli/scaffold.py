@@ -34,8 +34,9 @@ class ScaffoldError(ValueError):
     """A name that cannot become a pipeline, an unknown example, or files that are already there."""
 
 
-def check_name(name: str) -> None:
-    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module.
+def check_name(name: str, root: Path | None = None) -> None:
+    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module (the
+    project's own DAG files under ROOT/dags do not count: a name taken there "already exists").
     The whole name must match (re.match's `$` would let a trailing newline through)."""
     if not re.fullmatch(IDENTIFIER, name):
         raise ScaffoldError(
@@ -47,7 +48,9 @@ def check_name(name: str) -> None:
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise ScaffoldError(f"{name!r} is a Python keyword; dags/{name}.py could not be imported by name")
     # Airflow puts dags/ on sys.path: dags/json.py would replace the json module for every DAG.
-    if name in sys.stdlib_module_names or find_spec(name) is not None:
+    found = find_spec(name)
+    own_dag = found is not None and root is not None and found.origin == str(root / "dags" / f"{name}.py")
+    if name in sys.stdlib_module_names or (found is not None and not own_dag):
         raise ScaffoldError(f"{name!r} is the name of a Python module; dags/{name}.py would shadow it")
 
 
@@ -130,7 +133,7 @@ def new_spec_text(spec: PipelineSpec, text: str, name: str, files: dict[str, str
 
 def plan(name: str, example: str, root: Path, today: date) -> dict[Path, str]:
     """Every file the new pipeline gets, and its text."""
-    check_name(name)
+    check_name(name, root)
     spec = example_spec(example, root)
     include = root / "include"
     files = {old: renamed(old, example, name) for old in artifacts(spec)}
