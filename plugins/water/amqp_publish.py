@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from water import events, masking
-from water.broker import BrokerAddress, open_connection
+from water.broker import BrokerAddress, BrokerSettingError, open_connection
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -75,9 +75,16 @@ def scrub(text: str, conn: Connection) -> str:
     return masking.redact(text)
 
 
+def _address(conn: Connection) -> BrokerAddress:
+    try:
+        return BrokerAddress.from_connection(conn)
+    except BrokerSettingError as exc:
+        raise PublishError(scrub(str(exc), conn)) from None
+
+
 def send(conn: Connection, outgoing: Outgoing, timeout: float = TIMEOUT_SECONDS) -> None:
     """Publish one message and wait for the broker's confirm; PublishError (credential-free) when it fails."""
-    address = BrokerAddress.from_connection(conn)
+    address = _address(conn)
     try:
         _run(lambda: asyncio.wait_for(_publish(address, outgoing, timeout), timeout))
     except Exception as exc:
@@ -90,7 +97,7 @@ def _error_text(exc: Exception) -> str:
 
 def probe(conn: Connection, timeout: float = TIMEOUT_SECONDS) -> None:
     """Connect (and log in) to the broker and leave; PublishError (credential-free) when it does not answer."""
-    address = BrokerAddress.from_connection(conn)
+    address = _address(conn)
 
     async def visit() -> None:
         connection = await open_connection(address, "water probe", timeout)

@@ -4,8 +4,11 @@ how to connect. Shared by the trigger that consumes (water.triggers.amqp) and th
 
 The connection: host, port, login, password, schema = the virtual host (default ``/``). TLS when the
 connection type is ``amqps`` (the URI ``amqps://…``, Amazon MQ: port 5671) or extra ``{"tls": true}``;
-extra ``cafile`` (CA bundle, default the system's), ``certfile``/``keyfile`` (client certificate),
-``verify`` (default true). No repr, log line or error text water writes carries the password.
+extra ``cafile`` (CA bundle, default the system's), ``certfile``/``keyfile`` (client certificate).
+With TLS the broker's certificate and host name are always verified: extra ``verify: false`` is
+refused (:class:`BrokerSettingError`; a broker with a private CA gets its bundle as ``cafile``), and
+so is a ``tls``/``verify`` value that is neither true nor false. No repr, log line or error text
+water writes carries the password.
 
 aio-pika is imported where a connection is opened, never at import: DAG files import this module.
 """
@@ -24,6 +27,13 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 CONNECT_TIMEOUT = 10.0
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class BrokerSettingError(ValueError):
+    """A broker connection water will not use; str() names the connection and the field to change
+    (never the password)."""
 
 
 @dataclass(frozen=True)
@@ -38,13 +48,19 @@ class BrokerAddress:
     cafile: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
-    verify: bool = True
     password: str = field(default="", repr=False)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> BrokerAddress:
+        """The address of ``conn``; BrokerSettingError for a connection that would not verify the broker."""
         extra = conn.extra_dejson or {}
-        tls = (conn.conn_type or "").lower() == "amqps" or _true(extra.get("tls", False))
+        tls = (conn.conn_type or "").lower() == "amqps" or _flag(conn, "tls", default=False)
+        if tls and not _flag(conn, "verify", default=True):
+            raise BrokerSettingError(
+                f"connection {conn.conn_id!r}: extra verify={extra['verify']!r} would turn off checking the "
+                "broker's TLS certificate; water does not connect to a broker it cannot verify. Remove it "
+                "(Amazon MQ's certificate is signed by a public CA), or give a private CA's bundle as extra cafile"
+            )
         return cls(
             host=conn.host or "localhost",
             port=int(conn.port or (5671 if tls else 5672)),
@@ -55,7 +71,6 @@ class BrokerAddress:
             cafile=extra.get("cafile"),
             certfile=extra.get("certfile"),
             keyfile=extra.get("keyfile"),
-            verify=_true(extra.get("verify", True)),
         )
 
     def describe(self) -> str:
@@ -63,7 +78,8 @@ class BrokerAddress:
         return f"{'amqps' if self.tls else 'amqp'}://{self.host}:{self.port}/{quote(self.virtual_host, safe='')}"
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context (None without TLS): the system's CAs or ``cafile``, hostname checked unless verify is off."""
+        """The TLS context (None without TLS): the certificate verified against the system's CAs (or
+        ``cafile``), and its host name checked."""
         if not self.tls:
             return None
         import ssl
@@ -71,14 +87,19 @@ class BrokerAddress:
         context = ssl.create_default_context(cafile=self.cafile)
         if self.certfile:
             context.load_cert_chain(self.certfile, self.keyfile)
-        if not self.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         return context
 
 
-def _true(value: object) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in {"1", "true", "yes", "on"}
+def _flag(conn: Connection, name: str, default: bool) -> bool:
+    """The connection's extra ``name`` as a boolean; a value that is neither true nor false is refused
+    (a misspelt ``verify: flase`` must not pass as false)."""
+    value = (conn.extra_dejson or {}).get(name, default)
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE | _FALSE:
+        return word in _TRUE
+    raise BrokerSettingError(f"connection {conn.conn_id!r}: extra {name}={value!r} is neither true nor false")
 
 
 def connection_from_uri(uri: str, conn_id: str) -> Connection:

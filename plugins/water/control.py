@@ -10,7 +10,9 @@ messages (water.triggers.amqp). Its ``dispatch`` task reads every message of eve
   pipeline DAG's params or a missing message_id rejects it, with the reason in the log and a
   Slack notice (water.notify);
 - a completion event (routing key ``pipeline.<name>.<outcome>``, ``events.COMPLETION_SCHEMA``)
-  starts every pipeline whose spec says ``trigger: {on: <that key>}``, for the same ds.
+  starts every pipeline whose spec says ``trigger: {on: <that key>}``, for the same ds, except a
+  pipeline on a cycle of trigger.on (a's completion starts b, b's starts a: :func:`trigger_cycles`),
+  which is rejected naming the cycle and the trigger.on entries to change.
 
 Each accepted message becomes the kwargs of one mapped TriggerDagRunOperator (``start``):
 logical date = ds at 00:00 UTC, run id ``water_msg__<message_id>`` (:func:`run_id_for`), the
@@ -27,6 +29,7 @@ message, ``{"message_id", "pipeline", "ds", "outcome": started|duplicate|rejecte
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -39,7 +42,7 @@ from water import events
 from water.spec import Notifications, PipelineSpec, SpecError, load_pipeline, pipeline_names
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG, Context
+    from airflow.sdk import DAG, Connection, Context
 
 log = logging.getLogger(__name__)
 
@@ -197,18 +200,92 @@ def listeners(specs: Mapping[str, PipelineSpec]) -> dict[str, list[str]]:
     return keys
 
 
+def trigger_edges(specs: Mapping[str, PipelineSpec]) -> dict[str, list[str]]:
+    """Pipeline -> the pipelines its completion events start (whatever the outcome: a pipeline that
+    fails every time loops as surely as one that succeeds)."""
+    edges: dict[str, set[str]] = {}
+    for key, names in listeners(specs).items():
+        if match := events.ROUTING_KEY.match(key):
+            edges.setdefault(match["pipeline"], set()).update(names)
+    return {finished: sorted(started) for finished, started in sorted(edges.items())}
+
+
+def _shortest_cycle(edges: Mapping[str, list[str]], start: str) -> list[str] | None:
+    """The shortest path of trigger.on edges from ``start`` back to it, as [start, …, start], or None."""
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for successor in edges.get(node, []):
+                if successor == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return [*reversed(path), start]
+                if successor not in came_from:
+                    came_from[successor] = node
+                    following.append(successor)
+        frontier = following
+    return None
+
+
+def cycles_through(specs: Mapping[str, PipelineSpec]) -> dict[str, list[str]]:
+    """Each pipeline in a trigger.on cycle -> the shortest such cycle through it, from it back to it."""
+    edges = trigger_edges(specs)
+    return {name: cycle for name in sorted(edges) if (cycle := _shortest_cycle(edges, name))}
+
+
+def trigger_cycles(specs: Mapping[str, PipelineSpec]) -> list[list[str]]:
+    """The cycles of the specs' trigger.on, e.g. ``[a, b, a]``: a's completion starts b, b's starts a,
+    and so on forever. One per pipeline in a cycle (the shortest through it; two pipelines on the same
+    cycle give it once), each written from its alphabetically first pipeline; sorted."""
+    found = set()
+    for cycle in cycles_through(specs).values():
+        ring = cycle[:-1]
+        first = ring.index(min(ring))
+        ring = ring[first:] + ring[:first]
+        found.add((*ring, ring[0]))
+    return [list(cycle) for cycle in sorted(found)]
+
+
+def cycle_reason(cycle: list[str], specs: Mapping[str, PipelineSpec]) -> str:
+    """Why a pipeline on ``cycle`` is not started by a completion event, and which trigger.on to change."""
+    fixes = []
+    for finished, started in itertools.pairwise(cycle):
+        trigger = specs[started].trigger
+        fixes += [
+            f"include/pipelines/{started}.yaml trigger.on {key}"
+            for key in (trigger.on if trigger else [])
+            if (match := events.ROUTING_KEY.match(key)) and match["pipeline"] == finished
+        ]
+    return (
+        f"trigger.on cycle {' → '.join(cycle)}: each run's completion would start the next, forever, so "
+        f"completion events start none of them; remove one of: {'; '.join(fixes)}"
+    )
+
+
 def completion_starts(
-    body: Any, routing_key: str, specs: Mapping[str, PipelineSpec], today: date | None = None
+    body: Any,
+    routing_key: str,
+    specs: Mapping[str, PipelineSpec],
+    today: date | None = None,
+    cycles: Mapping[str, list[str]] | None = None,
 ) -> tuple[list[ControlMessage], list[tuple[str, str]]]:
-    """What a completion event starts: (messages, [(pipeline, why not)]). Raises ControlMessageError
-    when the event itself is malformed."""
+    """What a completion event starts: (messages, [(pipeline, why not)]). A pipeline on a trigger.on
+    cycle (``cycles``, default :func:`cycles_through` the specs) is not started. Raises
+    ControlMessageError when the event itself is malformed."""
     problem = _schema_problem(body, events.COMPLETION_SCHEMA)
     if problem:
         raise ControlMessageError(f"completion event: {problem}")
     if body["event"] != routing_key:
         raise ControlMessageError(f"completion event says event {body['event']!r} but came with routing key {routing_key!r}")
+    cycles = cycles_through(specs) if cycles is None else cycles
     started, refused = [], []
     for name in listeners(specs).get(routing_key, []):
+        if name in cycles:
+            refused.append((name, cycle_reason(cycles[name], specs)))
+            continue
         try:
             check_day(specs[name], body["ds"], today)
         except ControlMessageError as exc:
@@ -237,9 +314,11 @@ def bind_completion_events(
     specs: Mapping[str, PipelineSpec] | None = None,
     queue: str = events.CONTROL_QUEUE,
     exchange: str = events.EVENTS_EXCHANGE,
+    connection: Connection | None = None,
 ) -> list[str]:
     """Declare the events exchange (topic) and the control queue (both durable; as they are when they
     exist) and bind the queue to every routing key a spec's ``trigger.on`` names. Returns the keys.
+    The broker: ``connection`` when given (`water up` passes the stack's), else the Airflow connection ``conn_id``.
 
     Idempotent: `water up` runs it, every control run runs it (task ``bind_events``), and a deployment
     may run ``python -m water.control bind`` once so the first completion event is not missed. A key
@@ -252,9 +331,12 @@ def bind_completion_events(
 
     from water.broker import BrokerAddress, open_connection
 
-    keys = sorted(listeners(load_specs() if specs is None else specs))
+    specs = load_specs() if specs is None else specs
+    keys = sorted(listeners(specs))
+    for cycle in trigger_cycles(specs):
+        log.warning("%s", cycle_reason(cycle, specs))
     try:
-        address = BrokerAddress.from_connection(BaseHook.get_connection(conn_id))
+        address = BrokerAddress.from_connection(connection or BaseHook.get_connection(conn_id))
     except AirflowNotFoundException:
         log.info("No Airflow connection %r: no broker to bind %s on", conn_id, ", ".join(keys) or "events")
         return []
@@ -339,9 +421,11 @@ def decide(
     existing: ExistingRuns,
     today: date | None = None,
 ) -> Dispatch:
-    """Each message's outcome, and the runs to start (each (pipeline, run id) once)."""
+    """Each message's outcome, and the runs to start (each (pipeline, run id) once). A completion event
+    does not start a pipeline on a trigger.on cycle (rejected, naming the cycle); a control message does."""
     result = Dispatch()
     seen: set[tuple[str, str]] = set()
+    cycles = cycles_through(specs)
 
     def consider(message: Mapping[str, Any], wanted: ControlMessage) -> None:
         key = (wanted.pipeline, wanted.run_id)
@@ -362,7 +446,7 @@ def decide(
         body, routing_key = message.get("body"), str(message.get("routing_key") or "")
         try:
             if events.ROUTING_KEY.match(routing_key):
-                wanted, refused = completion_starts(body, routing_key, specs, today)
+                wanted, refused = completion_starts(body, routing_key, specs, today, cycles)
                 if not wanted and not refused:
                     log.info("Completion event %s: no pipeline listens to it", routing_key)
                     result.record(message, "ignored", f"no spec has trigger.on {routing_key}")

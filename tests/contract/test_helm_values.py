@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shlex
 
 import jsonschema
 import pytest
@@ -32,6 +33,7 @@ from tests.contract.helm import (
     user_values,
     values_problems,
 )
+from water import events
 from water.cli.chart_values import pinned_airflow
 
 SHARED_CHART = ROOT.parent / "shared" / "airflow-chart"  # the workspace's copy, when beside this clone
@@ -285,6 +287,113 @@ def test_water_settings_reach_every_airflow_container(env):
     env_from = yaml.safe_load(values["extraEnvFrom"])
     assert {"configMapRef": {"name": name}} in env_from
     assert {"secretRef": {"name": "water-connections"}} in env_from
+
+
+# --- the broker (Amazon MQ for RabbitMQ): a connection from a Secret, consumed by the triggerer --
+
+CONNECTIONS_SECRET = "water-connections"
+AMQP_CONNECTION = f"AIRFLOW_CONN_{events.AMQP_CONN_ID.upper()}"
+BROKER_URI = re.compile(r"\bamqps?://")
+
+
+def plain_values_of(values: object, variable: str, where: str = "") -> list[str]:
+    """Where the values give `variable` (or any broker URI) as a plain value: an env entry with a
+    `value`, a key of ConfigMap or chart-made Secret data, a URI in any string; YAML held in a string
+    (extraEnv, ConfigMap data) is read too. An env entry whose valueFrom is a secretKeyRef, or the
+    chart's `secret` list (envName, secretName, secretKey), takes it from a Secret: not plain."""
+    found: list[str] = []
+    if isinstance(values, dict):
+        if values.get("name") == variable and "value" in values:
+            found.append(where)
+        for key, value in values.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key == variable:
+                found.append(path)
+            found += plain_values_of(value, variable, path)
+    elif isinstance(values, list):
+        for n, item in enumerate(values):
+            found += plain_values_of(item, variable, f"{where}[{n}]")
+    elif isinstance(values, str):
+        if BROKER_URI.search(values):
+            found.append(where)
+        elif variable in values:
+            try:
+                held = yaml.safe_load(values)
+            except yaml.YAMLError:  # not YAML: a value naming the variable
+                found.append(where)
+                held = None
+            if isinstance(held, dict | list):  # not the bare name, as an env entry's `name` holds it
+                found += plain_values_of(held, variable, where)
+    return found
+
+
+def docs_secret_keys(secret: str) -> dict[str, str]:
+    """The keys docs/deploy.md's `kubectl create secret generic SECRET` puts in the Secret, each with
+    what it is made from (a literal value or a file)."""
+    text = (ROOT / "docs/deploy.md").read_text().replace("\\\n", " ")
+    (command,) = [line for line in text.splitlines() if f"create secret generic {secret} " in line]
+    keys = {}
+    for word in shlex.split(command):
+        if word.startswith(("--from-literal=", "--from-file=")):
+            key, _, source = word.split("=", 1)[1].partition("=")
+            keys[key] = source
+    return keys
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_broker_connection_comes_from_the_secret_and_never_from_a_plain_value(env):
+    values = user_values(env)
+    assert {"secretRef": {"name": CONNECTIONS_SECRET}} in yaml.safe_load(values["extraEnvFrom"])
+    documented = docs_secret_keys(CONNECTIONS_SECRET)
+    assert documented[AMQP_CONNECTION] == "amqp_default.uri", "the Secret's AMQP key comes from a file, not the command line"
+    assert plain_values_of(values, AMQP_CONNECTION) == []
+    # the comment over extraEnvFrom lists the keys the docs put in the Secret
+    base = (VALUES_DIR / "base.yaml").read_text()
+    comment = base[: base.index("extraEnvFrom:")].rsplit("\n\n", 1)[-1]
+    assert set(re.findall(r"AIRFLOW_CONN_[A-Z_]+", comment)) == set(documented)
+
+
+def test_the_documented_amazon_mq_uri_is_tls_on_5671_with_verification():
+    from water.broker import BrokerAddress, connection_from_uri
+
+    (row,) = [line for line in (ROOT / "docs/deploy.md").read_text().splitlines() if line.startswith("| `amqp_default` |")]
+    uri = re.search(r"`(amqps://[^`]+)`", row).group(1)
+    address = BrokerAddress.from_connection(connection_from_uri(uri, events.AMQP_CONN_ID))
+    assert (address.tls, address.port, address.virtual_host) == (True, 5671, "/")
+    assert address.host.endswith(".amazonaws.com")
+    context = address.ssl_context()
+    assert context is not None and context.check_hostname
+
+
+def test_a_plain_broker_connection_in_the_values_is_caught():
+    uri = "amqps://water:pw@b-1.mq.eu-west-1.amazonaws.com:5671/%2F"
+    from_secret = {
+        "secret": [{"envName": AMQP_CONNECTION, "secretName": "broker", "secretKey": "uri"}],
+        "extraEnv": f"- name: {AMQP_CONNECTION}\n  valueFrom:\n    secretKeyRef: {{name: broker, key: uri}}\n",
+    }
+    assert plain_values_of(merge_files(user_values("prod"), from_secret), AMQP_CONNECTION) == []
+    plain = {
+        "env": [{"name": AMQP_CONNECTION, "value": "x"}],
+        "triggerer": {"env": [{"name": AMQP_CONNECTION, "value": "x"}]},
+        "extraEnv": f"- name: {AMQP_CONNECTION}\n  value: x\n",
+        "extraSecrets": {"broker": {"stringData": f"{AMQP_CONNECTION}: x\n"}},
+        "extraConfigMaps": {"{{ .Release.Name }}-water-settings": {"data": f"BROKER: {uri}\n"}},
+    }
+    assert sorted(plain_values_of(merge_files(user_values("prod"), plain), AMQP_CONNECTION)) == [
+        "env[0]",
+        "extraConfigMaps.{{ .Release.Name }}-water-settings.data",
+        "extraEnv[0]",
+        f"extraSecrets.broker.stringData.{AMQP_CONNECTION}",
+        "triggerer.env[0]",
+    ]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_triggerer_runs_the_control_queue_s_watcher(env, chart_defaults):
+    """water_control is scheduled on an asset an AmqpMessageTrigger watches: the triggerer runs it."""
+    values = user_values(env)
+    assert values["triggerer"]["enabled"] is True  # said in the values, not left to the chart's default
+    assert coalesce(chart_defaults, values)["triggerer"]["replicas"] >= 1
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -8,111 +8,23 @@ CI (.ci/run) starts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.broker import CONN_ID, Queue, broker_queue, trigger
 from tests.integration.triggerer import Triggerer
-from water.triggers.amqp import AmqpMessageTrigger, BrokerAddress
+from water.triggers.amqp import AmqpMessageTrigger
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
-CONN_ID = "water_test_amqp"
-
-
-@pytest.fixture
-def rabbitmq(monkeypatch):
-    """The local RabbitMQ (a failure, saying how to start it, when it does not answer), and the Airflow
-    connection `water_test_amqp` to it."""
-
-    async def ping() -> None:
-        import aio_pika
-
-        connection = await aio_pika.connect(BROKER_URL, timeout=5)
-        await connection.close()
-
-    try:
-        asyncio.run(ping())
-    except Exception as exc:
-        pytest.fail(
-            f"RabbitMQ does not answer on 127.0.0.1:5672 ({type(exc).__name__}: {exc}): start it "
-            "(`rabbitmq-server -detached` or `service rabbitmq-server start`; CI's .ci/run does)"
-        )
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", "amqp://guest:guest@127.0.0.1:5672/%2F")
-
-
-@contextlib.asynccontextmanager
-async def broker_queue(*, dead_letters: bool = False) -> AsyncIterator[Queue]:
-    """A fresh queue (with a dead-letter exchange and a queue bound to it if asked), deleted afterwards."""
-    import aio_pika
-
-    connection = await aio_pika.connect(BROKER_URL)
-    channel = await connection.channel()
-    name = f"water-test-{uuid.uuid4().hex[:12]}"
-    arguments: dict[str, Any] = {}
-    dead = exchange = None
-    if dead_letters:
-        exchange = await channel.declare_exchange(f"{name}-dlx", aio_pika.ExchangeType.FANOUT)
-        dead = await channel.declare_queue(f"{name}-dead")
-        await dead.bind(exchange)
-        arguments["x-dead-letter-exchange"] = exchange.name
-    queue = await channel.declare_queue(name, arguments=arguments)
-    try:
-        yield Queue(channel, name, dead.name if dead else None)
-    finally:
-        await queue.delete(if_unused=False, if_empty=False)
-        if dead and exchange:
-            await dead.delete(if_unused=False, if_empty=False)
-            await exchange.delete()
-        await connection.close()
-
-
-class Queue:
-    """A test queue: publish to it, count its ready messages, read its dead letters."""
-
-    def __init__(self, channel: Any, name: str, dead: str | None) -> None:
-        self.channel, self.name, self.dead = channel, name, dead
-
-    async def publish(self, body: bytes | dict[str, Any], message_id: str | None = None) -> None:
-        import aio_pika
-
-        raw = json.dumps(body).encode() if isinstance(body, dict) else body
-        await self.channel.default_exchange.publish(aio_pika.Message(raw, message_id=message_id), routing_key=self.name)
-
-    async def ready(self) -> int:
-        """Messages ready for delivery (neither delivered-and-unacked nor acked)."""
-        declared = await self.channel.declare_queue(self.name, passive=True)
-        return int(declared.declaration_result.message_count)
-
-    async def dead_letters(self, count: int, timeout: float = 10.0) -> list[bytes]:
-        """The first `count` messages that reached the dead-letter queue."""
-        queue = await self.channel.declare_queue(self.dead, passive=True)
-        bodies: list[bytes] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(bodies) < count and loop.time() < deadline:
-            message = await queue.get(no_ack=True, fail=False)
-            if message is None:
-                await asyncio.sleep(0.05)
-            else:
-                bodies.append(message.body)
-        return bodies
-
-
-def trigger(queue: Queue, **kwargs: Any) -> AmqpMessageTrigger:
-    """A trigger on the test queue, quick to batch and settle, rebuilt from its serialized form as the triggerer does."""
-    kwargs = {"batch_window": 0.3, "settle_seconds": 0.5, **kwargs}
-    _, serialized = AmqpMessageTrigger(queue=queue.name, amqp_conn_id=CONN_ID, **kwargs).serialize()
-    return AmqpMessageTrigger(**serialized)
 
 
 def message_ids(entry: Any) -> list[str]:
@@ -317,23 +229,6 @@ def test_the_password_is_in_no_log_line_and_not_in_the_serialized_trigger(rabbit
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return text in caplog.text
-
-
-def test_amazon_mq_connections_use_tls_and_verify_the_broker():
-    from airflow.sdk import Connection
-
-    amazon_mq = Connection.from_uri("amqps://water:s3cret@b-1234.mq.eu-west-1.amazonaws.com:5671/", conn_id="amqp_default")
-    address = BrokerAddress.from_connection(amazon_mq)
-    assert (address.tls, address.port, address.virtual_host) == (True, 5671, "/")
-    context = address.ssl_context()
-    assert context is not None and context.check_hostname
-    assert "s3cret" not in repr(address) and "s3cret" not in address.describe()
-
-    plain = BrokerAddress.from_connection(Connection(conn_id="local", conn_type="amqp", host="127.0.0.1"))
-    assert (plain.tls, plain.port, plain.ssl_context()) == (False, 5672, None)
-    forced = Connection(conn_id="x", conn_type="amqp", host="h", extra=json.dumps({"tls": True, "verify": False}))
-    forced_context = BrokerAddress.from_connection(forced).ssl_context()
-    assert forced_context is not None and not forced_context.check_hostname
 
 
 CONTROL_DAG = """

@@ -21,12 +21,12 @@ from jsonschema import Draft202012Validator, FormatChecker
 from typer.testing import CliRunner
 
 from tests.completions import report_operator, route_tiers, run_record
+from tests.integration.broker import BROKER_URL, require_rabbitmq
 from water import amqp_publish, events, report
 from water.cli import app, stack
 from water.spec import load_pipeline
 from water.targets.local.engines.partitions import file_uri
 
-BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
 CONN_VARIABLE = f"AIRFLOW_CONN_{events.AMQP_CONN_ID.upper()}"
 DS = "2026-11-02"
 
@@ -49,17 +49,7 @@ def on_broker(scenario: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
 @pytest.fixture
 def broker(monkeypatch):
     """The local RabbitMQ as the connection amqp_default (a failure, saying how to start it, when it does not answer)."""
-
-    async def ping(_channel: Any) -> None:
-        return None
-
-    try:
-        on_broker(ping)
-    except Exception as exc:
-        pytest.fail(
-            f"RabbitMQ does not answer on 127.0.0.1:5672 ({type(exc).__name__}: {exc}): start it "
-            "(`rabbitmq-server -detached` or `service rabbitmq-server start`; CI's .ci/run does)"
-        )
+    require_rabbitmq()
     monkeypatch.setenv(CONN_VARIABLE, f"{BROKER_URL}%2F")
 
 

@@ -14,7 +14,7 @@ from unittest import mock
 
 import pytest
 
-from tests.integration.test_amqp_trigger import BROKER_URL, CONN_ID, broker_queue, rabbitmq, trigger  # noqa: F401  (a fixture)
+from tests.integration.broker import BROKER_URL, CONN_ID, broker_queue, trigger
 from tests.integration.triggerer import Triggerer
 from water import control, events
 from water.spec import Trigger
@@ -67,7 +67,7 @@ def _run_control_dag(payload: dict[str, Any]) -> Any:
 
 
 @pytest.mark.rabbitmq
-def test_a_control_message_starts_its_pipeline_once(rabbitmq, airflow_db):  # noqa: F811
+def test_a_control_message_starts_its_pipeline_once(rabbitmq, airflow_db):
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -124,7 +124,7 @@ def test_a_control_message_starts_its_pipeline_once(rabbitmq, airflow_db):  # no
 
 
 @pytest.mark.rabbitmq
-def test_the_control_queue_receives_the_completion_events_specs_listen_for(rabbitmq):  # noqa: F811
+def test_the_control_queue_receives_the_completion_events_specs_listen_for(rabbitmq):
     import aio_pika
 
     specs = control.load_specs()

@@ -236,3 +236,93 @@ def test_the_cli_and_dispatch_share_one_validation():
         validate_control_message(body(pipeline="nope"), today=TODAY)
     with pytest.raises(ControlMessageError, match="JSON object"):
         validate_control_message(["not", "an", "object"])
+
+
+# --- trigger.on cycles -----------------------------------------------------------------------
+
+
+def listening(tmp_path, specs, **listens_to):
+    """Pipelines (copies of recipe_engagement) named by the keywords, each started by the success of
+    the pipelines its keyword lists: ``b=["a"]`` is ``trigger: {on: [pipeline.a.succeeded]}`` in b.yaml."""
+    (tmp_path / "pipelines").mkdir(exist_ok=True)
+    for name in listens_to:
+        (tmp_path / "pipelines" / f"{name}.yaml").touch()  # what Trigger checks: the named pipeline exists
+    made = {}
+    for name, sources in listens_to.items():
+        on = [events.routing_key(source, "succeeded") for source in sources]
+        trigger = Trigger.model_validate({"on": on}, context={"include_dir": tmp_path}) if on else None
+        made[name] = specs["recipe_engagement"].model_copy(update={"name": name, "trigger": trigger})
+    return made
+
+
+def test_a_two_cycle_is_rejected_naming_the_cycle_and_the_fields_to_fix(task_context, specs, monkeypatch, quiet_slack, caplog):
+    """recipe_engagement on customer_value.succeeded and customer_value on recipe_engagement.succeeded."""
+    looped = {
+        "recipe_engagement": specs["recipe_engagement"].model_copy(
+            update={"trigger": Trigger(on="pipeline.customer_value.succeeded")}
+        ),
+        "customer_value": specs["customer_value"].model_copy(
+            update={"trigger": Trigger(on="pipeline.recipe_engagement.succeeded")}
+        ),
+    }
+    assert control.trigger_cycles(looped) == [["customer_value", "recipe_engagement", "customer_value"]]
+    monkeypatch.setattr(control, "load_specs", lambda: looped)
+    direct = delivered(body(pipeline="customer_value", ds="2026-11-06", message_id="ops-1"))
+    with caplog.at_level("WARNING", logger="water.control"):
+        started, records = run_dispatch(task_context, Runs(), [completion("recipe_engagement"), direct])
+
+    assert [(r["outcome"], r["message_id"]) for r in records] == [
+        ("rejected", "recipe_engagement.scheduled__2026-11-05T06:00:00+00:00.succeeded"),
+        ("started", "ops-1"),
+    ]
+    reason = records[0]["reason"]
+    assert reason.startswith("customer_value: trigger.on cycle customer_value → recipe_engagement → customer_value"), reason
+    assert "include/pipelines/recipe_engagement.yaml trigger.on pipeline.customer_value.succeeded" in reason
+    assert "include/pipelines/customer_value.yaml trigger.on pipeline.recipe_engagement.succeeded" in reason
+    # a control message (water publish) for a pipeline on the cycle still starts it
+    assert [(k["trigger_dag_id"], k["trigger_run_id"]) for k in started] == [("customer_value", "water_msg__ops-1")]
+    assert any("does not start customer_value" in line and "trigger.on cycle" in line for line in caplog.messages), (
+        caplog.messages
+    )
+    (notice, _) = quiet_slack[0]
+    assert "trigger.on cycle customer_value → recipe_engagement → customer_value" in notice.text()
+
+
+def test_a_three_cycle_is_rejected_and_a_listener_off_the_cycle_still_starts(tmp_path, specs):
+    # a -> b -> c -> a, and d listens to a without being on the cycle
+    on_a_cycle = listening(tmp_path, specs, a=["c"], b=["a"], c=["b"], d=["a"])
+    assert control.trigger_cycles(on_a_cycle) == [["a", "b", "c", "a"]]
+    for pipeline in ("a", "b", "c"):
+        result = control.decide([decoded(completion(pipeline))], on_a_cycle, Runs(), TODAY)
+        assert [m.pipeline for m in result.starts] == (["d"] if pipeline == "a" else []), pipeline
+        rejected = result.rejected()
+        assert len(rejected) == 1 and "trigger.on cycle" in rejected[0]["reason"], result.records
+    (rejected,) = control.decide([decoded(completion("c"))], on_a_cycle, Runs(), TODAY).rejected()
+    assert rejected["reason"].startswith("a: trigger.on cycle a → b → c → a"), rejected
+    for fix in (
+        "b.yaml trigger.on pipeline.a.succeeded",
+        "c.yaml trigger.on pipeline.b.succeeded",
+        "a.yaml trigger.on pipeline.c.succeeded",
+    ):
+        assert f"include/pipelines/{fix}" in rejected["reason"]
+
+
+def test_an_acyclic_chain_starts_each_next_pipeline(tmp_path, specs):
+    chain = listening(tmp_path, specs, a=[], b=["a"], c=["b"])
+    assert control.trigger_cycles(chain) == []
+    result = control.decide([decoded(completion("a")), decoded(completion("b"))], chain, Runs(), TODAY)
+    assert [(m.pipeline, m.ds) for m in result.starts] == [("b", DS), ("c", DS)]
+    assert [r["outcome"] for r in result.records] == ["started", "started"]
+
+
+def test_every_cycle_is_found_once(tmp_path, specs):
+    # a <-> b and b <-> c share b; e -> e cannot be written (a spec error) but is a cycle all the same
+    graph = listening(tmp_path, specs, a=["b"], b=["a", "c"], c=["b"], d=["c"])
+    assert control.trigger_cycles(graph) == [["a", "b", "a"], ["b", "c", "b"]]
+    self_loop = graph["d"].model_copy(update={"name": "e", "trigger": Trigger.model_construct(on=["pipeline.e.failed"])})
+    assert control.trigger_cycles({**graph, "e": self_loop}) == [["a", "b", "a"], ["b", "c", "b"], ["e", "e"]]
+
+
+def decoded(message):
+    """A delivered message as the trigger's payload holds it (the body decoded)."""
+    return {"body": json.loads(message.body), "message_id": message.message_id, "routing_key": message.routing_key}

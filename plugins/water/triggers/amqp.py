@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
-from water.broker import BrokerAddress, open_connection
+from water.broker import BrokerAddress, BrokerSettingError, open_connection
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
@@ -250,6 +250,8 @@ class AmqpQueueProducer(SharedStreamProducer):
             address = BrokerAddress.from_connection(await BaseHook.aget_connection(self.settings.amqp_conn_id))
         except AirflowNotFoundException as exc:
             raise _Disconnected(f"no connection {self.settings.amqp_conn_id!r}") from exc
+        except BrokerSettingError as exc:  # e.g. verify: false; retried, so a corrected connection is picked up
+            raise _Disconnected(str(exc)) from exc
         try:
             return address, await self._consume(address)
         except (AMQPError, OSError, TimeoutError, RuntimeError) as exc:
