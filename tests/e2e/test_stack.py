@@ -1,36 +1,45 @@
 """`water up` … `water down`: a real local Airflow (api-server, scheduler, dag-processor, triggerer)
 on the PostgreSQL on localhost, used as a person would: the CLI, the REST API, the web UI.
 
-One stack for the module (a temporary state folder, its own database and port, so a
-developer's own `water up` is never touched). The demo runs on 2,000 users (about two minutes
+One stack for the module (a temporary state folder, its own database and port, its own control
+queue and events exchange on the local RabbitMQ, so a developer's own `water up` is never
+touched). It runs a copy of the project's dags/ and include/ in which customer_value listens
+for the demo's completion (`trigger.on`). The demo runs on 2,000 users (about two minutes
 here). The browser test drives the Debian chromium (`make setup` installs it as root; without
 it the test skips, saying how to get it) with Playwright and saves a screenshot under test-artifacts/.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.runs import RUN_LIMIT, TIME_SCALE, WATER, Deadline, Watched, load_factor, run, stop
+from tests.e2e.runs import RUN_LIMIT, TIME_SCALE, WATER, Deadline, Watched, edit, load_factor, run, stop
 from tests.machine import chromium
 
 DEMO = "recipe_engagement"
+LISTENER = "customer_value"  # in the stack's copy of the project, started by the demo's success
 DS = "2026-11-01"
+PUBLISHED_DS = "2026-11-02"  # the day `water publish` starts (customer_value's fixtures cover it too)
 USERS = 2_000
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+BROKER = "amqp://guest:guest@127.0.0.1:5672/"
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -98,6 +107,30 @@ def test_bad_conf_is_refused_before_any_request(tmp_path):
 # With a stack.
 
 
+def on_broker(scenario: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    """Run scenario(channel) on a connection of its own to the local RabbitMQ."""
+
+    async def run() -> Any:
+        import aio_pika
+
+        connection = await aio_pika.connect(BROKER, timeout=5)
+        async with connection:
+            return await scenario(await connection.channel())
+
+    return asyncio.run(run())
+
+
+def _project_listening_to_the_demo(root: Path) -> Path:
+    """A copy of dags/ and include/ whose customer_value runs when the demo succeeds, for that day (and
+    has no schedule of its own: unpausing it starts nothing)."""
+    for folder in ("dags", "include"):
+        shutil.copytree(ROOT / folder, root / folder)
+    edit(root, "include/pipelines/customer_value.yaml", 'schedule: "0 7 * * *"', "schedule: null")
+    spec = root / "include/pipelines/customer_value.yaml"
+    spec.write_text(spec.read_text() + f"\ntrigger:\n  on: [pipeline.{DEMO}.succeeded]\n")
+    return root
+
+
 def _postgres_or_fail() -> None:
     import psycopg2
 
@@ -114,15 +147,23 @@ def _postgres_or_fail() -> None:
 def stack(tmp_path_factory):
     _postgres_or_fail()
     state = tmp_path_factory.mktemp("stack-state")
-    database = f"{POSTGRES}/water_test_{uuid.uuid4().hex[:8]}"
+    project = _project_listening_to_the_demo(tmp_path_factory.mktemp("stack-project"))
+    unique = uuid.uuid4().hex[:8]
+    database = f"{POSTGRES}/water_test_{unique}"
+    names = {"queue": f"water-test-control-{unique}", "exchange": f"water-test-events-{unique}"}
     env = {
         **os.environ,
+        "WATER_PROJECT_ROOT": str(project),
         "WATER_STATE_DIR": str(state),
         "WATER_STACK_DATABASE": database,
         "WATER_STACK_PORT": str(free_port()),
+        # Its own names on the shared RabbitMQ: no other stack consumes its messages, nor it theirs.
+        "WATER_CONTROL_QUEUE": names["queue"],
+        "WATER_EVENTS_EXCHANGE": names["exchange"],
         "COLUMNS": "160",
     }
-    seeded = water("seed", "--date", DS, "--users", str(USERS), env=env)
+    # The days of the trigger test and of the published run, one seeding.
+    seeded = water("seed", "--date", PUBLISHED_DS, "--days", "2", "--users", str(USERS), env=env)
     assert seeded.returncode == 0, seeded.stderr
     started = time.monotonic()
     up = water("up", env=env)
@@ -135,6 +176,8 @@ def stack(tmp_path_factory):
         yield {
             "env": env,
             "state": state,
+            "project": project,
+            "names": names,
             "database": database,
             "url": login[1],
             "user": login[2],
@@ -147,9 +190,25 @@ def stack(tmp_path_factory):
         for pid in pids.values():  # never leave a stack behind, even when `water down` is broken
             if group_members(pid):
                 os.killpg(pid, signal.SIGKILL)
+        _delete_from_broker(names)
         from water.cli import stack as stack_module
 
         stack_module.drop_database(database)
+
+
+def _delete_from_broker(names: dict[str, str]) -> None:
+    """The stack's control queue, the tests' queues and the events exchange (RabbitMQ may be down: then none was made)."""
+
+    async def delete(channel: Any) -> None:
+        for key, name in names.items():
+            if key != "exchange":
+                await channel.queue_delete(name)
+        await channel.exchange_delete(names["exchange"])
+
+    try:
+        on_broker(delete)
+    except Exception as exc:  # no RabbitMQ: the stack made nothing there
+        print(f"left on the broker ({type(exc).__name__}: {exc}): {', '.join(names.values())}")
 
 
 def _logs(state: Path) -> str:
@@ -173,7 +232,7 @@ def test_up_runs_four_processes_on_postgres_and_prints_the_login(stack):
     assert all(live(pid) for pid in pids.values())
     cfg = (stack["state"] / "stack" / "airflow.cfg").read_text()
     assert "sql_alchemy_conn = postgresql+psycopg2://" in cfg
-    assert f"dags_folder = {ROOT / 'dags'}" in cfg
+    assert f"dags_folder = {stack['project'] / 'dags'}" in cfg
 
 
 @pytest.mark.e2e
@@ -306,6 +365,155 @@ def test_status_shows_state_tier_and_drift(stack):
     table = water("status", env=stack["env"])  # every water pipeline, as a table
     assert table.returncode == 0, table.stderr
     assert DEMO in table.stdout and DS in table.stdout and "success" in table.stdout and "small" in table.stdout
+
+
+def _control_on_or_fail(stack) -> None:
+    if "control messages are off" in stack["up"].stdout:
+        pytest.fail(
+            "RabbitMQ does not answer on 127.0.0.1:5672, so `water up` turned control messages off: start it "
+            "(`rabbitmq-server -detached` or `service rabbitmq-server start`; CI's .ci/run does)\n" + stack["up"].stdout
+        )
+
+
+@pytest.mark.e2e
+@pytest.mark.rabbitmq
+def test_up_turns_control_messages_on(stack, api):
+    _control_on_or_fail(stack)
+    queue, exchange = stack["names"]["queue"], stack["names"]["exchange"]
+    said = " ".join(stack["up"].stdout.split())  # rich wraps long lines
+    assert (
+        f"control messages: water_control unpaused, the triggerer consumes queue {queue} "
+        f"(bound to pipeline.{DEMO}.succeeded on exchange {exchange})"
+    ) in said
+    assert not api.dag("water_control")["is_paused"]
+    [asset] = [a for a in api.get("assets", name_pattern="water_control")["assets"] if a["name"] == "water_control"]
+    assert asset["watchers"], "the control queue's trigger is not registered"
+
+
+def _run_when_made(api, dag_id: str, run_id: str, limit: float) -> dict:
+    """The run, once the control DAG's start task has made it."""
+    from water.cli.airflow_api import ApiError
+
+    deadline = Deadline(limit)
+    while True:
+        try:
+            return api.dag_run(dag_id, run_id)
+        except ApiError as exc:
+            if exc.status != 404 or deadline.expired():
+                raise AssertionError(f"no run {run_id} of {dag_id} after {deadline}") from exc
+        time.sleep(2)
+
+
+def _finished(api, dag_id: str, run_id: str, limit: float) -> dict:
+    run = _run_when_made(api, dag_id, run_id, limit)
+    deadline = Deadline(limit)
+    while run["state"] not in ("success", "failed"):
+        assert not deadline.expired(), f"{dag_id} {run_id} is still {run['state']} after {deadline}"
+        time.sleep(3)
+        run = api.dag_run(dag_id, run_id)
+    return run
+
+
+def _completion_message(queue: str, limit: float) -> Any:
+    """The first message on the test's queue (bound to the events exchange), within the limit."""
+    deadline = Deadline(limit)
+
+    async def take(channel: Any) -> Any:
+        bound = await channel.get_queue(queue)
+        while not deadline.expired():
+            message = await bound.get(no_ack=True, fail=False)
+            if message is not None:
+                return message
+            await asyncio.sleep(1)
+        return None
+
+    message = on_broker(take)
+    assert message is not None, f"no completion event on {queue} after {deadline}"
+    return message
+
+
+@pytest.mark.e2e
+@pytest.mark.spark
+@pytest.mark.rabbitmq  # after test_trigger_runs_the_demo_and_the_schedule_starts: the demo is unpaused, DS ran
+def test_publish_runs_the_day_and_its_completion_starts_the_listening_pipeline(stack, api):
+    """`water publish` → water_control starts the demo's run → its completion event on the exchange →
+    customer_value (trigger.on) for the same day; `water events` shows both messages and their runs."""
+    from datetime import datetime
+
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    from water import control, events
+
+    _control_on_or_fail(stack)
+    names = stack["names"]
+    names["completions"] = f"{names['queue']}-completions"  # deleted with the stack's
+
+    async def listen(channel: Any) -> None:  # as another team's consumer would
+        exchange = await channel.get_exchange(names["exchange"])
+        queue = await channel.declare_queue(names["completions"])
+        await queue.bind(exchange, routing_key=f"pipeline.{DEMO}.succeeded")
+
+    on_broker(listen)
+    started = time.monotonic()
+    sent = water("publish", DEMO, "--date", PUBLISHED_DS, env=stack["env"])
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    said = " ".join(sent.stdout.split())
+    message_id = re.search(r"\(message (\w+)\)", said)[1]
+    run_id = control.run_id_for(message_id)
+    assert f"to queue {names['queue']}" in said and f"as run {run_id}" in said
+
+    # The trigger test's run of DS succeeded too, and its event started customer_value for DS: the point is
+    # made, delete that run before customer_value is unpaused (marked failed, it would still run its
+    # teardown, the report), so the day published here runs alone.
+    [ds_run] = [r for r in api.dag_runs(DEMO, limit=20) if r["run_type"] == "manual" and (r["logical_date"] or "")[:10] == DS]
+    for_ds = _run_when_made(api, LISTENER, control.run_id_for(f"{DEMO}.{ds_run['dag_run_id']}.succeeded"), 180)
+    assert for_ds["logical_date"][:10] == DS and for_ds["state"] == "queued"  # customer_value is paused
+    api.request("DELETE", f"dags/{LISTENER}/dagRuns/{for_ds['dag_run_id']}")
+    api.unpause(LISTENER)  # as its toggle in the UI does; with no schedule, that starts nothing
+
+    published = _finished(api, DEMO, run_id, RUN_LIMIT)
+    assert published["state"] == "success", _logs(stack["state"])
+    assert published["logical_date"][:10] == PUBLISHED_DS and published["run_type"] == "operator_triggered"
+
+    message = _completion_message(names["completions"], 120)
+    body = json.loads(message.body)
+    schema = Draft202012Validator(events.COMPLETION_SCHEMA, format_checker=FormatChecker())
+    assert list(schema.iter_errors(body)) == []
+    assert message.routing_key == f"pipeline.{DEMO}.succeeded" == body["event"]
+    assert (body["pipeline"], body["ds"], body["run_id"], body["outcome"]) == (DEMO, PUBLISHED_DS, run_id, "succeeded")
+    assert body["rows"] > 0 and body["tiers"] and message.message_id == body["message_id"]
+
+    follower = _finished(api, LISTENER, control.run_id_for(body["message_id"]), RUN_LIMIT)
+    assert follower["state"] == "success", _logs(stack["state"])
+    assert follower["logical_date"][:10] == PUBLISHED_DS
+    assert datetime.fromisoformat(follower["start_date"]) >= datetime.fromisoformat(published["end_date"])
+    print(
+        f"water publish → {DEMO} → completion event → {LISTENER}: {time.monotonic() - started:.0f}s "
+        f"({DEMO}'s run {published['duration']:.0f}s, {LISTENER}'s {follower['duration']:.0f}s)"
+    )
+
+    shown = water("events", "--json", env=stack["env"])
+    assert shown.returncode == 0, shown.stderr
+    rows = {r["message_id"]: r for r in json.loads(shown.stdout)}
+    assert {k: rows[message_id][k] for k in ("source", "pipeline", "ds", "outcome", "run_id", "run_state")} == {
+        "source": "control",
+        "pipeline": DEMO,
+        "ds": PUBLISHED_DS,
+        "outcome": "started",
+        "run_id": run_id,
+        "run_state": "success",
+    }
+    assert {k: rows[body["message_id"]][k] for k in ("source", "pipeline", "ds", "outcome", "run_id", "run_state")} == {
+        "source": f"pipeline.{DEMO}.succeeded",
+        "pipeline": LISTENER,
+        "ds": PUBLISHED_DS,
+        "outcome": "started",
+        "run_id": follower["dag_run_id"],
+        "run_state": "success",
+    }
+    table = water("events", env=stack["env"])
+    assert table.returncode == 0, table.stderr
+    assert LISTENER in table.stdout and PUBLISHED_DS in table.stdout and "started" in table.stdout
 
 
 @pytest.mark.e2e

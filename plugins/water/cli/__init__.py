@@ -193,17 +193,22 @@ def seed(
 
 @app.command(rich_help_panel=LOCAL)
 def validate() -> None:
-    """Check every pipeline spec and that every DAG file imports; exit 1 naming file and field."""
-    from water.spec import SpecError, load_spec
+    """Check every pipeline spec and that every DAG file imports; exit 1 naming file and field.
+    Pipelines whose trigger.on form a cycle are named (a warning: completion events start none of them)."""
+    from water.control import cycle_reason, trigger_cycles
+    from water.spec import PipelineSpec, SpecError, load_spec
 
     problems = 0
+    specs: dict[str, PipelineSpec] = {}
     for spec_file in sorted(paths.pipelines_dir().glob("*.yaml")):
         try:
-            load_spec(spec_file)
+            specs[spec_file.stem] = load_spec(spec_file)
             console.print(f"[green]ok[/]   {paths.shown(spec_file)}")
         except SpecError as exc:
             problems += 1
             console.print(f"[red]bad[/]  {exc}")
+    for cycle in trigger_cycles(specs):
+        console.print(f"[yellow]warning[/] {escape(cycle_reason(cycle, specs))}", highlight=False)
     from water.cli import local_airflow
 
     local_airflow.use_in_this_process()
@@ -494,12 +499,16 @@ def publish(
         str | None,
         typer.Option("--message-id", help="The message's id; the same id never starts a day twice [default: a new one]."),
     ] = None,
+    unpause: Annotated[
+        bool, typer.Option("--unpause/--no-unpause", help="On the local stack, unpause the pipeline, as `water trigger` does.")
+    ] = True,
 ) -> None:
     """Send a control message to the queue water_control consumes: it starts PIPELINE for the day.
 
     The message is checked first as the control DAG checks it (pipeline, day, conf, message id);
     a refused one is not sent (exit 2). The broker is the local stack's (`water up`), or
-    AIRFLOW_CONN_AMQP_DEFAULT, or the local RabbitMQ.
+    AIRFLOW_CONN_AMQP_DEFAULT, or the local RabbitMQ. With the local stack up, a paused pipeline
+    is unpaused once the message is sent (its run would wait queued), unless --no-unpause.
     """
     import uuid
 
@@ -530,6 +539,16 @@ def publish(
         f"water_control starts it as run {message.run_id}. Follow it with `water events`",
         highlight=False,
     )
+    info = stack.read_info()
+    if info is not None:  # a paused DAG's runs wait queued: do what `water trigger` does
+        from water.cli.airflow_api import ApiError
+
+        try:
+            stack.unpause_on_trigger(
+                info.api(), message.pipeline, lambda: {}, unpause, log=lambda text: console.print(text, highlight=False)
+            )
+        except ApiError as exc:
+            err.print(f"[yellow]the local stack did not say whether {message.pipeline} is paused[/]: {escape(str(exc))}")
 
 
 @app.command("events", rich_help_panel=LOCAL)

@@ -10,6 +10,10 @@ one admin user whose password is generated once into .water/stack/passwords.json
 This home (.water/stack) is separate from `water run`'s (.water/airflow); both are written by
 water.cli.local_airflow from the same base settings. Tasks see WATER_PROJECT_ROOT and
 WATER_STATE_DIR, so they read and write the same lake as `water run`.
+
+When RabbitMQ answers, the stack gets the connection amqp_default and, once healthy, the control
+queue is bound to the completion events the specs listen for and water_control is unpaused, so
+the triggerer consumes the queue (water.control); otherwise control messages are off.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ START_TIMEOUT = 180  # seconds for the API server and every component to report 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"  # the local RabbitMQ's default user
 AMQP_PROBE_TIMEOUT = 3.0
 STOP_TIMEOUT = 20  # seconds between SIGTERM (running tasks get it too) and SIGKILL
+CONTROL_TIMEOUT = 120  # seconds for water_control to be parsed and its queue watched
 
 
 class StackError(RuntimeError):
@@ -279,6 +284,68 @@ def _control_messages(env: dict[str, str], log: Callable[[str], None]) -> str | 
     return uri
 
 
+def start_control(api: AirflowAPI, amqp: str, log: Callable[[str], None], timeout: float = CONTROL_TIMEOUT) -> None:
+    """Turn control messages on in a healthy stack: bind the control queue to the completion events the
+    specs' trigger.on name, on the stack's broker (amqp), and unpause water_control: the triggerer runs
+    its asset watcher (the AmqpMessageTrigger on the queue) only while the DAG is unpaused. One line
+    says what it did, or what went wrong: not an error, the stack itself is up."""
+    from water import amqp_publish, control
+    from water.broker import connection_from_uri
+    from water.cli.airflow_api import ApiError
+
+    conn = connection_from_uri(amqp, events.AMQP_CONN_ID)
+    try:
+        keys = control.bind_completion_events(events.AMQP_CONN_ID, connection=conn)
+    except Exception as exc:  # the broker went away since it was probed, or refused a declaration
+        why = amqp_publish.scrub(f"{type(exc).__name__}: {exc}", conn)
+        log(f"control messages: could not bind queue {events.CONTROL_QUEUE}, {events.CONTROL_DAG_ID} left paused ({why})")
+        return
+    bound = f"bound to {', '.join(keys)} on exchange {events.EVENTS_EXCHANGE}" if keys else "no spec has trigger.on"
+    try:
+        problem = _unpause_control(api, timeout)
+    except ApiError as exc:
+        problem = f"the REST API refused it ({exc})"
+    if problem:
+        log(f"control messages: queue {events.CONTROL_QUEUE} {bound}; {events.CONTROL_DAG_ID}: {problem}")
+    else:
+        log(f"control messages: {events.CONTROL_DAG_ID} unpaused, the triggerer consumes queue {events.CONTROL_QUEUE} ({bound})")
+
+
+def _unpause_control(api: AirflowAPI, timeout: float) -> str | None:
+    """Unpause water_control once it is parsed, and wait until its asset watcher is registered (the
+    dag-processor does that when it parses the unpaused DAG: asked to at once). None, or what is wrong."""
+    from water import control
+    from water.cli.airflow_api import ApiError
+
+    deadline = time.monotonic() + timeout
+    dag = None
+    while dag is None:
+        try:
+            dag = api.dag(events.CONTROL_DAG_ID)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            if time.monotonic() > deadline:
+                return f"not parsed after {timeout:.0f}s (see `water validate`); messages wait in the queue"
+            time.sleep(1)
+    if dag["is_paused"]:
+        api.unpause(events.CONTROL_DAG_ID)
+    if _watched(api, control.ASSET_NAME):
+        return None
+    api.request("PUT", f"parseDagFile/{dag['file_token']}")  # rather than at its next parse, up to 30 s on
+    while not _watched(api, control.ASSET_NAME):
+        if time.monotonic() > deadline:
+            return f"unpaused, but its queue is not watched after {timeout:.0f}s; see {paths.shown(logs_dir())}/dag-processor.log"
+        time.sleep(1)
+    return None
+
+
+def _watched(api: AirflowAPI, asset: str) -> bool:
+    """True once the asset has a watcher: its trigger is registered, the triggerer runs it."""
+    found = api.get("assets", name_pattern=asset, limit=10)["assets"]
+    return any(a["name"] == asset and a.get("watchers") for a in found)
+
+
 # The stack's Airflow home.
 
 
@@ -414,6 +481,8 @@ def up(port: int = DEFAULT_PORT, database: str | None = None, log: Callable[[str
     info = StackInfo(url=f"http://127.0.0.1:{port}", user=USER, password=_password(), database=_shown_url(database))
     _save_info(info, port, database, amqp)
     _wait_healthy(info, log)
+    if amqp is not None:
+        start_control(info.api(), amqp, log)
     return info
 
 
