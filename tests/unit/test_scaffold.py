@@ -104,11 +104,13 @@ def test_bad_names_are_refused_and_nothing_is_written(project, name, message):
 
 
 def test_a_taken_name_already_exists_where_dags_is_on_sys_path(project, monkeypatch):
-    """A process that parsed the DAGs has dags/ on sys.path (Airflow puts it there): the project's
-    own dags/recipe_engagement.py is found as a module, and is still "already exists"."""
-    monkeypatch.syspath_prepend(str(project / "dags"))
-    with pytest.raises(scaffold.ScaffoldError, match="already exists"):
-        scaffold.scaffold("recipe_engagement", project)
+    """A process that parsed the DAGs has dags/ on sys.path (Airflow puts it there): a DAG file
+    dags/recipe_engagement.py, the repository's or the project's, is found as a module, and the
+    name is still "already exists"."""
+    for dags in (ROOT / "dags", project / "dags"):
+        monkeypatch.syspath_prepend(str(dags))
+        with pytest.raises(scaffold.ScaffoldError, match="already exists"):
+            scaffold.scaffold("recipe_engagement", project)
 
 
 def test_never_overwrites_a_file_of_another_pipeline_part(project):

@@ -35,8 +35,8 @@ class ScaffoldError(ValueError):
 
 
 def check_name(name: str, root: Path | None = None) -> None:
-    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module (the
-    project's own DAG files under ROOT/dags do not count: a name taken there "already exists").
+    """Refuse a name that is not snake_case, is a Python keyword or would shadow a module (a DAG file
+    of this project, or of ROOT's, does not count: a name taken there "already exists").
     The whole name must match (re.match's `$` would let a trailing newline through)."""
     if not re.fullmatch(IDENTIFIER, name):
         raise ScaffoldError(
@@ -49,7 +49,8 @@ def check_name(name: str, root: Path | None = None) -> None:
         raise ScaffoldError(f"{name!r} is a Python keyword; dags/{name}.py could not be imported by name")
     # Airflow puts dags/ on sys.path: dags/json.py would replace the json module for every DAG.
     found = find_spec(name)
-    own_dag = found is not None and root is not None and found.origin == str(root / "dags" / f"{name}.py")
+    dag_files = {str(project / "dags" / f"{name}.py") for project in (root, paths.project_root()) if project is not None}
+    own_dag = found is not None and found.origin in dag_files  # found because a DAG parse put dags/ on sys.path
     if name in sys.stdlib_module_names or (found is not None and not own_dag):
         raise ScaffoldError(f"{name!r} is the name of a Python module; dags/{name}.py would shadow it")
 
