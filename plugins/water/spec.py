@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypedDict, get_args, overl
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -285,6 +286,8 @@ class CheckedStep(Step):
     """A step that writes lake datasets, each of which may be gated by `checks`."""
 
     checks: Checks | None = None
+    # Metrics a kind reports by itself, without metric_definitions (AutoML's evaluation).
+    reported_metrics: ClassVar[tuple[str, ...]] = ()
 
     def written(self) -> dict[str, tuple[str, str]]:
         """label (a pod's writes flag, else the dataset) -> (dataset, row format) of what it writes."""
@@ -353,12 +356,13 @@ class CheckedStep(Step):
         check = self.checks.metric if self.checks else None
         if check is None:
             return []
-        definitions = [m.name for m in getattr(self, "metric_definitions", [])]
+        definitions = [m.name for m in getattr(self, "metric_definitions", [])] or list(self.reported_metrics)
         if not definitions:
             return [
                 (
                     "metric",
-                    "only a training step (sagemaker_training, or a pod with metric_definitions) reports a metric to check",
+                    "only a training step (sagemaker_training, a Vertex training step, or a pod with "
+                    "metric_definitions) reports a metric to check",
                 )
             ]
         name = check.name or getattr(self, "objective_metric", None)
@@ -620,6 +624,159 @@ class SageMakerTransformStep(CheckedStep):
         return {self.writes: (self.writes, "csv")}  # prediction lines, no header
 
 
+# --- Vertex AI (Google Cloud) -------------------------------------------------------------
+
+MachineType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+){1,3}$")]  # n1-standard-4
+ImageUri = Annotated[str, Field(pattern=r"^[a-z0-9.\-]+(:\d+)?(/[a-z0-9._\-]+)+(:[\w.\-]+|@sha256:[0-9a-f]{64})$")]
+# A Vertex training job gets its data as AIP_TRAINING_DATA_URI, AIP_VALIDATION_DATA_URI and
+# AIP_TEST_DATA_URI: the channels a Vertex step reads are these three.
+VertexChannel = Literal["train", "validation", "test"]
+# The Python package a Vertex CustomJob installs: the script's folder, run as `trainer.<script>`.
+VERTEX_PACKAGE = "trainer"
+VERTEX_CHANNEL_VARIABLES: dict[str, str] = {
+    "train": "AIP_TRAINING_DATA_URI",
+    "validation": "AIP_VALIDATION_DATA_URI",
+    "test": "AIP_TEST_DATA_URI",
+}
+
+
+def _needs_train(reads: dict[str, str]) -> dict[str, str]:
+    if "train" not in reads:
+        raise ValueError("needs a train channel (AIP_TRAINING_DATA_URI)")
+    return reads
+
+
+VertexChannels = Annotated[dict[VertexChannel, Dataset], AfterValidator(_needs_train)]
+
+
+class VertexCustomTrainingStep(CheckedStep):
+    """Vertex AI custom training: a CustomJob running the same script-mode training script.
+
+    `reads` maps the channels train, validation and test (AIP_TRAINING_DATA_URI, …; CSV with
+    a header) to datasets; the script writes the model's files to AIP_MODEL_DIR, which water
+    copies into `writes` (a folder, where SageMaker's is a model.tar.gz). The script runs from
+    a Python package on Google's prebuilt scikit-learn training image (`executor_image`).
+    """
+
+    kind: Literal["vertex_custom_training"]
+    entry_point: IncludeFile
+    reads: VertexChannels
+    writes: Dataset
+    executor_image: ImageUri = "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3.py310:latest"
+    hyperparameters: dict[str, ArgValue] = Field(default_factory=dict)
+    machine_type: MachineType = "n1-standard-4"
+    boot_disk_size_gb: int = Field(default=100, ge=100, le=64000)
+    max_runtime: Duration = timedelta(hours=2)
+    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
+    objective_metric: str | None = None
+
+    @model_validator(mode="after")
+    def _objective_is_defined(self) -> VertexCustomTrainingStep:
+        names = {m.name for m in self.metric_definitions}
+        if self.objective_metric and self.objective_metric not in names:
+            raise ValueError(f"objective_metric {self.objective_metric!r} is not among metric_definitions")
+        return self
+
+    @property
+    def step_timeout(self) -> timedelta:
+        return self.max_runtime
+
+    def inputs(self) -> list[str]:
+        return list(self.reads.values())
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+    def written(self) -> dict[str, tuple[str, str]]:
+        return {self.writes: (self.writes, "files")}  # model.joblib, features.json, metrics.json
+
+
+AutoMLColumnType = Literal["auto", "numeric", "categorical", "text", "timestamp"]
+AutoMLObjective = Literal["minimize-log-loss", "maximize-au-roc", "maximize-au-prc"]
+
+
+class VertexAutoMLTabularStep(CheckedStep):
+    """Vertex AI AutoML tabular classification: a managed dataset from the training set, a search within a budget.
+
+    The managed tabular dataset is made of the `reads` channels' CSV files (train, and
+    validation when given: AutoML splits the rows itself); `target_column` is the label,
+    `column_specs` name the feature columns and their transformation (the others are left
+    out). `budget_milli_node_hours` bounds the cloud search (1,000 = one node hour);
+    locally FLAML searches for `local_time_budget` on the same rows. Writes the model: a
+    reference to the Vertex model (cloud) or FLAML's (local).
+    """
+
+    kind: Literal["vertex_automl_tabular"]
+    reads: VertexChannels
+    writes: Dataset
+    target_column: Column = "label"
+    column_specs: dict[Column, AutoMLColumnType] = Field(min_length=1)
+    optimization_objective: AutoMLObjective = "minimize-log-loss"
+    budget_milli_node_hours: int = Field(default=1000, ge=1000, le=72000)
+    local_time_budget: Duration = timedelta(seconds=30)
+    disable_early_stopping: bool = False
+    timeout: Duration = timedelta(hours=6)
+
+    @model_validator(mode="after")
+    def _target_not_a_feature(self) -> VertexAutoMLTabularStep:
+        if self.target_column in self.column_specs:
+            raise ValueError(f"column_specs: {self.target_column!r} is the target_column, not a feature")
+        if self.local_time_budget <= timedelta(0) or self.local_time_budget > self.timeout:
+            raise ValueError("local_time_budget must be above zero and within timeout")
+        return self
+
+    # The training gate's metric: the local search's accuracy on the validation rows, the
+    # cloud's from the model's evaluation.
+    objective_metric: ClassVar[str] = "validation:accuracy"
+    reported_metrics: ClassVar[tuple[str, ...]] = ("validation:accuracy",)
+
+    def metric_check(self) -> MetricCheck | None:
+        """The gate's labels are the target column unless the check names another."""
+        check = super().metric_check()
+        if check is not None and "label_column" not in check.model_fields_set:
+            check = check.model_copy(update={"label_column": self.target_column})
+        return check
+
+    def inputs(self) -> list[str]:
+        return list(self.reads.values())
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+    def written(self) -> dict[str, tuple[str, str]]:
+        return {self.writes: (self.writes, "files")}
+
+
+class VertexBatchPredictionStep(CheckedStep):
+    """Vertex AI batch prediction with the model a Vertex training step wrote.
+
+    A custom model (vertex_custom_training) is scored by its inference handlers
+    (`entry_point`, beside the training script) in a CustomJob, as SageMaker's transform runs
+    them; an AutoML model by a BatchPredictionJob. Reads `input` (CSV lines without header,
+    the id first), writes the predictions (CSV lines `id,class,confidence`).
+    """
+
+    kind: Literal["vertex_batch_prediction"]
+    model: Dataset
+    input: Dataset
+    writes: Dataset
+    entry_point: IncludeFile | None = None
+    executor_image: ImageUri = "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3.py310:latest"
+    machine_type: MachineType = "n1-standard-4"
+    replica_count: int = Field(default=1, ge=1, le=100)
+    max_payload_mb: int = Field(default=6, ge=1, le=100)
+    timeout: Duration = timedelta(hours=2)
+
+    def inputs(self) -> list[str]:
+        return [self.model, self.input]
+
+    def outputs(self) -> list[str]:
+        return [self.writes]
+
+    def written(self) -> dict[str, tuple[str, str]]:
+        return {self.writes: (self.writes, "csv")}  # prediction lines, no header
+
+
 class InferenceStatsStep(Step):
     """Counts the predictions (rows, rows per class) with an aggregate; never loads them."""
 
@@ -852,6 +1009,9 @@ AnyStep = Annotated[
     | PodStep
     | SageMakerTrainingStep
     | SageMakerTransformStep
+    | VertexCustomTrainingStep
+    | VertexAutoMLTabularStep
+    | VertexBatchPredictionStep
     | InferenceStatsStep
     | DriftGuardStep
     | SizedPostprocessStep
@@ -1031,6 +1191,12 @@ class PipelineSpec(Strict):
     @overload
     def steps_of(self, kind: Literal["sagemaker_transform"]) -> dict[str, SageMakerTransformStep]: ...
     @overload
+    def steps_of(self, kind: Literal["vertex_custom_training"]) -> dict[str, VertexCustomTrainingStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["vertex_automl_tabular"]) -> dict[str, VertexAutoMLTabularStep]: ...
+    @overload
+    def steps_of(self, kind: Literal["vertex_batch_prediction"]) -> dict[str, VertexBatchPredictionStep]: ...
+    @overload
     def steps_of(self, kind: Literal["inference_stats"]) -> dict[str, InferenceStatsStep]: ...
     @overload
     def steps_of(self, kind: Literal["drift_guard"]) -> dict[str, DriftGuardStep]: ...
@@ -1167,6 +1333,14 @@ class PipelineSpec(Strict):
                     f"steps.{name}.entry_point: must sit beside {trainer}'s entry_point "
                     f"({Path(training.entry_point).parent}/), whose folder is the model's code"
                 )
+        for name, automl in self.steps_of("vertex_automl_tabular").items():
+            if automl.optimization_objective != "minimize-log-loss" and len(self.classes) != 2:
+                raise ValueError(
+                    f"steps.{name}.optimization_objective: {automl.optimization_objective} is for two classes; "
+                    f"Vertex AutoML takes only minimize-log-loss for {len(self.classes)} classes"
+                )
+        for name, prediction in self.steps_of("vertex_batch_prediction").items():
+            self._vertex_prediction_link(name, prediction)
         sized = self.step_of("sized_postprocess")
         if sized:
             name, sized_step = sized
@@ -1182,6 +1356,37 @@ class PipelineSpec(Strict):
                 raise ValueError(
                     f"steps.{PublishStep.retract_task_id(name)}: the name of {name}'s retraction task; name the step otherwise"
                 )
+
+    def _vertex_prediction_link(self, name: str, step: VertexBatchPredictionStep) -> None:
+        """A Vertex model is scored by the engine that made it: a custom model by the inference
+        handlers beside its training script, an AutoML model by Vertex itself (no script)."""
+        trainer = self.writer(step.model)
+        training = self.steps.get(trainer or "")
+        if isinstance(training, VertexCustomTrainingStep):
+            if step.entry_point is None:
+                raise ValueError(
+                    f"steps.{name}.entry_point: a custom model ({trainer}) is scored by its inference handlers; "
+                    f"name the script beside {Path(training.entry_point).parent}/"
+                )
+            if Path(step.entry_point).parent != Path(training.entry_point).parent:
+                raise ValueError(
+                    f"steps.{name}.entry_point: must sit beside {trainer}'s entry_point "
+                    f"({Path(training.entry_point).parent}/), whose folder is the model's code"
+                )
+            if step.replica_count != 1:
+                raise ValueError(
+                    f"steps.{name}.replica_count: a custom model is scored by one CustomJob replica (its handler "
+                    "driver reads every input file); replica_count applies to an AutoML model's batch prediction"
+                )
+        elif isinstance(training, VertexAutoMLTabularStep):
+            if step.entry_point is not None:
+                raise ValueError(
+                    f"steps.{name}.entry_point: an AutoML model ({trainer}) is scored by Vertex itself; remove entry_point"
+                )
+        else:
+            raise ValueError(
+                f"steps.{name}.model: {step.model!r} is not written by a vertex_custom_training or vertex_automl_tabular step"
+            )
 
     def _routes_cover_classes(self, name: str, step: SizedPostprocessStep) -> None:
         """Every class in exactly one route, or dropped on purpose; route names free as task ids."""
@@ -1214,9 +1419,16 @@ class PipelineSpec(Strict):
         """Which task holds which figure, found by kind (never by a step's name): what the run
         summary, the report, the stack's status and the metrics read."""
         stats = next(iter(self.steps_of("inference_stats").items()), None)
-        training: tuple[str, PodStep | SageMakerTrainingStep] | None = next(
-            ((n, s) for n, s in self.steps.items() if isinstance(s, PodStep | SageMakerTrainingStep) and s.objective_metric),
-            next(iter(self.steps_of("sagemaker_training").items()), None),
+        training: tuple[str, PodStep | SageMakerTrainingStep | VertexCustomTrainingStep | VertexAutoMLTabularStep] | None = next(
+            (
+                (n, s)
+                for n, s in self.steps.items()
+                if isinstance(s, PodStep | SageMakerTrainingStep | VertexCustomTrainingStep | VertexAutoMLTabularStep)
+                and s.objective_metric
+            ),
+            next(
+                ((n, s) for n, s in self.steps.items() if isinstance(s, SageMakerTrainingStep | VertexCustomTrainingStep)), None
+            ),
         )
         guard = self.step_of("drift_guard")
         sized = self.step_of("sized_postprocess")

@@ -1,22 +1,44 @@
-"""SageMaker inference handlers for the scikit-learn container (batch transform).
+"""Inference handlers for the scikit-learn container (SageMaker batch transform, Vertex AI batch job).
 
-The transform job sends lines of the inference channel (`user_id,feature,...`, no header)
-as text/csv; the answer has one line per input line: `user_id,segment,confidence`.
+The job sends lines of the inference channel (`user_id,feature,...`, no header) as text/csv;
+the answer has one line per input line: `user_id,segment,confidence`. The model is the
+folder train.py wrote: its files (model.joblib, features.json; Vertex), or a model.tar.gz
+holding them (SageMaker's artifact, when it is not unpacked first).
 """
 
 import io
 import json
 import os
+import tarfile
 
 import joblib
 import numpy as np
 import pandas as pd
 
 
+def model_files(model_dir, names):
+    """The named files' bytes, from the folder or from the model.tar.gz in it."""
+    if all(os.path.isfile(os.path.join(model_dir, n)) for n in names):
+        found = {}
+        for name in names:
+            with open(os.path.join(model_dir, name), "rb") as f:
+                found[name] = f.read()
+        return found
+    archive = os.path.join(model_dir, "model.tar.gz")
+    if not os.path.isfile(archive):
+        raise FileNotFoundError(f"{model_dir} holds neither {' and '.join(names)} nor model.tar.gz")
+    with tarfile.open(archive) as tar:
+        members = {os.path.normpath(m.name): m for m in tar.getmembers() if m.isfile()}
+        missing = [n for n in names if n not in members]
+        if missing:
+            raise FileNotFoundError(f"{archive} lacks {', '.join(missing)}")
+        return {n: tar.extractfile(members[n]).read() for n in names}
+
+
 def model_fn(model_dir):
-    with open(os.path.join(model_dir, "features.json")) as f:
-        schema = json.load(f)
-    return {"model": joblib.load(os.path.join(model_dir, "model.joblib")), "features": schema["features"]}
+    files = model_files(model_dir, ["model.joblib", "features.json"])
+    schema = json.loads(files["features.json"])
+    return {"model": joblib.load(io.BytesIO(files["model.joblib"])), "features": schema["features"]}
 
 
 def input_fn(request_body, request_content_type):

@@ -13,7 +13,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
@@ -23,6 +23,10 @@ from water.quality import Gates
 from water.spec import Resources, SizingPolicy
 from water.targets.local.engines.counting import parquet_rows, text_rows
 from water.targets.local.engines.partitions import data_files, file_uri, local_files, local_path, staged
+
+if TYPE_CHECKING:
+    from water.targets.local.engines.process import ProcessResult
+    from water.targets.local.engines.sagemaker import TrainingResult
 
 
 class LocalStageOperator(BaseOperator):
@@ -399,8 +403,6 @@ class LocalTrainingOperator(LocalStageOperator):
         self.channels, self.destination = dict(channels), destination
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
-        from water.targets.local.engines import sagemaker
-
         channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
         rows = {name: text_rows(folder, header=True) for name, folder in channels.items()}
         empty = [name for name, n in rows.items() if n == 0]
@@ -410,17 +412,7 @@ class LocalTrainingOperator(LocalStageOperator):
                 "nothing to train on or validate with"
             )
         with staged({"model": self.lake.uri(self.destination, ds)}) as out:
-            result = sagemaker.train(
-                job_name=self.job_name(context),
-                entry_point=paths.include_dir() / self.entry_point,
-                hyperparameters=self.hyperparameters,
-                channels=channels,
-                instance_type=self.instance_type,
-                metric_definitions=self.metric_definitions,
-                work_dir=paths.state_dir() / "sagemaker",
-                model_out=out["model"],
-                log=self.log.info,
-            )
+            result = self.train(context, channels, out["model"])
             checked = self.gate(ds, {}, result.metrics)  # a model below the gate never replaces the day's
         return {
             "rows_in": sum(rows.values()),
@@ -429,6 +421,22 @@ class LocalTrainingOperator(LocalStageOperator):
             "peak_rss_mb": round(result.process.peak_rss_bytes / 2**20, 1),
             **checked,
         }
+
+    def train(self, context: Context, channels: dict[str, Path], model_out: Path) -> TrainingResult:
+        """Run the training job on the channels' folders; the model goes to model_out."""
+        from water.targets.local.engines import sagemaker
+
+        return sagemaker.train(
+            job_name=self.job_name(context),
+            entry_point=paths.include_dir() / self.entry_point,
+            hyperparameters=self.hyperparameters,
+            channels=channels,
+            instance_type=self.instance_type,
+            metric_definitions=self.metric_definitions,
+            work_dir=paths.state_dir() / "sagemaker",
+            model_out=model_out,
+            log=self.log.info,
+        )
 
 
 class LocalTransformOperator(LocalStageOperator):
@@ -450,28 +458,16 @@ class LocalTransformOperator(LocalStageOperator):
         self.instance_type, self.max_payload_mb = instance_type, max_payload_mb
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
-        from water.targets.local.engines import sagemaker
-
-        model_tar = self.require(self.model, ds) / "model.tar.gz"
+        model = self.require(self.model, ds)
         # No input file fails (SageMaker finds no object under the prefix); zero-byte files
         # are zero records and give zero-byte predictions files: zero predictions.
         source = self.require_data(self.source_dataset, ds)
         with staged({"out": self.lake.uri(self.destination, ds)}) as out:
-            result = sagemaker.transform(
-                job_name=self.job_name(context),
-                model_tar=model_tar,
-                entry_point=paths.include_dir() / self.entry_point,
-                input_dir=source,
-                output_dir=out["out"],
-                instance_type=self.instance_type,
-                max_payload_mb=self.max_payload_mb,
-                work_dir=paths.state_dir() / "sagemaker",
-                log=self.log.info,
-            )
+            result = self.predict(context, model, source, out["out"])
             rows_out = text_rows(out["out"])
             rows_in = text_rows(source)
             if rows_in != rows_out:
-                raise RuntimeError(f"transform answered {rows_out} lines for {rows_in} input lines")
+                raise RuntimeError(f"{self.task_id} answered {rows_out} lines for {rows_in} input lines")
             checked = self.gate(ds, {self.destination: out["out"]})
         return {
             "rows_in": rows_in,
@@ -479,6 +475,83 @@ class LocalTransformOperator(LocalStageOperator):
             "peak_rss_mb": round(result.peak_rss_bytes / 2**20, 1),
             **checked,
         }
+
+    def predict(self, context: Context, model: Path, source: Path, output: Path) -> ProcessResult:
+        """Score every file in source with the model partition `model`: `<file>.out` in output."""
+        from water.targets.local.engines import sagemaker
+
+        return sagemaker.transform(
+            job_name=self.job_name(context),
+            model_tar=model / "model.tar.gz",
+            entry_point=paths.include_dir() / self.entry_point,
+            input_dir=source,
+            output_dir=output,
+            instance_type=self.instance_type,
+            max_payload_mb=self.max_payload_mb,
+            work_dir=paths.state_dir() / "sagemaker",
+            log=self.log.info,
+        )
+
+
+class LocalVertexTrainingOperator(LocalTrainingOperator):
+    """A Vertex AI custom training job (CustomJob), run locally under Vertex's contract.
+
+    As the SageMaker job but for the contract: the AIP_* environment, the model's files (no
+    tar) in the step's folder, the limits of the spec's machine type (held as instance_type).
+    """
+
+    def train(self, context: Context, channels: dict[str, Path], model_out: Path) -> TrainingResult:
+        from water.targets.local.engines import vertex
+
+        return vertex.custom_training(
+            job_name=self.job_name(context),
+            entry_point=paths.include_dir() / self.entry_point,
+            hyperparameters=self.hyperparameters,
+            channels=channels,
+            machine_type=self.instance_type,
+            metric_definitions=self.metric_definitions,
+            work_dir=paths.state_dir() / "vertex",
+            model_dir=model_out,
+            log=self.log.info,
+        )
+
+
+class LocalVertexBatchPredictionOperator(LocalTransformOperator):
+    """A Vertex AI batch prediction, run locally: a custom model (its files) scored by the
+    inference script's handlers as SageMaker's transform runs them; an AutoML model
+    (`automl`: no entry point) by the local AutoML engine's own prediction."""
+
+    def __init__(self, *, automl: bool = False, classes: list[str] | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.automl, self.classes = automl, list(classes) if classes is not None else None
+
+    def predict(self, context: Context, model: Path, source: Path, output: Path) -> ProcessResult:
+        if self.automl:
+            from water.targets.local.engines import automl
+
+            job = paths.state_dir() / "vertex" / self.job_name(context)
+            shutil.rmtree(job, ignore_errors=True)  # the answers of an earlier run of this job
+            return automl.predict(
+                model_dir=model,
+                input_dir=source,
+                output_dir=output,
+                log=self.log.info,
+                classes=self.classes,  # a class the model knows outside the spec's fails
+                work_dir=job,
+            )
+        from water.targets.local.engines import vertex
+
+        return vertex.batch_prediction(
+            job_name=self.job_name(context),
+            model_dir=model,
+            entry_point=paths.include_dir() / self.entry_point,
+            input_dir=source,
+            output_dir=output,
+            machine_type=self.instance_type,
+            max_payload_mb=self.max_payload_mb,
+            work_dir=paths.state_dir() / "vertex",
+            log=self.log.info,
+        )
 
 
 class LocalInferenceStatsOperator(LocalStageOperator):
@@ -549,4 +622,58 @@ class LocalRetractOperator(LocalStageOperator):
             "rows_retracted": rows,
             "partition_removed": self.lake.uri(self.source_dataset, ds) if removed else None,
             "message": message,
+        }
+
+
+class LocalAutoMLTrainingOperator(LocalStageOperator):
+    """Vertex AI AutoML tabular training, run locally: FLAML's AutoML search on the same rows
+    for the spec's local time budget (water.targets.local.engines.automl); the model replaces
+    the day's only when it passes the training gate (validation:accuracy)."""
+
+    def __init__(
+        self,
+        *,
+        channels: dict[str, str],
+        destination: str,
+        target_column: str,
+        column_specs: dict[str, str],
+        objective: str,
+        time_budget_s: float,
+        seed: int = 0,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.channels, self.destination = dict(channels), destination
+        self.target_column, self.column_specs = target_column, dict(column_specs)
+        self.objective, self.time_budget_s, self.seed = objective, time_budget_s, seed
+
+    def run(self, ds: str, context: Context) -> dict[str, Any]:
+        from water.targets.local.engines import automl
+
+        channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
+        rows = {name: text_rows(folder, header=True) for name, folder in channels.items()}
+        empty = [name for name, n in rows.items() if n == 0]
+        if empty:  # Vertex would refuse the dataset; say so before the search starts
+            raise ValueError(
+                f"{self.task_id}: channel {empty[0]} ({self.channels[empty[0]]}/ds={ds}) holds no rows: "
+                "nothing to train on or validate with"
+            )
+        with staged({"model": self.lake.uri(self.destination, ds)}) as out:
+            result = automl.train(
+                channels=channels,
+                target_column=self.target_column,
+                column_specs=self.column_specs,
+                objective=self.objective,
+                time_budget_s=self.time_budget_s,
+                model_out=out["model"],
+                log=self.log.info,
+                seed=self.seed,
+            )
+            checked = self.gate(ds, {}, result.metrics)  # a model below the gate never replaces the day's
+        return {
+            "rows_in": sum(rows.values()),
+            "channels": rows,
+            "metrics": result.metrics,
+            "peak_rss_mb": round(result.process.peak_rss_bytes / 2**20, 1),
+            **checked,
         }

@@ -2,7 +2,7 @@
 
 One builder per step kind (REGISTRY); each returns the local operator running that kind's
 production artifact: SQL on DuckDB, Glue scripts on local Spark, pod entrypoints and
-SageMaker scripts as processes under their limits.
+SageMaker and Vertex AI scripts as processes under their limits.
 """
 
 from __future__ import annotations
@@ -29,12 +29,16 @@ from water.spec import (
     SizedPostprocessStep,
     Step,
     Tier,
+    VertexAutoMLTabularStep,
+    VertexBatchPredictionStep,
+    VertexCustomTrainingStep,
     is_table,
 )
 from water.targets import common
 from water.targets.base import Built, Registry, Target, external, per_shard
 from water.targets.local.engines.partitions import local_path
 from water.targets.local.operators import (
+    LocalAutoMLTrainingOperator,
     LocalCommitShardsOperator,
     LocalGlueJobOperator,
     LocalInferenceStatsOperator,
@@ -44,6 +48,8 @@ from water.targets.local.operators import (
     LocalRetractOperator,
     LocalTrainingOperator,
     LocalTransformOperator,
+    LocalVertexBatchPredictionOperator,
+    LocalVertexTrainingOperator,
 )
 
 if TYPE_CHECKING:
@@ -189,6 +195,46 @@ def sagemaker_transform(target: LocalTarget, spec: PipelineSpec, name: str, step
     )
 
 
+@REGISTRY.builds("vertex_custom_training")
+def vertex_custom_training(target: LocalTarget, spec: PipelineSpec, name: str, step: VertexCustomTrainingStep) -> Built:
+    return Built.one(
+        LocalVertexTrainingOperator(
+            task_id=name,
+            entry_point=step.entry_point,
+            hyperparameters=step.hyperparameters,
+            instance_type=step.machine_type,
+            metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
+            channels={str(channel): dataset for channel, dataset in step.reads.items()},
+            destination=step.writes,
+            gates=Gates.of(name, step),
+            **target.common(spec, step),
+            **external(step.max_runtime),
+        )
+    )
+
+
+@REGISTRY.builds("vertex_batch_prediction")
+def vertex_batch_prediction(target: LocalTarget, spec: PipelineSpec, name: str, step: VertexBatchPredictionStep) -> Built:
+    # The engine that made the model scores it: an AutoML model by AutoML, a custom one by its handlers.
+    automl = isinstance(spec.steps.get(spec.writer(step.model) or ""), VertexAutoMLTabularStep)
+    return Built.one(
+        LocalVertexBatchPredictionOperator(
+            task_id=name,
+            entry_point=step.entry_point or "",
+            automl=automl,
+            classes=spec.classes,
+            model=step.model,
+            source=step.input,
+            destination=step.writes,
+            instance_type=step.machine_type,
+            max_payload_mb=step.max_payload_mb,
+            gates=Gates.of(name, step),
+            **target.common(spec, step),
+            **external(step.timeout),
+        )
+    )
+
+
 @REGISTRY.builds("inference_stats")
 def inference_stats(target: LocalTarget, spec: PipelineSpec, name: str, step: InferenceStatsStep) -> Built:
     return Built.one(
@@ -237,6 +283,25 @@ def sized_postprocess(target: LocalTarget, spec: PipelineSpec, name: str, step: 
 
     counter = target.prediction_counter(spec, step.reads)
     return common.sized_postprocess(target, spec, name, step, counter, tier_task, commit_task)
+
+
+@REGISTRY.builds("vertex_automl_tabular")
+def vertex_automl_tabular(target: LocalTarget, spec: PipelineSpec, name: str, step: VertexAutoMLTabularStep) -> Built:
+    # FLAML's search on this machine for local_time_budget; budget_milli_node_hours is the cloud's.
+    return Built.one(
+        LocalAutoMLTrainingOperator(
+            task_id=name,
+            channels={str(channel): dataset for channel, dataset in step.reads.items()},
+            destination=step.writes,
+            target_column=step.target_column,
+            column_specs=dict(step.column_specs),
+            objective=step.optimization_objective,
+            time_budget_s=step.local_time_budget.total_seconds(),
+            gates=Gates.of(name, step),
+            **target.common(spec, step),
+            **external(step.timeout),
+        )
+    )
 
 
 @REGISTRY.builds("publish")

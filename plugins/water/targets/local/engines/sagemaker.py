@@ -149,6 +149,33 @@ def transform(
     model_dir.mkdir(parents=True)
     with tarfile.open(model_tar) as tar:
         tar.extractall(model_dir, filter="data")
+    return run_handlers(
+        name=f"transform job {job_name}",
+        model_dir=model_dir,
+        entry_point=entry_point,
+        input_dir=input_dir,
+        output_dir=output_dir,
+        max_payload_mb=max_payload_mb,
+        cpu=cpu,
+        memory_bytes=memory,
+        log=log,
+    )
+
+
+def run_handlers(
+    *,
+    name: str,
+    model_dir: Path,
+    entry_point: Path,
+    input_dir: Path,
+    output_dir: Path,
+    max_payload_mb: int,
+    cpu: float,
+    memory_bytes: int,
+    log: Callable[[str], None],
+) -> ProcessResult:
+    """The inference script's handlers over every file in input_dir, with the model folder
+    model_dir (transform_container, as a process within the limits): `<file>.out` each."""
     argv = [
         python_executable(),
         "-m",
@@ -168,4 +195,4 @@ def transform(
     ]
     plugins = str(Path(__file__).resolve().parents[4])
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))}
-    return run_limited(argv, name=f"transform job {job_name}", memory_bytes=memory, cpu=cpu, env=env, log=log)
+    return run_limited(argv, name=name, memory_bytes=memory_bytes, cpu=cpu, env=env, log=log)
