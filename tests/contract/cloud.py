@@ -37,6 +37,8 @@ CLOUD_ENV = {
     "WATER_ATHENA_OUTPUT": "s3://acme-ml-artifacts/water/athena",
     "WATER_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/water-sagemaker",
     "WATER_SAGEMAKER_CODE": "s3://acme-ml-artifacts/water/sagemaker",
+    "WATER_VERTEX_REGION": "europe-west4",
+    "WATER_VERTEX_SERVICE_ACCOUNT": "water-vertex@acme-analytics.iam.gserviceaccount.com",
     "WATER_K8S_NAMESPACE": "water-jobs",
     "WATER_K8S_SERVICE_ACCOUNT": "water-jobs",
     "WATER_JOB_IMAGE": "registry.example/water-jobs",

@@ -31,6 +31,7 @@ EXAMPLE = {
     "ImageTag": "2026.11.1",
     "GcpProject": "acme-analytics",
     "BigQueryLocation": "EU",
+    "VertexRegion": "europe-west4",
     "GcsStagingBucket": "acme-water-staging",
     "Namespace": "water",
     "OidcProvider": "oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",

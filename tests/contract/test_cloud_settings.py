@@ -35,6 +35,8 @@ def test_settings_name_every_missing_variable():
         ("WATER_LAKE", "/data/lake", "s3://bucket/prefix"),
         ("WATER_GCS_STAGING", "s3://wrong-store/x", "gs://bucket/prefix"),
         ("WATER_SAGEMAKER_ROLE_ARN", "water-sagemaker", "an IAM role ARN"),
+        ("WATER_VERTEX_REGION", "EU", "a Google Cloud region"),
+        ("WATER_VERTEX_SERVICE_ACCOUNT", "water-vertex", "a service account email"),
         ("WATER_DEFERRABLE", "yes", "true or false"),
         ("WATER_JOB_IMAGE", "registry.example/water-jobs:latest", "without a tag"),
     ],
@@ -227,8 +229,21 @@ def _deferrable_waits(spec) -> set[str]:
             "sagemaker_training": {f"{name}.fit"},
             "sagemaker_transform": {f"{name}.transform"},
             "publish": {f"{name}.load"},
+            "vertex_custom_training": {f"{name}.fit"},
+            "vertex_batch_prediction": {f"{name}.predict"},  # a CustomJob or a BatchPredictionJob
         }.get(step.kind, set())
     return waits
+
+
+def _transfers_to_gcs(spec) -> set[str]:
+    """The S3ToGCSOperator tasks of the spec: the publish step's, and each Vertex step's inputs."""
+    found = {f"{name}.to_gcs" for name in spec.steps_of("publish")}
+    for name, step in spec.steps.items():
+        if step.kind in ("vertex_custom_training", "vertex_automl_tabular"):
+            found |= {f"{name}.to_gcs_{channel}" for channel in step.reads}
+        elif step.kind == "vertex_batch_prediction" and step.entry_point is not None:
+            found |= {f"{name}.to_gcs_input", f"{name}.to_gcs_model"}
+    return found
 
 
 def test_deferrable_reaches_every_operator_that_has_it(spec):
@@ -240,7 +255,7 @@ def test_deferrable_reaches_every_operator_that_has_it(spec):
     deferrable = {t.task_id for t in tasks_as_run(dag) if getattr(t, "deferrable", None) is True}
     waits = {t.task_id for t in tasks_as_run(dag) if hasattr(t, "deferrable")}
     # S3ToGCSOperator's deferrable mode is a Storage Transfer job that needs AWS keys: kept off
-    assert waits - deferrable == {f"{name}.to_gcs" for name in spec.steps_of("publish")}
+    assert waits - deferrable == _transfers_to_gcs(spec)
     assert _deferrable_waits(spec) <= deferrable
     sized = spec.step_of("sized_postprocess")
     if sized:

@@ -33,6 +33,8 @@ HEAVY = (
     "pyarrow",
     "google.cloud.bigquery",
     "google.cloud.storage",
+    "google.cloud.aiplatform",  # the Vertex AI SDK: water.targets.cloud.vertex builds plain dicts
+    "google.cloud.aiplatform_v1",
     "google.api_core",
     "grpc",
     "kubernetes.client",

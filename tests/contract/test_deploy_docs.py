@@ -86,3 +86,26 @@ def test_the_check_refuses_a_missing_dataset():
     assert not any(
         granted(without_outputs, WRITE, dataset_of(s.table)) for p in PIPELINES for s in spec_of(p).steps_of("publish").values()
     )
+
+
+VERTEX_SECTION = "### Vertex AI"
+
+
+def test_the_vertex_section_grants_what_the_vertex_steps_use():
+    """The Airflow identity may run Vertex AI jobs and act as the jobs' service account
+    (WATER_VERTEX_SERVICE_ACCOUNT, with the value helm-values give it); that account may read
+    and write the exchange bucket (WATER_GCS_STAGING), and nothing more is said of it."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    start = text.index(VERTEX_SECTION)
+    section = text[start : text.index("\n### ", start + 1)]
+    rows = re.findall(r"^\| `(roles/[A-Za-z.]+)` \| (.+?) \|", section, re.M)
+    for env in ENVIRONMENTS:
+        settings = settings_of(user_values(env))
+        account = settings["WATER_VERTEX_SERVICE_ACCOUNT"]
+        bucket = re.match(r"^gs://([^/]+)", settings["WATER_GCS_STAGING"]).group(1)
+        assert granted(rows, "roles/aiplatform.user", settings["WATER_GCP_PROJECT"])
+        assert granted(rows, "roles/iam.serviceAccountUser", account)
+        assert any(r == "roles/iam.serviceAccountUser" and "`WATER_VERTEX_SERVICE_ACCOUNT`" in on for r, on in rows)
+        for role in ("roles/storage.objectViewer", "roles/storage.objectCreator", "roles/storage.objectAdmin"):
+            assert granted(rows, role, bucket), (role, bucket)
+    assert "`WATER_VERTEX_REGION`" in section and "aiplatform.googleapis.com" in section

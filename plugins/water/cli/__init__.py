@@ -194,15 +194,20 @@ def seed(
 @app.command(rich_help_panel=LOCAL)
 def validate() -> None:
     """Check every pipeline spec and that every DAG file imports; exit 1 naming file and field.
+    A spec's Vertex AI requests are checked by google-cloud-aiplatform's own types.
     Pipelines whose trigger.on form a cycle are named (a warning: completion events start none of them)."""
     from water.control import cycle_reason, trigger_cycles
     from water.spec import PipelineSpec, SpecError, load_spec
+    from water.targets.cloud import vertex
 
     problems = 0
     specs: dict[str, PipelineSpec] = {}
     for spec_file in sorted(paths.pipelines_dir().glob("*.yaml")):
         try:
-            specs[spec_file.stem] = load_spec(spec_file)
+            spec = load_spec(spec_file)
+            if vertex.has_vertex_steps(spec):  # its Vertex AI requests, by google-cloud-aiplatform's types
+                vertex.validate_spec(spec, paths.shown(spec_file))
+            specs[spec_file.stem] = spec
             console.print(f"[green]ok[/]   {paths.shown(spec_file)}")
         except SpecError as exc:
             problems += 1

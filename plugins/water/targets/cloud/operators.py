@@ -13,10 +13,17 @@ file imports this module, and parsing it must not import the providers' client s
   writes `stats/ds=…/inference_stats.json`, as the local target does.
 - `SageMakerTrainingGateOperator`: a training step's `checks.metric` on the job's final
   metrics (DescribeTrainingJob's FinalMetricDataList).
+- Vertex AI: `PythonPackageToGCSOperator` (a script's folder as the Python package a CustomJob
+  installs), `StagedMetricsGateOperator` (the training gate on the metrics.json beside a staged
+  model), `AutoMLModelOperator` (an AutoML model's reference, model.json, gated on its
+  evaluation), `AutoMLInstancesOperator` and `AutoMLPredictionsOperator` (a batch prediction's
+  JSON Lines in and out of the lake's CSV lines, water.vertex_predictions).
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
 import io
 import json
 import re
@@ -28,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
-from water.operators.quality import TrainingGateOperator
+from water.operators.quality import QualityGateOperator, TrainingGateOperator, check_in_lake
+from water.quality import Gates
+from water.store import LakeStore
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.athena import AthenaHook
@@ -361,3 +370,306 @@ def pod_arguments(
     for flag, uri in flags.items():
         argv += [f"--{flag}", uri]
     return argv
+
+
+# --- Vertex AI: the code a CustomJob runs, a training's metrics, AutoML's model and predictions --
+
+
+def split_gs_uri(uri: str) -> tuple[str, str]:
+    """('bucket', 'object/prefix') of gs://bucket/object/prefix; ValueError for anything else."""
+    match = re.match(r"^gs://([a-z0-9][a-z0-9._\-]{1,220}[a-z0-9])(?:/(.*))?$", uri)
+    if not match:
+        raise ValueError(f"{uri!r} is not a gs://bucket/prefix URI")
+    return match.group(1), (match.group(2) or "").strip("/")
+
+
+def _package_files(folder: Path, extra: Mapping[str, Path]) -> dict[str, Path]:
+    """Relative name -> file of what the package holds: the folder (no caches), then `extra`."""
+    files = {str(p.relative_to(folder)): p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    if not files:
+        raise FileNotFoundError(f"no files to package in {folder}")
+    return dict(sorted({**files, **extra}.items()))
+
+
+def python_package(folder: Path, extra: Mapping[str, Path] | None = None) -> bytes:
+    """A reproducible source distribution (`trainer-0.0.0.tar.gz`) of the folder as the Python
+    package `trainer` (water.targets.cloud.vertex.PACKAGE), with `extra` files beside its own:
+    what a Vertex AI CustomJob's python_package_spec installs before `python -m trainer.<script>`.
+    The same folder gives the same bytes (sorted entries, fixed times and owners, gzip without
+    a timestamp); setup.py is plain setuptools, as old as the prebuilt images' Python has."""
+    from water.targets.cloud.vertex import PACKAGE, PACKAGE_VERSION
+
+    files = _package_files(folder, extra or {})
+    root = f"{PACKAGE}-{PACKAGE_VERSION}"
+    folders = sorted({str(Path(name).parent) for name in files} - {"."})
+    data = ['"*"', *(json.dumps(f"{sub}/*") for sub in folders)]
+    setup = (
+        "from setuptools import setup\n\n"
+        f'setup(name="{PACKAGE}", version="{PACKAGE_VERSION}", packages=["{PACKAGE}"], '
+        f'package_data={{"{PACKAGE}": [{", ".join(data)}]}}, include_package_data=True)\n'
+    )
+    metadata = f"Metadata-Version: 1.0\nName: {PACKAGE}\nVersion: {PACKAGE_VERSION}\nSummary: water: {folder.name}\n"
+    entries: dict[str, bytes] = {"PKG-INFO": metadata.encode(), "setup.py": setup.encode()}
+    if "__init__.py" not in files:
+        entries[f"{PACKAGE}/__init__.py"] = b""
+    entries.update({f"{PACKAGE}/{name}": path.read_bytes() for name, path in files.items()})
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content in sorted(entries.items()):
+            info = tarfile.TarInfo(f"{root}/{name}")
+            info.size, info.mtime, info.mode = len(content), 0, 0o644
+            tar.addfile(info, io.BytesIO(content))
+    packed = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
+        gz.write(raw.getvalue())
+    return packed.getvalue()
+
+
+class PythonPackageToGCSOperator(BaseOperator):
+    """Uploads `folder` (and `extra_files`: name -> path, packaged beside it) as the Python
+    package a Vertex AI CustomJob installs, `<destination>/trainer-0.0.0.tar.gz`; with
+    `with_sources`, the same files unpacked under `<destination>/src/` too (the handler
+    driver's --code-dir, read through the job's /gcs mount), replacing what was there."""
+
+    template_fields: Sequence[str] = ("destination",)
+
+    def __init__(
+        self,
+        *,
+        folder: str,
+        destination: str,
+        extra_files: Mapping[str, str] | None = None,
+        with_sources: bool = False,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.folder, self.destination, self.gcp_conn_id = folder, destination, gcp_conn_id
+        self.extra_files, self.with_sources = dict(extra_files or {}), with_sources
+
+    def execute(self, context: Context) -> str:
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        from water.targets.cloud.vertex import PACKAGE, PACKAGE_VERSION
+
+        hook = GCSHook(gcp_conn_id=self.gcp_conn_id)
+        bucket, prefix = split_gs_uri(self.destination)
+        extra = {name: Path(path) for name, path in self.extra_files.items()}
+        data = python_package(Path(self.folder), extra)
+        package = f"{prefix}/{PACKAGE}-{PACKAGE_VERSION}.tar.gz"
+        hook.upload(bucket_name=bucket, object_name=package, data=data, mime_type="application/gzip")
+        if self.with_sources:
+            for stale in hook.list(bucket_name=bucket, prefix=f"{prefix}/src/") or []:
+                hook.delete(bucket_name=bucket, object_name=stale)
+            for name, path in _package_files(Path(self.folder), extra).items():
+                hook.upload(bucket_name=bucket, object_name=f"{prefix}/src/{name}", data=path.read_bytes())
+        self.log.info("uploaded %s (%d bytes) to gs://%s/%s", self.folder, len(data), bucket, package)
+        return f"gs://{bucket}/{package}"
+
+
+class StagedMetricsGateOperator(QualityGateOperator):
+    """The training gate on the metrics a training script wrote beside its model
+    (`metrics.json`: {"metrics": {name: value}}), read from the model's staged copy before it
+    is promoted: a model below the gate never replaces the day's partition."""
+
+    def __init__(self, *, model_location: str, metrics_file: str = "metrics.json", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_location, self.metrics_file = model_location, metrics_file
+
+    def reported_metrics(self, context: Context) -> dict[str, float]:
+        found = self.store.read_json(self.model_location, context["ds"], self.metrics_file)
+        metrics = (found or {}).get("metrics")
+        if not isinstance(metrics, dict):
+            where = self.store.lake.uri(self.model_location, context["ds"])
+            raise FileNotFoundError(f"{where}/{self.metrics_file}: no {{'metrics': {{...}}}} written by the training script")
+        return {str(name): float(value) for name, value in metrics.items()}
+
+
+def evaluation_accuracy(evaluations: Sequence[Mapping[str, Any]]) -> float:
+    """Accuracy of a classification model from its evaluation's confusion matrix (Vertex AI's
+    ModelEvaluation.metrics.confusionMatrix.rows: true class by predicted class): the share of
+    the diagonal. The first evaluation that has a confusion matrix counts."""
+    for evaluation in evaluations:
+        matrix = ((evaluation.get("metrics") or {}).get("confusionMatrix") or {}).get("rows")
+        if not matrix:
+            continue
+        rows = [[float(v) for v in row] for row in matrix]
+        total = sum(map(sum, rows))
+        if total <= 0:
+            raise ValueError("the model's evaluation confusion matrix counts no rows")
+        return sum(row[i] for i, row in enumerate(rows) if i < len(row)) / total
+    raise ValueError("the model has no classification evaluation with a confusion matrix")
+
+
+class AutoMLModelOperator(BaseOperator):
+    """An AutoML model as the lake keeps it: `model.json` in the model's staging, naming the
+    Vertex AI model the training task made (its `model_id` XCom), the target column and the
+    features in the training set's order (the train channel's header: what the batch
+    prediction's instances name), and the accuracy of the model's own evaluation. With the
+    step's `checks.metric` the gate runs first on that accuracy (as `validation:accuracy`)."""
+
+    def __init__(
+        self,
+        *,
+        training_task_id: str,
+        project_id: str,
+        region: str,
+        staging: str,
+        train_dataset: str,
+        target_column: str,
+        metric_name: str,
+        pipeline: str,
+        lake_root: str,
+        storage_conn_id: str | None = None,
+        gates: Gates | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.gates, self.store = gates, LakeStore(lake_root, pipeline, storage_conn_id)
+        self.training_task_id, self.project_id, self.region = training_task_id, project_id, region
+        self.staging, self.train_dataset, self.target_column = staging, train_dataset, target_column
+        self.metric_name, self.gcp_conn_id = metric_name, gcp_conn_id
+
+    def evaluations(self, model: str) -> list[dict[str, Any]]:
+        from airflow.providers.google.cloud.hooks.vertex_ai.model_service import ModelServiceHook
+        from google.cloud.aiplatform_v1 import ModelEvaluation
+
+        client = ModelServiceHook(gcp_conn_id=self.gcp_conn_id).get_model_service_client(self.region)
+        return [ModelEvaluation.to_dict(e) for e in client.list_model_evaluations(parent=model)]
+
+    def features(self, ds: str) -> list[str]:
+        for name, opener in self.store.files(self.train_dataset, ds):
+            with opener() as handle:
+                header = handle.readline().decode().strip()
+            if header:
+                columns = next(csv.reader([header]))
+                if self.target_column not in columns:
+                    raise ValueError(f"{self.train_dataset} {name}: no {self.target_column!r} column in {columns}")
+                return [c for c in columns if c != self.target_column]
+        raise FileNotFoundError(f"{self.store.lake.uri(self.train_dataset, ds)}: no training file with a header")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        ds = context["ds"]
+        model_id = context["ti"].xcom_pull(task_ids=self.training_task_id, key="model_id")
+        if not model_id:
+            raise ValueError(f"{self.training_task_id} returned no model_id: the AutoML training made no model")
+        model = f"projects/{self.project_id}/locations/{self.region}/models/{model_id}"
+        metrics = {self.metric_name: evaluation_accuracy(self.evaluations(model))}
+        figures = check_in_lake(self.gates, self.store, ds, {}, metrics) if self.gates is not None else {}
+        reference = {
+            "engine": "vertex_automl_tabular",
+            "model": model,
+            "target_column": self.target_column,
+            "features": self.features(ds),
+            "metrics": metrics,
+        }
+        self.store.remove_partition(self.staging, ds)
+        self.store.write_json(self.staging, ds, "model.json", reference)
+        self.log.info("AutoML model %s: %s; checks: %s", model, metrics, json.dumps(figures, sort_keys=True, default=str))
+        return reference
+
+
+class AutoMLInstancesOperator(BaseOperator):
+    """The input partition's CSV lines (no header, the id first) as JSON Lines instances in the
+    exchange (`destination`, one `<file>.jsonl` per input file, replacing what was there), for
+    the AutoML model the model partition's `model.json` names (water.vertex_predictions).
+    Returns {"model": the model's resource name, "files", "instances"}: the batch prediction's model."""
+
+    template_fields: Sequence[str] = ("destination",)
+
+    def __init__(
+        self,
+        *,
+        input_dataset: str,
+        model_dataset: str,
+        destination: str,
+        pipeline: str,
+        lake_root: str,
+        storage_conn_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.input_dataset, self.model_dataset, self.destination = input_dataset, model_dataset, destination
+        self.pipeline, self.lake_root, self.storage_conn_id, self.gcp_conn_id = pipeline, lake_root, storage_conn_id, gcp_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        from water.vertex_predictions import instances_jsonl
+
+        ds = context["ds"]
+        store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
+        reference = store.read_json(self.model_dataset, ds, "model.json")
+        if not reference or not reference.get("model") or not reference.get("features"):
+            raise FileNotFoundError(f"{store.lake.uri(self.model_dataset, ds)}/model.json: no AutoML model reference")
+        hook = GCSHook(gcp_conn_id=self.gcp_conn_id)
+        bucket, prefix = split_gs_uri(self.destination)
+        for stale in hook.list(bucket_name=bucket, prefix=f"{prefix}/") or []:
+            hook.delete(bucket_name=bucket, object_name=stale)
+        files = instances = 0
+        for name, opener in store.files(self.input_dataset, ds):
+            with opener() as handle:
+                rows = handle.read().decode().splitlines()
+            lines = list(instances_jsonl(rows, reference["features"], source=name))
+            if not lines:
+                continue
+            hook.upload(bucket_name=bucket, object_name=f"{prefix}/{Path(name).name}.jsonl", data="\n".join(lines) + "\n")
+            files, instances = files + 1, instances + len(lines)
+        if not instances:
+            raise FileNotFoundError(f"{store.lake.uri(self.input_dataset, ds)}: no rows to predict")
+        self.log.info("%d instance(s) in %d file(s) to %s for %s", instances, files, self.destination, reference["model"])
+        return {"model": reference["model"], "files": files, "instances": instances}
+
+
+class AutoMLPredictionsOperator(BaseOperator):
+    """A BatchPredictionJob's JSON Lines output under `source` (its predictions_NNNNN.jsonl)
+    as CSV lines `id,class,confidence` in `destination` (a lake dataset path: the step's
+    staging), replacing what was there; an errors_NNNNN.jsonl that holds a line fails the task."""
+
+    template_fields: Sequence[str] = ("source",)
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        destination: str,
+        classes: list[str],
+        pipeline: str,
+        lake_root: str,
+        storage_conn_id: str | None = None,
+        gcp_conn_id: str = "google_cloud_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source, self.destination, self.classes = source, destination, list(classes)
+        self.pipeline, self.lake_root, self.storage_conn_id, self.gcp_conn_id = pipeline, lake_root, storage_conn_id, gcp_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+
+        from water.vertex_predictions import prediction_lines
+
+        ds = context["ds"]
+        hook = GCSHook(gcp_conn_id=self.gcp_conn_id)
+        bucket, prefix = split_gs_uri(self.source)
+        names = sorted(hook.list(bucket_name=bucket, prefix=f"{prefix}/") or [])
+        for name in (n for n in names if Path(n).name.startswith("errors_")):
+            errors = hook.download(bucket_name=bucket, object_name=name).decode()
+            if errors.strip():
+                first = errors.strip().splitlines()[0][:500]
+                raise ValueError(f"gs://{bucket}/{name}: the batch prediction failed for some instances, e.g. {first}")
+        predictions = [n for n in names if Path(n).name.startswith("predictions_")]
+        if not predictions:
+            raise FileNotFoundError(f"{self.source}: no predictions_*.jsonl written by the batch prediction")
+        store = LakeStore(self.lake_root, self.pipeline, self.storage_conn_id)
+        store.remove_partition(self.destination, ds)
+        rows = 0
+        for i, name in enumerate(predictions):
+            text = hook.download(bucket_name=bucket, object_name=name).decode()
+            lines = list(prediction_lines(text.splitlines(), self.classes, source=f"gs://{bucket}/{name}"))
+            store.write_text(self.destination, ds, f"part-{i:05d}.csv", "".join(f"{line}\n" for line in lines))
+            rows += len(lines)
+        self.log.info("%d prediction(s) from %d file(s) of %s", rows, len(predictions), self.source)
+        return {"files": len(predictions), "rows": rows}

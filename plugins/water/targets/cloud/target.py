@@ -1,10 +1,11 @@
 """The cloud target (WATER_TARGET=cloud): every stage on the real provider operators.
 
 BigQuery -> GCS -> S3 extract, Glue features, Athena training set, Kubernetes pods,
-SageMaker training and batch transform, Athena counts, S3 -> GCS -> BigQuery publish. The
-lake is S3 (`<WATER_LAKE>/<pipeline>/<dataset>/ds=YYYY-MM-DD/`, water.lake). Each stage
-writes aside (`<pipeline>/<dataset>/_staging/ds=…`) and a promote task swaps the result
-into its partition, so a failed step leaves the previous good partition in place.
+SageMaker training and batch transform, Vertex AI custom training, AutoML tabular and batch
+prediction (their data through the GCS exchange, water.targets.cloud.vertex), Athena counts,
+S3 -> GCS -> BigQuery publish. The lake is S3 (`<WATER_LAKE>/<pipeline>/<dataset>/ds=YYYY-MM-DD/`,
+water.lake). Each stage writes aside (`<pipeline>/<dataset>/_staging/ds=…`) and a promote task
+swaps the result into its partition, so a failed step leaves the previous good partition in place.
 
 Deployment-wide settings come from the environment, read at parse time (no network, no
 database); `CloudSettings.from_environment()` names every missing or malformed variable.
@@ -17,15 +18,17 @@ workload identity), never here.
 | `WATER_AWS_REGION` | AWS region of the lake, Glue, Athena and SageMaker | `eu-west-1` |
 | `WATER_AWS_CONN_ID` | Airflow connection id for AWS (default `aws_default`) | `aws_default` |
 | `WATER_GCP_CONN_ID` | Airflow connection id for Google Cloud (default `google_cloud_default`) | `google_cloud_default` |
-| `WATER_GCP_PROJECT` | Google Cloud project that runs the BigQuery jobs | `acme-analytics` |
+| `WATER_GCP_PROJECT` | Google Cloud project that runs the BigQuery and Vertex AI jobs | `acme-analytics` |
 | `WATER_BIGQUERY_LOCATION` | BigQuery location of the source, staging and output datasets, where every BigQuery job runs and is polled (default `US`) | `EU`, `europe-west1` |
 | `WATER_BQ_STAGING_DATASET` | BigQuery dataset for the extract's per-day tables (set a default table expiration) | `water_staging` |
-| `WATER_GCS_STAGING` | GCS prefix for BigQuery exports and loads (`gs://bucket/prefix`) | `gs://acme-water-staging/exchange` |
+| `WATER_GCS_STAGING` | GCS prefix for BigQuery exports and loads, and the exchange of the Vertex AI steps (`gs://bucket/prefix`) | `gs://acme-water-staging/exchange` |
 | `WATER_GLUE_ROLE` | IAM role name the Glue jobs run as | `water-glue` |
 | `WATER_GLUE_SCRIPTS` | S3 prefix the Glue scripts are uploaded to | `s3://acme-ml-artifacts/water/glue` |
 | `WATER_ATHENA_OUTPUT` | S3 prefix for Athena query results | `s3://acme-ml-artifacts/water/athena` |
 | `WATER_SAGEMAKER_ROLE_ARN` | IAM role ARN SageMaker training and models run as | `arn:aws:iam::123456789012:role/water-sagemaker` |
 | `WATER_SAGEMAKER_CODE` | S3 prefix for the script-mode `sourcedir.tar.gz` | `s3://acme-ml-artifacts/water/sagemaker` |
+| `WATER_VERTEX_REGION` | Google Cloud region the Vertex AI jobs, datasets and models are in (in `WATER_GCP_PROJECT`) | `europe-west4` |
+| `WATER_VERTEX_SERVICE_ACCOUNT` | Service account email the Vertex AI custom and batch prediction jobs run as (docs/deploy.md, "Vertex AI") | `water-vertex@acme-analytics.iam.gserviceaccount.com` |
 | `WATER_K8S_NAMESPACE` | Kubernetes namespace of the job pods | `water-jobs` |
 | `WATER_K8S_SERVICE_ACCOUNT` | Service account of the job pods, their own (docs/k8s/jobs-service-account.yaml): the lake by workload identity, no Airflow role | `water-jobs` |
 | `WATER_JOB_IMAGE` | Repository of the job image (the Dockerfile's `jobs` stage) | `registry.example/water-jobs` |
@@ -70,9 +73,13 @@ from water.spec import (
     SageMakerTransformStep,
     SizedPostprocessStep,
     Tier,
+    VertexAutoMLTabularStep,
+    VertexBatchPredictionStep,
+    VertexCustomTrainingStep,
 )
 from water.targets import common
 from water.targets.base import Built, Registry, Target, external, per_shard
+from water.targets.cloud import vertex
 from water.targets.cloud.lazy import LazyOperator, OperatorRef
 
 if TYPE_CHECKING:
@@ -82,7 +89,7 @@ if TYPE_CHECKING:
     from water.targets.cloud.operators import AthenaCounter, S3PromotePartitionOperator
 
 # The staged kinds: each writes one dataset aside, then a promote task swaps it in.
-StagedStep = BigQuerySqlStep | AthenaSqlStep | GluePySparkStep | SageMakerTransformStep
+StagedStep = BigQuerySqlStep | AthenaSqlStep | GluePySparkStep | SageMakerTransformStep | VertexBatchPredictionStep
 
 REGISTRY = Registry("cloud")
 
@@ -123,6 +130,18 @@ SAGEMAKER_TRANSFORM = OperatorRef(
     "airflow.providers.amazon.aws.operators.sagemaker.SageMakerTransformOperator",
     {"Amazon SageMaker Transform Job Details": "_link_SageMakerTransformJobLink"},
     "#ededed",
+)
+VERTEX_CUSTOM_JOB = OperatorRef(
+    "airflow.providers.google.cloud.operators.vertex_ai.custom_job.CreateCustomJobOperator",
+    {"Vertex AI Custom Job": "custom_job_conf"},
+)
+VERTEX_DATASET = OperatorRef("water.targets.cloud.vertex_operators.TemplatedCreateDatasetOperator", {"Dataset": "dataset_conf"})
+VERTEX_AUTOML_TABULAR = OperatorRef(
+    "airflow.providers.google.cloud.operators.vertex_ai.auto_ml.CreateAutoMLTabularTrainingJobOperator",
+    {"Vertex AI Model": "model_conf", "Vertex AI Training": "training_conf"},
+)
+VERTEX_BATCH_PREDICTION = OperatorRef(
+    "water.targets.cloud.vertex_operators.VertexBatchPredictionOperator", {"Batch Prediction Job": "batch_prediction_job_conf"}
 )
 ATHENA_UNLOAD = OperatorRef(
     "water.targets.cloud.extended.AthenaUnloadOperator", {"Query Results": "_link_AthenaQueryResultsLink"}, "#44b5e2"
@@ -223,6 +242,8 @@ class CloudSettings:
     athena_output: str
     sagemaker_role_arn: str
     sagemaker_code: str
+    vertex_region: str
+    vertex_service_account: str
     k8s_namespace: str
     k8s_service_account: str
     job_image: str
@@ -244,6 +265,11 @@ class CloudSettings:
         "athena_output": (_S3, "s3://bucket/prefix"),
         "sagemaker_role_arn": (r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$", "an IAM role ARN"),
         "sagemaker_code": (_S3, "s3://bucket/prefix"),
+        "vertex_region": (r"^[a-z]+-[a-z]+\d+$", "a Google Cloud region such as europe-west4"),
+        "vertex_service_account": (
+            r"^[a-z][a-z0-9\-]{4,28}[a-z0-9]@[a-z][a-z0-9\-]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$",
+            "a service account email (NAME@PROJECT.iam.gserviceaccount.com)",
+        ),
         "k8s_namespace": (r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", "a Kubernetes namespace"),
         "k8s_service_account": (r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", "a Kubernetes service account name"),
         "job_image": (r"^[^\s:@]+(:\d+)?(/[^\s:@]+)*$", "an image repository without a tag"),
@@ -519,6 +545,73 @@ class CloudTarget(Target):
     def sourcedir(self, spec: PipelineSpec, training: str) -> str:
         """Where a SageMaker training step's script-mode code (and its inference handlers) go."""
         return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
+
+    def vertex_place(self, spec: PipelineSpec) -> vertex.VertexPlace:
+        """Where the pipeline's Vertex AI work runs (project, region, exchange, service account)."""
+        s = self.settings
+        return vertex.VertexPlace(
+            project=s.gcp_project,
+            region=s.vertex_region,
+            exchange=s.gcs_staging,
+            service_account=s.vertex_service_account,
+            pipeline=spec.name,
+        )
+
+    def _vertex(self) -> dict[str, Any]:
+        """Of every Vertex AI operator: the project, region and connection."""
+        s = self.settings
+        return {"project_id": s.gcp_project, "region": s.vertex_region, "gcp_conn_id": s.gcp_conn_id}
+
+    def _clear_gcs(self, task_id: str, folders: list[str], **kwargs: Any) -> LazyOperator:
+        """Empties exchange folders (gs://bucket/prefix, one bucket) before they are written."""
+        from water.targets.cloud.operators import split_gs_uri
+
+        split = [split_gs_uri(folder) for folder in folders]
+        (bucket,) = {b for b, _ in split}
+        return GCS_DELETE_OBJECTS(
+            task_id=task_id,
+            bucket_name=bucket,
+            prefix=[f"{p}/" for _, p in split],
+            gcp_conn_id=self.settings.gcp_conn_id,
+            **kwargs,
+        )
+
+    def _to_gcs(self, task_id: str, spec: PipelineSpec, dataset: str, folder: str, **kwargs: Any) -> LazyOperator:
+        """A lake partition copied into an exchange folder (gs://…, emptied before)."""
+        from water.targets.cloud.operators import split_s3_uri
+
+        lake_bucket, key = split_s3_uri(self._partition(spec, dataset))
+        return S3_TO_GCS(
+            task_id=task_id,
+            bucket=lake_bucket,
+            prefix=f"{key}/",
+            dest_gcs=f"{folder}/",
+            apply_gcs_prefix=True,
+            replace=True,
+            aws_conn_id=self.settings.aws_conn_id,
+            gcp_conn_id=self.settings.gcp_conn_id,
+            return_gcs_uris=True,
+            deferrable=False,  # its deferrable mode is a Storage Transfer job holding AWS keys: not here
+            **kwargs,
+        )
+
+    def _to_s3(self, task_id: str, folder: str, staging: str, **kwargs: Any) -> LazyOperator:
+        """An exchange folder's files (flattened) copied into a lake staging prefix."""
+        from water.targets.cloud.operators import split_gs_uri
+
+        bucket, prefix = split_gs_uri(folder)
+        return GCS_TO_S3(
+            task_id=task_id,
+            gcs_bucket=bucket,
+            prefix=f"{prefix}/",
+            gcp_conn_id=self.settings.gcp_conn_id,
+            dest_aws_conn_id=self.settings.aws_conn_id,
+            dest_s3_key=f"{staging}/",
+            replace=True,
+            keep_directory_structure=False,
+            flatten_structure=True,
+            **kwargs,
+        )
 
     def counter(self, spec: PipelineSpec, predictions: str, workgroup: str) -> AthenaCounter:
         from water.targets.cloud.operators import AthenaCounter
@@ -834,6 +927,194 @@ def sagemaker_transform(target: CloudTarget, spec: PipelineSpec, name: str, step
             **timeout,
         )
         model >> target._clear_s3(staging, **timeout) >> transform >> target._checked_promote(spec, name, step, **timeout)
+    return Built.one(group)
+
+
+@REGISTRY.builds("vertex_custom_training")
+def vertex_custom_training(target: CloudTarget, spec: PipelineSpec, name: str, step: VertexCustomTrainingStep) -> Built:
+    """Channels S3 -> GCS, the script's folder as a Python package -> a Vertex AI CustomJob
+    (water.targets.cloud.vertex.custom_training_job) -> the model's files GCS -> S3 staging ->
+    the training gate on its metrics.json -> promote."""
+    from water.targets.cloud.operators import PythonPackageToGCSOperator, StagedMetricsGateOperator
+
+    s = target.settings
+    place = target.vertex_place(spec)
+    transfer = external(timedelta(minutes=30))
+    staging = target._staging(spec, step.writes)
+    channels = {channel: place.folder(dataset) for channel, dataset in step.reads.items()}
+    with target._group(name, f"Vertex AI custom training -> {step.writes}/ds=…") as group:
+        clear = target._clear_gcs("clear_exchange", [*channels.values(), place.model_dir(step.writes)], **transfer)
+        to_gcs = [
+            target._to_gcs(f"to_gcs_{channel}", spec, step.reads[channel], folder, **transfer)
+            for channel, folder in channels.items()
+        ]
+        package = PythonPackageToGCSOperator(
+            task_id="package",
+            folder=str(paths.include_dir() / Path(step.entry_point).parent),
+            destination=place.code(name),
+            gcp_conn_id=s.gcp_conn_id,
+            **external(timedelta(minutes=10)),
+        )
+        fit = VERTEX_CUSTOM_JOB(
+            task_id="fit",
+            custom_job=vertex.custom_training_job(place, name, step),
+            deferrable=s.deferrable,
+            poll_interval=30,
+            **target._vertex(),
+            **external(step.max_runtime + timedelta(minutes=30)),  # queueing and provisioning on top of the job's own limit
+        )
+        to_s3 = target._to_s3("to_s3", place.model_dir(step.writes), staging, **transfer)
+        clear >> to_gcs >> fit
+        package >> fit >> target._clear_s3(staging, **transfer) >> to_s3
+        promote = target._promote(spec, step.writes, **transfer)
+        gates = Gates.of(name, step)
+        if gates is None:
+            to_s3 >> promote
+        else:  # on the metrics the script wrote beside the model: a model below the gate is never promoted
+            (
+                to_s3
+                >> StagedMetricsGateOperator(
+                    task_id="check",
+                    gates=gates,
+                    model_location=target._staging_dataset(step.writes),
+                    **target.lake_access(spec),
+                    **transfer,
+                )
+                >> promote
+            )
+    return Built.one(group)
+
+
+@REGISTRY.builds("vertex_automl_tabular")
+def vertex_automl_tabular(target: CloudTarget, spec: PipelineSpec, name: str, step: VertexAutoMLTabularStep) -> Built:
+    """Channels S3 -> GCS -> a managed tabular dataset -> AutoML tabular training -> the
+    model's reference (model.json) into staging, gated on the model's evaluation -> promote."""
+    from water.targets.cloud.operators import AutoMLModelOperator
+
+    s = target.settings
+    place = target.vertex_place(spec)
+    transfer = external(timedelta(minutes=30))
+    channels = {channel: place.folder(dataset) for channel, dataset in step.reads.items()}
+    dataset_id = f"{{{{ ti.xcom_pull(task_ids='{name}.dataset', key='dataset_id') }}}}"
+    with target._group(name, f"Vertex AI AutoML tabular -> {step.writes}/ds=…") as group:
+        clear = target._clear_gcs("clear_exchange", list(channels.values()), **transfer)
+        to_gcs = [
+            target._to_gcs(f"to_gcs_{channel}", spec, step.reads[channel], folder, **transfer)
+            for channel, folder in channels.items()
+        ]
+        dataset = VERTEX_DATASET(
+            task_id="dataset",
+            dataset=vertex.tabular_dataset(place, name, step),
+            **target._vertex(),
+            **transfer,  # the import of the day's CSV files
+        )
+        fit = VERTEX_AUTOML_TABULAR(
+            task_id="fit",
+            **vertex.automl_arguments(place, name, step, dataset_id),
+            gcp_conn_id=s.gcp_conn_id,
+            **external(step.timeout),
+        )
+        metric = step.metric_check()
+        register = AutoMLModelOperator(
+            task_id="register",
+            training_task_id=f"{name}.fit",
+            project_id=s.gcp_project,
+            region=s.vertex_region,
+            staging=target._staging_dataset(step.writes),
+            train_dataset=step.reads["train"],
+            target_column=step.target_column,
+            metric_name=(metric.name if metric else None) or step.objective_metric,
+            gates=Gates.of(name, step),
+            gcp_conn_id=s.gcp_conn_id,
+            **target.lake_access(spec),
+            **transfer,
+        )
+        clear >> to_gcs >> dataset >> fit >> register >> target._promote(spec, step.writes, **transfer)
+    return Built.one(group)
+
+
+@REGISTRY.builds("vertex_batch_prediction")
+def vertex_batch_prediction(target: CloudTarget, spec: PipelineSpec, name: str, step: VertexBatchPredictionStep) -> Built:
+    """A custom model: input and model S3 -> GCS, the inference handlers and the handler driver
+    as a Python package -> a CustomJob running them -> predictions GCS -> S3 staging. An AutoML
+    model: the input as JSON Lines instances -> a BatchPredictionJob -> its JSON Lines as CSV
+    lines into staging. Then the checks and promote."""
+    from water.targets.cloud.operators import AutoMLInstancesOperator, AutoMLPredictionsOperator, PythonPackageToGCSOperator
+
+    s = target.settings
+    place = target.vertex_place(spec)
+    timeout = external(step.timeout)
+    transfer = external(timedelta(minutes=30))
+    staging = target._staging(spec, step.writes)
+    output = place.folder(step.writes)
+    if step.entry_point is not None:
+        entry = Path(step.entry_point)
+        with target._group(name, f"Vertex AI CustomJob: the inference handlers -> {step.writes}/ds=…") as group:
+            clear = target._clear_gcs(
+                "clear_exchange", [place.folder(step.input), place.model_dir(step.model), output], **transfer
+            )
+            inputs = [
+                target._to_gcs("to_gcs_input", spec, step.input, place.folder(step.input), **transfer),
+                target._to_gcs("to_gcs_model", spec, step.model, place.model_dir(step.model), **transfer),
+            ]
+            package = PythonPackageToGCSOperator(
+                task_id="package",
+                folder=str(paths.include_dir() / entry.parent),
+                destination=place.code(name),
+                extra_files={vertex.DRIVER: str(Path(__file__).parents[1] / "local" / "engines" / vertex.DRIVER)},
+                with_sources=True,
+                gcp_conn_id=s.gcp_conn_id,
+                **external(timedelta(minutes=10)),
+            )
+            predict = VERTEX_CUSTOM_JOB(
+                task_id="predict",
+                custom_job=vertex.batch_prediction_custom_job(place, name, step),
+                deferrable=s.deferrable,
+                poll_interval=30,
+                **target._vertex(),
+                **timeout,
+            )
+            to_s3 = target._to_s3("to_s3", output, staging, **transfer)
+            clear >> inputs >> predict
+            (
+                package
+                >> predict
+                >> target._clear_s3(staging, **transfer)
+                >> to_s3
+                >> target._checked_promote(spec, name, step, **transfer)
+            )
+        return Built.one(group)
+    model = f"{{{{ ti.xcom_pull(task_ids='{name}.instances')['model'] }}}}"
+    with target._group(name, f"Vertex AI batch prediction (AutoML model) -> {step.writes}/ds=…") as group:
+        instances = AutoMLInstancesOperator(
+            task_id="instances",
+            input_dataset=step.input,
+            model_dataset=step.model,
+            destination=place.folder(step.input),
+            gcp_conn_id=s.gcp_conn_id,
+            **target.lake_access(spec),
+            **transfer,
+        )
+        clear = target._clear_gcs("clear_exchange", [output], **transfer)
+        predict = VERTEX_BATCH_PREDICTION(
+            task_id="predict",
+            batch_prediction_job=vertex.batch_prediction_job(place, name, step, model),
+            **vertex.batch_prediction_arguments(place, name, step, model),
+            gcp_conn_id=s.gcp_conn_id,
+            deferrable=s.deferrable,
+            poll_interval=30,
+            **timeout,
+        )
+        convert = AutoMLPredictionsOperator(
+            task_id="convert",
+            source=output,
+            destination=target._staging_dataset(step.writes),
+            classes=spec.classes,
+            gcp_conn_id=s.gcp_conn_id,
+            **target.lake_access(spec),
+            **transfer,
+        )
+        [instances, clear] >> predict >> convert >> target._checked_promote(spec, name, step, **transfer)
     return Built.one(group)
 
 
