@@ -80,9 +80,10 @@ lint: $(STAMP)
 test: test-setup lint
 	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
-# Lint first, then everything but the end-to-end runs and the tests on local Spark or RabbitMQ.
+# Lint first, then everything but the end-to-end runs, the tests on local Spark or RabbitMQ and
+# those that train a model (the SageMaker and Vertex stages, AutoML).
 test-fast: test-setup lint
-	$(BIN)/python -m pytest -m "not e2e and not spark and not rabbitmq" -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -m "not e2e and not spark and not rabbitmq and not training" -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

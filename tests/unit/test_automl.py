@@ -81,6 +81,7 @@ def trained(data):
     return root / "model", result
 
 
+@pytest.mark.training
 def test_search_beats_the_majority_class_and_reports_its_validation_accuracy(data, trained):
     root, _ = data
     model, result = trained
@@ -98,6 +99,7 @@ def test_search_beats_the_majority_class_and_reports_its_validation_accuracy(dat
     assert (model / automl.MODEL_FILE).stat().st_size > 0
 
 
+@pytest.mark.training
 def test_predict_answers_each_line_with_its_id_a_class_and_a_confidence(data, trained, tmp_path):
     root, labels = data
     model, _ = trained
@@ -118,6 +120,7 @@ def test_predict_answers_each_line_with_its_id_a_class_and_a_confidence(data, tr
     assert sum(first["prediction"]["scores"]) == pytest.approx(1.0)
 
 
+@pytest.mark.training
 def test_predict_refuses_a_model_whose_classes_the_spec_does_not_have(data, trained, tmp_path):
     root, _ = data
     model, _ = trained
@@ -125,6 +128,7 @@ def test_predict_refuses_a_model_whose_classes_the_spec_does_not_have(data, trai
         automl.predict(model, root / "inference", tmp_path / "out", lambda _: None, classes=["cook", "dormant"])
 
 
+@pytest.mark.training
 def test_a_column_spec_missing_from_the_training_csv_fails_naming_it(data, tmp_path):
     root, _ = data
     with pytest.raises(ProcessFailed, match=r"train channel file part-00000\.csv: no column 'n_cooks'"):
@@ -139,6 +143,7 @@ def test_a_column_spec_missing_from_the_training_csv_fails_naming_it(data, tmp_p
         )
 
 
+@pytest.mark.training
 def test_a_two_class_objective_on_three_classes_fails_as_vertex_would(data, tmp_path):
     root, _ = data
     with pytest.raises(ProcessFailed, match="'maximize-au-roc' is for two classes; 'label' holds 3"):
@@ -195,6 +200,7 @@ def operator(lake: Path, step: VertexAutoMLTabularStep) -> LocalAutoMLTrainingOp
     )
 
 
+@pytest.mark.training
 def test_operator_trains_into_the_lake_through_the_metric_gate(data, tmp_path):
     lake = lake_with_channels(data, tmp_path)
     step = automl_step(above_majority_by=0.1, at_least=0.5)
@@ -206,6 +212,7 @@ def test_operator_trains_into_the_lake_through_the_metric_gate(data, tmp_path):
     assert gate["validation:accuracy"] == figures["metrics"]["validation:accuracy"] > gate["majority_share"] + 0.1
 
 
+@pytest.mark.training
 def test_operator_keeps_no_model_below_the_gate(data, tmp_path):
     lake = lake_with_channels(data, tmp_path)
     with pytest.raises(QualityCheckFailed, match=r"train: check metric failed: validation:accuracy [01]\.\d+ < at_least 1\.0100"):

@@ -131,6 +131,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.training
 def test_the_same_script_gives_the_same_model_under_both_contracts(both, channels):
     # SageMaker's artifact: model.tar.gz (and output.tar.gz); Vertex's: the files themselves.
     assert sorted(p.name for p in both.sm_model.iterdir()) == ["model.tar.gz", "output.tar.gz"]
@@ -152,6 +153,7 @@ def test_the_same_script_gives_the_same_model_under_both_contracts(both, channel
     assert sha(tar_member(both.sm_model / "model.tar.gz", "model.joblib")) == sha((both.vx_model / "model.joblib").read_bytes())
 
 
+@pytest.mark.training
 def test_custom_job_environment_is_vertex_s(both, channels):
     """The script runs as the module trainer.train (the folder is the package `trainer`, as the
     cloud target packages it); no SM_* variable reaches it; the channels are CSV wildcards."""
@@ -189,6 +191,7 @@ def run_train(env: dict[str, str], gcs_mount: Path | None = None) -> None:
     subprocess.run([sys.executable, "-c", code, *args], cwd=SCRIPTS, env={**clean, **env}, check=True, capture_output=True)
 
 
+@pytest.mark.training
 def test_vertex_uris_as_folder_and_as_gcs_wildcard_give_the_same_model(both, channels, tmp_path):
     # A folder of CSV files (no wildcard).
     folder_model = tmp_path / "folder-model"
@@ -220,6 +223,7 @@ def test_vertex_uris_as_folder_and_as_gcs_wildcard_give_the_same_model(both, cha
             assert (model / name).read_bytes() == (both.vx_model / name).read_bytes(), (model, name)
 
 
+@pytest.mark.training
 def test_a_wildcard_matching_no_file_stops_the_script(channels, tmp_path):
     with pytest.raises(subprocess.CalledProcessError) as failed:
         run_train(
@@ -233,6 +237,7 @@ def test_a_wildcard_matching_no_file_stops_the_script(channels, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.training
 def test_model_fn_reads_a_folder_or_a_model_tar(both, tmp_path):
     module = handlers()
     from_files, from_tar = module.model_fn(str(both.vx_model)), module.model_fn(str(both.sm_model))
@@ -337,6 +342,7 @@ def partition(lake: SimpleNamespace, dataset: str) -> Path:
     return lake.root / dataset / f"ds={DS}"
 
 
+@pytest.mark.training
 def test_local_vertex_training_writes_the_model_s_files_and_gates_its_metric(lake):
     figures = run(build(lake, "train"))
     model = partition(lake, "model")
@@ -348,6 +354,7 @@ def test_local_vertex_training_writes_the_model_s_files_and_gates_its_metric(lak
     assert figures["checks"]["metric"]["validation:accuracy"] == written["metrics"]["validation:accuracy"]
 
 
+@pytest.mark.training
 def test_local_vertex_training_below_its_gate_keeps_the_day_s_model(lake):
     model = partition(lake, "model")
     model.mkdir(parents=True)
@@ -373,6 +380,7 @@ def test_an_empty_channel_is_refused_before_the_job_starts(lake, state_dir):
     assert not partition(lake, "model").exists()
 
 
+@pytest.mark.training
 def test_local_vertex_batch_prediction_scores_every_file_with_the_model_s_files(lake):
     run(build(lake, "train"))
     op = build(lake, "batch_inference")
