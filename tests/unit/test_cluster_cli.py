@@ -204,6 +204,28 @@ def test_deploy_runs_the_commands_from_the_project_root(project, fake_tools):
     assert "$ docker push " + AIRFLOW_IMAGE in result.stdout  # each step is shown as it starts
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_deploy_refuses_a_bad_spec_before_building_anything(project, fake_tools, dry_run):
+    """A spec `water validate` refuses (here a Vertex step a CustomJob cannot carry) stops the
+    deploy before docker runs, naming the file and the field."""
+    import shutil
+
+    import yaml
+
+    _, calls = fake_tools
+    shutil.copytree(ROOT / "include", project / "include")
+    spec_file = project / "include/pipelines/recipe_engagement_vertex.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["steps"]["batch_inference"]["replica_count"] = 2
+    spec_file.write_text(yaml.safe_dump(spec))
+    result = water("deploy", "dev", "--tag", TAG, *(["--dry-run"] if dry_run else []))
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert "recipe_engagement_vertex.yaml" in message and "steps.batch_inference.replica_count" in message
+    assert "nothing built or deployed" in message
+    assert calls() == [] and "docker" not in result.stdout
+
+
 def test_deploy_stops_at_the_first_failing_command(project, fake_tools, monkeypatch):
     _, calls = fake_tools
     monkeypatch.setenv("FAKE_EXIT_DOCKER", "3")

@@ -14,7 +14,10 @@ from rich.markup import escape
 from water import __version__, paths
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from water.cli.airflow_api import AirflowAPI, ApiError
+    from water.spec import PipelineSpec
 
 app = typer.Typer(
     name="water",
@@ -191,27 +194,38 @@ def seed(
     console.print(f"warehouse: {paths.shown(paths.warehouse_dir())}", highlight=False)
 
 
+def _checked_specs(ok: Callable[[Path], None] = lambda spec_file: None) -> tuple[dict[str, PipelineSpec], list[str]]:
+    """Every spec of the project, loaded, and its Vertex AI requests checked by
+    google-cloud-aiplatform's own types: (the good ones by name, a message per bad file)."""
+    from water.spec import SpecError, load_spec
+    from water.targets.cloud import vertex
+
+    specs: dict[str, PipelineSpec] = {}
+    bad: list[str] = []
+    for spec_file in sorted(paths.pipelines_dir().glob("*.yaml")):
+        try:
+            spec = load_spec(spec_file)
+            if vertex.has_vertex_steps(spec):
+                vertex.validate_spec(spec, paths.shown(spec_file))
+        except SpecError as exc:
+            bad.append(str(exc))
+            continue
+        specs[spec_file.stem] = spec
+        ok(spec_file)
+    return specs, bad
+
+
 @app.command(rich_help_panel=LOCAL)
 def validate() -> None:
     """Check every pipeline spec and that every DAG file imports; exit 1 naming file and field.
     A spec's Vertex AI requests are checked by google-cloud-aiplatform's own types.
     Pipelines whose trigger.on form a cycle are named (a warning: completion events start none of them)."""
     from water.control import cycle_reason, trigger_cycles
-    from water.spec import PipelineSpec, SpecError, load_spec
-    from water.targets.cloud import vertex
 
-    problems = 0
-    specs: dict[str, PipelineSpec] = {}
-    for spec_file in sorted(paths.pipelines_dir().glob("*.yaml")):
-        try:
-            spec = load_spec(spec_file)
-            if vertex.has_vertex_steps(spec):  # its Vertex AI requests, by google-cloud-aiplatform's types
-                vertex.validate_spec(spec, paths.shown(spec_file))
-            specs[spec_file.stem] = spec
-            console.print(f"[green]ok[/]   {paths.shown(spec_file)}")
-        except SpecError as exc:
-            problems += 1
-            console.print(f"[red]bad[/]  {exc}")
+    specs, bad = _checked_specs(lambda spec_file: console.print(f"[green]ok[/]   {paths.shown(spec_file)}"))
+    for message in bad:
+        console.print(f"[red]bad[/]  {escape(message)}")
+    problems = len(bad)
     for cycle in trigger_cycles(specs):
         console.print(f"[yellow]warning[/] {escape(cycle_reason(cycle, specs))}", highlight=False)
     from water.cli import local_airflow
@@ -659,9 +673,17 @@ def deploy(
     """Build and push the airflow and jobs images, then helm upgrade --install the release.
 
     With a pinned chart_version, the chart is pulled first and the values are validated against
-    its values.schema.json; nothing is built when it refuses them (not with --dry-run).
+    its values.schema.json; nothing is built when it refuses them (not with --dry-run). Every
+    spec is checked first as `water validate` checks it: a bad one stops the deploy (exit 1).
     """
     from water.cli import cluster
+
+    _, bad = _checked_specs()
+    if bad:
+        for message in bad:
+            err.print(f"[red]bad[/]  {escape(message)}", highlight=False, soft_wrap=True)
+        err.print("[red]nothing built or deployed[/]: fix the specs (`water validate`)", highlight=False)
+        raise typer.Exit(1)
 
     say = None if dry_run else (lambda line: print(line, flush=True))
     _cluster(lambda: cluster.deploy_plan(env, tag, say), dry_run)
