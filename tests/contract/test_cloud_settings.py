@@ -48,6 +48,24 @@ def test_settings_name_a_malformed_variable(variable, value, says):
         CloudSettings.from_environment({**CLOUD_ENV, variable: value})
 
 
+def test_the_vertex_settings_are_needed_only_by_a_pipeline_with_vertex_steps():
+    """A deployment without Vertex AI steps sets no WATER_VERTEX_*; a pipeline with them fails
+    its own DAG build, naming both."""
+    from water.factory import build_dag
+    from water.spec import load_pipeline
+    from water.targets.cloud.target import CloudSettings, CloudTarget, SettingsError
+
+    env = {k: v for k, v in CLOUD_ENV.items() if not k.startswith("WATER_VERTEX_")}
+    target = CloudTarget(settings=CloudSettings.from_environment(env))
+    for name in PIPELINES:
+        spec = load_pipeline(name)
+        if any(step.kind.startswith("vertex_") for step in spec.steps.values()):
+            with pytest.raises(SettingsError, match="WATER_VERTEX_REGION and WATER_VERTEX_SERVICE_ACCOUNT not set"):
+                build_dag(spec, target)
+        else:
+            assert build_dag(spec, target).dag_id == name
+
+
 def test_settings_defaults_and_parsing():
     from water.targets.cloud.target import CloudSettings
 

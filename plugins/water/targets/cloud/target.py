@@ -27,8 +27,8 @@ workload identity), never here.
 | `WATER_ATHENA_OUTPUT` | S3 prefix for Athena query results | `s3://acme-ml-artifacts/water/athena` |
 | `WATER_SAGEMAKER_ROLE_ARN` | IAM role ARN SageMaker training and models run as | `arn:aws:iam::123456789012:role/water-sagemaker` |
 | `WATER_SAGEMAKER_CODE` | S3 prefix for the script-mode `sourcedir.tar.gz` | `s3://acme-ml-artifacts/water/sagemaker` |
-| `WATER_VERTEX_REGION` | Google Cloud region the Vertex AI jobs, datasets and models are in (in `WATER_GCP_PROJECT`) | `europe-west4` |
-| `WATER_VERTEX_SERVICE_ACCOUNT` | Service account email the Vertex AI custom and batch prediction jobs run as (docs/deploy.md, "Vertex AI") | `water-vertex@acme-analytics.iam.gserviceaccount.com` |
+| `WATER_VERTEX_REGION` | Google Cloud region the Vertex AI jobs, datasets and models are in (in `WATER_GCP_PROJECT`); needed only where a pipeline has a Vertex AI step | `europe-west4` |
+| `WATER_VERTEX_SERVICE_ACCOUNT` | Service account email the Vertex AI custom and batch prediction jobs run as (docs/deploy.md, "Vertex AI"); needed only where a pipeline has a Vertex AI step | `water-vertex@acme-analytics.iam.gserviceaccount.com` |
 | `WATER_K8S_NAMESPACE` | Kubernetes namespace of the job pods | `water-jobs` |
 | `WATER_K8S_SERVICE_ACCOUNT` | Service account of the job pods, their own (docs/k8s/jobs-service-account.yaml): the lake by workload identity, no Airflow role | `water-jobs` |
 | `WATER_JOB_IMAGE` | Repository of the job image (the Dockerfile's `jobs` stage) | `registry.example/water-jobs` |
@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from water import paths
 from water.lake import Lake
+from water.lineage import FILE, DatasetId, dataset_identity, lake_dataset, step_datasets
 from water.quality import Gates
 from water.spec import (
     AthenaSqlStep,
@@ -86,7 +87,7 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, TaskGroup, XComArg
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
-    from water.targets.cloud.operators import AthenaCounter, S3PromotePartitionOperator
+    from water.targets.cloud.operators import AthenaCounter, S3PromotePartitionOperator, TaskDatasets
 
 # The staged kinds: each writes one dataset aside, then a promote task swaps it in.
 StagedStep = BigQuerySqlStep | AthenaSqlStep | GluePySparkStep | SageMakerTransformStep | VertexBatchPredictionStep
@@ -242,8 +243,6 @@ class CloudSettings:
     athena_output: str
     sagemaker_role_arn: str
     sagemaker_code: str
-    vertex_region: str
-    vertex_service_account: str
     k8s_namespace: str
     k8s_service_account: str
     job_image: str
@@ -252,6 +251,9 @@ class CloudSettings:
     gcp_conn_id: str = "google_cloud_default"
     deferrable: bool = False
     bigquery_location: str = "US"
+    # Only a deployment whose pipelines have Vertex AI steps needs these (CloudTarget.vertex_settings).
+    vertex_region: str | None = None
+    vertex_service_account: str | None = None
 
     # field -> (validation regex, what it should look like); a class constant, not a field
     FORMATS: ClassVar[dict[str, tuple[str, str]]] = {
@@ -470,14 +472,27 @@ class CloudTarget(Target):
             task_id="clear_staging", bucket=bucket, prefix=f"{key}/", aws_conn_id=self.settings.aws_conn_id, **kwargs
         )
 
-    def _promote(self, spec: PipelineSpec, dataset: str, **kwargs: Any) -> S3PromotePartitionOperator:
+    def lineage(self, spec: PipelineSpec, inputs: list[str], outputs: list[str]) -> TaskDatasets:
+        """(inputs, outputs) of a task by the tables and lake datasets it reads and writes, as
+        water.lineage names them on this target."""
+        return (
+            [dataset_identity(self, spec.name, name) for name in inputs],
+            [dataset_identity(self, spec.name, name) for name in outputs],
+        )
+
+    def _promote(self, spec: PipelineSpec, name: str, **kwargs: Any) -> S3PromotePartitionOperator:
+        """The promote task of step `name`: its staging swapped into its partition. Its lineage
+        is the step's (inputs -> the dataset it commits): the step's datasets in one event,
+        whatever its provider operators report by themselves."""
         from water.targets.cloud.operators import S3PromotePartitionOperator
 
+        dataset = getattr(spec.steps[name], "writes")  # a staged step: one dataset
         return S3PromotePartitionOperator(
             task_id="promote",
             sources=[self._staging(spec, dataset)],
             destination=self._partition(spec, dataset),
             aws_conn_id=self.settings.aws_conn_id,
+            lineage_datasets=step_datasets(spec, self, name),
             **kwargs,
         )
 
@@ -487,7 +502,7 @@ class CloudTarget(Target):
         the first of them (what the write connects to)."""
         from water.operators.quality import QualityGateOperator
 
-        promote = self._promote(spec, step.writes, **kwargs)
+        promote = self._promote(spec, name, **kwargs)
         gates = Gates.of(name, step)
         if gates is None:
             return promote
@@ -534,7 +549,7 @@ class CloudTarget(Target):
             "labels": {"app.kubernetes.io/part-of": "water", "pipeline": spec.name, "ds": "{{ ds }}", **labels},
             "node_selector": dict(placement.node_selector) or None,
             "tolerations": [t.model_dump(exclude_none=True) for t in placement.tolerations] or None,  # V1Toleration fields
-            "env_vars": {"AWS_DEFAULT_REGION": s.aws_region, "AWS_REGION": s.aws_region},
+            "env_vars": {"AWS_DEFAULT_REGION": s.aws_region, "AWS_REGION": s.aws_region, **lineage_env()},
             "startup_timeout_seconds": int(placement.startup_timeout.total_seconds()),
             "on_finish_action": "delete_succeeded_pod",
             "get_logs": True,
@@ -546,21 +561,33 @@ class CloudTarget(Target):
         """Where a SageMaker training step's script-mode code (and its inference handlers) go."""
         return f"{self.settings.sagemaker_code}/{spec.name}/{training}/ds={{{{ ds }}}}/sourcedir.tar.gz"
 
+    def vertex_settings(self) -> tuple[str, str]:
+        """(region, service account) of the Vertex AI steps: set only where a pipeline has one,
+        so a missing one is an import error of that pipeline's DAG file alone."""
+        s = self.settings
+        missing = [CloudSettings.variable(f) for f in ("vertex_region", "vertex_service_account") if not getattr(s, f)]
+        if missing or s.vertex_region is None or s.vertex_service_account is None:
+            raise SettingsError(
+                f"cloud target settings: {' and '.join(missing)} not set; the pipeline's Vertex AI steps need them "
+                "(see water/targets/cloud/target.py)"
+            )
+        return s.vertex_region, s.vertex_service_account
+
     def vertex_place(self, spec: PipelineSpec) -> vertex.VertexPlace:
         """Where the pipeline's Vertex AI work runs (project, region, exchange, service account)."""
-        s = self.settings
+        region, service_account = self.vertex_settings()
         return vertex.VertexPlace(
-            project=s.gcp_project,
-            region=s.vertex_region,
-            exchange=s.gcs_staging,
-            service_account=s.vertex_service_account,
+            project=self.settings.gcp_project,
+            region=region,
+            exchange=self.settings.gcs_staging,
+            service_account=service_account,
             pipeline=spec.name,
         )
 
     def _vertex(self) -> dict[str, Any]:
         """Of every Vertex AI operator: the project, region and connection."""
         s = self.settings
-        return {"project_id": s.gcp_project, "region": s.vertex_region, "gcp_conn_id": s.gcp_conn_id}
+        return {"project_id": s.gcp_project, "region": self.vertex_settings()[0], "gcp_conn_id": s.gcp_conn_id}
 
     def _clear_gcs(self, task_id: str, folders: list[str], **kwargs: Any) -> LazyOperator:
         """Empties exchange folders (gs://bucket/prefix, one bucket) before they are written."""
@@ -626,6 +653,28 @@ class CloudTarget(Target):
             aws_conn_id=s.aws_conn_id,
             region_name=s.aws_region,
         )
+
+
+# The OpenLineage provider's macros (its plugin's, airflow.providers.openlineage.plugins.macros)
+# each job pod gets in its environment: the task's run as the parent of the job's own events,
+# the DAG run as their root. OPENLINEAGE_PARENT_ID / OPENLINEAGE_ROOT_PARENT_ID are
+# `namespace/job/run id`, as the OpenLineage integrations read them. A deployment without
+# lineage (the provider's plugin then has no macros) renders them empty.
+LINEAGE_ENV = {
+    "OPENLINEAGE_NAMESPACE": "lineage_job_namespace()",
+    "OPENLINEAGE_PARENT_ID": "lineage_parent_id(task_instance)",
+    "OPENLINEAGE_PARENT_JOB_NAME": "lineage_job_name(task_instance)",
+    "OPENLINEAGE_PARENT_RUN_ID": "lineage_run_id(task_instance)",
+    "OPENLINEAGE_ROOT_PARENT_ID": "lineage_root_parent_id(task_instance)",
+    "OPENLINEAGE_ROOT_PARENT_RUN_ID": "lineage_root_run_id(task_instance)",
+}
+LINEAGE_PLUGIN = "OpenLineageProviderPlugin"
+
+
+def lineage_env() -> dict[str, str]:
+    """LINEAGE_ENV as templates of a pod's env_vars (rendered where the task runs)."""
+    plugin = f"macros.{LINEAGE_PLUGIN}"
+    return {name: f"{{{{ {plugin}.{call} if {plugin} is defined else '' }}}}" for name, call in LINEAGE_ENV.items()}
 
 
 # The user the job pods run as: the official Airflow image's `airflow` (uid 50000, group 0),
@@ -966,7 +1015,7 @@ def vertex_custom_training(target: CloudTarget, spec: PipelineSpec, name: str, s
         to_s3 = target._to_s3("to_s3", place.model_dir(step.writes), staging, **transfer)
         clear >> to_gcs >> fit
         package >> fit >> target._clear_s3(staging, **transfer) >> to_s3
-        promote = target._promote(spec, step.writes, **transfer)
+        promote = target._promote(spec, name, **transfer)
         gates = Gates.of(name, step)
         if gates is None:
             to_s3 >> promote
@@ -1019,7 +1068,7 @@ def vertex_automl_tabular(target: CloudTarget, spec: PipelineSpec, name: str, st
             task_id="register",
             training_task_id=f"{name}.fit",
             project_id=s.gcp_project,
-            region=s.vertex_region,
+            region=place.region,
             staging=target._staging_dataset(step.writes),
             train_dataset=step.reads["train"],
             target_column=step.target_column,
@@ -1029,7 +1078,7 @@ def vertex_automl_tabular(target: CloudTarget, spec: PipelineSpec, name: str, st
             **target.lake_access(spec),
             **transfer,
         )
-        clear >> to_gcs >> dataset >> fit >> register >> target._promote(spec, step.writes, **transfer)
+        clear >> to_gcs >> dataset >> fit >> register >> target._promote(spec, name, **transfer)
     return Built.one(group)
 
 
