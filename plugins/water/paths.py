@@ -46,6 +46,16 @@ def warehouse_dir() -> Path:
     return Path(override).resolve() if override else state_dir() / "warehouse"
 
 
+def lineage_dir() -> Path:
+    """Where local runs' OpenLineage events go (docs/lineage.md)."""
+    return state_dir() / "lineage"
+
+
+def lineage_events() -> Path:
+    """The local OpenLineage events, one JSON event a line, appended by every local Airflow process."""
+    return lineage_dir() / "events.jsonl"
+
+
 def private_dir(path: Path) -> Path:
     """A folder only its owner can enter (0700), made if missing, tightened if it was not."""
     path.mkdir(parents=True, exist_ok=True)

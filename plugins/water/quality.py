@@ -108,6 +108,38 @@ def profile(files: Iterable[PartitionFile], row_format: str, checks: DatasetChec
     return result
 
 
+def columns(files: Iterable[PartitionFile], row_format: str) -> dict[str, str]:
+    """The columns (name -> type, as `profile` names them) of a partition, from its first data
+    file alone: a Parquet footer or a CSV header and first block. {} for headerless CSV, a
+    model's files, or no readable file (lineage's schema facet; never fails on a broken file)."""
+    if row_format not in ("parquet", "csv_header"):
+        return {}
+    for relative, opener in sorted(files, key=lambda f: f[0]):
+        result = Profile()
+        try:
+            if row_format == "parquet":
+                import pyarrow.parquet as pq
+
+                with opener() as handle:
+                    schema = pq.ParquetFile(handle).schema_arrow
+                result.columns = {name: type_family(schema.field(name).type) for name in schema.names}
+            else:
+                import pyarrow.csv as pacsv
+
+                with opener() as handle:
+                    if not handle.read(1):
+                        continue  # zero bytes: no header
+                    handle.seek(0)
+                    reader = pacsv.open_csv(handle, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+                    result.columns = {name: type_family(reader.schema.field(name).type) for name in reader.schema.names}
+        except (OSError, ValueError):  # pyarrow's errors are both; a broken file has no schema to report
+            continue
+        for name in _hive_columns(relative):
+            result.columns.setdefault(name, "string")
+        return result.columns
+    return {}
+
+
 def _add_parquet(result: Profile, relative: str, opener: Callable[[], IO[bytes]], wanted: list[str]) -> None:
     import pyarrow.parquet as pq
 

@@ -106,6 +106,39 @@ def headline(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def dataset_uri(namespace: str, name: str) -> str:
+    """An OpenLineage dataset identity (namespace, name) as one address: s3://bucket/key,
+    file:///path, bigquery:project.dataset.table."""
+    if namespace.startswith("file"):
+        return "file:///" + name.lstrip("/")
+    if "://" in namespace:
+        return namespace.rstrip("/") + "/" + name.lstrip("/")
+    return f"{namespace}:{name}"
+
+
+def dataset_label(namespace: str, name: str, lake_root: str) -> str:
+    """A dataset as people read it: its address, the lake root written `lake:`."""
+    uri = dataset_uri(namespace, name)
+    root = dataset_uri("file", lake_root.removeprefix("file://")) if lake_root.startswith("file:") else lake_root
+    root = root.rstrip("/") + "/"
+    return "lake:" + uri[len(root) :] if uri.startswith(root) else uri
+
+
+def lineage_table(steps: list[dict[str, Any]]) -> str:
+    """Step → the datasets it read → the datasets it wrote (record["lineage"], labels already shortened)."""
+    if not steps:
+        return ""
+
+    def cell(datasets: list[dict[str, Any]]) -> str:
+        return "<br>".join(_e(d["label"]) for d in datasets) or "-"
+
+    rows = "".join(f"<tr><td>{_e(s['step'])}</td><td>{cell(s['inputs'])}</td><td>{cell(s['outputs'])}</td></tr>" for s in steps)
+    return (
+        "<h2>Lineage: what each step read and wrote</h2><table id='lineage'>"
+        f"<tr><th>step</th><th>inputs</th><th>outputs</th></tr>{rows}</table>"
+    )
+
+
 def _e(value: object) -> str:
     return html.escape("" if value is None else str(value))
 
@@ -254,6 +287,7 @@ tr.failed td,tr.upstream_failed td{{color:#b5452f;font-weight:600}} tr.skipped t
 <table id="stages"><tr><th>task</th><th>state</th><th class="n">seconds</th><th class="n">rows in</th><th class="n">rows out</th></tr>
 {"".join(rows)}
 </table>
+{lineage_table(record.get("lineage") or [])}
 <script type="application/json" id="water-run">{data}</script>
 </body></html>
 """

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -246,6 +247,12 @@ class RunTI(FakeTI):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.stats_tags: dict[str, str] = {}  # what the resumable operators (Glue) read off the task instance
+        # what the OpenLineage provider's macros read (the Glue job's parent-job injection)
+        logical_date = datetime(2026, 11, 1, 6, tzinfo=UTC)
+        self.dag_run = SimpleNamespace(logical_date=logical_date, run_after=logical_date, conf={}, clear_number=0)
+
+    def get_template_context(self) -> dict[str, Any]:
+        return {"dag_run": self.dag_run}
 
 
 def _context(pipeline: str, task_id: str, ti: FakeTI) -> dict[str, Any]:

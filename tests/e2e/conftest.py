@@ -141,5 +141,6 @@ def demo_days(tmp_path_factory) -> dict:
         "first_prints": first_prints,
         "second_prints": second_prints,
         "slack": slack.received,
+        "slack_connection": env[next(k for k in env if k.startswith("AIRFLOW_CONN_"))],  # a secret
         "metrics": statsd.metrics(),
     }

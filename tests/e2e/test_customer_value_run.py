@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.runs import RUN_LIMIT, edit, water
 from tests.helpers import table_rows
+from tests.lineage import check_run, load_events, local_target, schema_errors, task_events
 from water.spec import load_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -104,3 +105,23 @@ def test_catalog_ddl_follows_from_the_spec_and_the_local_run(run):
 def test_catalog_before_any_local_run_says_what_to_do(tmp_path):
     result = water("catalog", "customer_value", state=tmp_path)
     assert result.returncode == 1 and "run `water run customer_value` first" in " ".join(result.stderr.split())
+
+
+def test_lineage_events_validate_against_the_openlineage_spec(run):
+    """The run's OpenLineage events (docs/lineage.md), in <state>/lineage/events.jsonl: every one
+    validates against the spec's schema, and every task that succeeded has its COMPLETE event."""
+    summary, state = run
+    events = load_events(state)
+    problems = {f"{e['job']['name']} {e['eventType']}": errors for e in events if (errors := schema_errors(e))}
+    assert problems == {}
+    succeeded = {t["task_id"] for t in summary["tasks"] if t["state"] == "success"}
+    assert succeeded - set(task_events(events, SPEC.name, summary["run_id"])) == set()
+
+
+def test_every_step_reports_what_it_read_and_wrote_and_the_graph_joins(run):
+    """Every step's task names its inputs and outputs as water.lineage does, what one step writes
+    is what the next reads (namespace and name), and no task carries another step's datasets
+    (the run's tasks share one process)."""
+    summary, state = run
+    succeeded = {t["task_id"] for t in summary["tasks"] if t["state"] == "success"}
+    assert check_run(load_events(state), SPEC, local_target(state), summary["run_id"], succeeded) == []

@@ -23,6 +23,7 @@ from tests.conftest import demo_seed
 from tests.e2e.conftest import DRIFT_DS, DS
 from tests.e2e.runs import run, water
 from tests.helpers import table_rows
+from tests.lineage import check_run, load_events, local_target, schema_errors, task_events
 from water import lake
 from water.spec import load_pipeline
 
@@ -278,3 +279,33 @@ def test_a_quarantined_rerun_retracts_the_days_published_rows_and_outputs(runs):
     assert table_rows(warehouse, PUBLISH.table, DS) == baseline["rows_published"] > 0
     assert (outputs / f"ds={DS}").is_dir()
     assert {t["task_id"]: t["state"] for t in baseline["tasks"]}[RETRACT] == "skipped"  # a day that published never retracts
+
+
+RUNS = ("first", "second", "drift", "accepted", "rerun")
+
+
+def test_lineage_events_validate_and_every_task_that_ran_has_its_event(runs):
+    """The five runs' OpenLineage events (docs/lineage.md) in one <state>/lineage/events.jsonl:
+    every one validates against the spec's schema, each run's succeeded tasks have their COMPLETE
+    event, and no event quotes a connection's secret (the Slack webhook of slack_water)."""
+    text = (runs["state"] / "lineage" / "events.jsonl").read_text()
+    events = load_events(runs["state"])
+    problems = {f"{e['job']['name']} {e['eventType']}": errors for e in events if (errors := schema_errors(e))}
+    assert problems == {}
+    for name in RUNS:
+        summary = runs[name]
+        succeeded = {t["task_id"] for t in summary["tasks"] if t["state"] == "success"}
+        assert succeeded - set(task_events(events, SPEC.name, summary["run_id"])) == set(), name
+    webhook = json.loads(runs["slack_connection"])["password"]
+    assert webhook not in text and webhook.split("://", 1)[1] not in text
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_every_step_reports_what_it_read_and_wrote_and_the_graph_joins(runs, name):
+    """Each run: every step that ran names its inputs and outputs as water.lineage does, what one
+    step writes the next reads (namespace and name), and no task carries another step's datasets
+    (a run's tasks share one process; the drift days leave steps out)."""
+    summary = runs[name]
+    succeeded = {t["task_id"] for t in summary["tasks"] if t["state"] == "success"}
+    events = load_events(runs["state"])
+    assert check_run(events, SPEC, local_target(runs["state"]), summary["run_id"], succeeded) == []

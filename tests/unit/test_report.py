@@ -150,3 +150,64 @@ def test_route_lines_for_slack_say_rows_and_tier_beside_the_previous_run():
         "weekly_menu (cook): 16,000 rows → large × 2 (before: 6,800 rows, medium)",
         "win_back (dormant): 0 rows → skipped, no rows",
     ]
+
+
+def test_the_lineage_section_lists_what_each_step_read_and_wrote():
+    """Built by the run_report task from the spec and the target (water.lineage's identities, the
+    ones the steps' events carry; the cloud's events go where the report cannot read them): one row
+    per step in graph order, its inputs and outputs, the lake root written `lake:`."""
+    from water.operators.report import RunReportOperator
+    from water.spec import is_table, load_pipeline
+    from water.targets import get_target
+
+    spec, lake_root = load_pipeline("recipe_engagement"), get_target("local").lake_root
+    operator = RunReportOperator(
+        task_id="run_report",
+        pipeline=spec.name,
+        classes=spec.classes,
+        lake_root=lake_root,
+        storage_conn_id=None,
+        target="local",
+        roles=spec.roles(),
+        history_days=14,
+        slack_conn_id=None,
+    )
+    lineage = operator.lineage()
+    page = report.render({**RECORD, "lineage": lineage}, HISTORY, spec.classes)
+    table = re.search(r"<table id='lineage'>(.*?)</table>", page, re.S).group(1)
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", table)
+    assert [step for step, _, _ in rows] == spec.order()
+    for step, inputs, outputs in rows:
+        for names, cell in ((spec.steps[step].inputs(), inputs), (spec.steps[step].outputs(), outputs)):
+            shown = cell.split("<br>")
+            assert len(shown) == len(names), (step, cell)
+            lake = [f"lake:recipe_engagement/{name}" for name in names if not is_table(name)]
+            assert [s for s in shown if s.startswith("lake:")] == lake, (step, cell)
+            tables = ["/" + name.replace(".", "/") for name in names if is_table(name)]
+            assert [s for s in shown if not s.startswith("lake:")] == [s for s in shown if s.endswith(tuple(tables))]
+    assert rows[0][2] == "lake:recipe_engagement/raw" and rows[-1][1] == "lake:recipe_engagement/outputs"
+    assert rows[-1][2].startswith("file:///") and rows[-1][2].endswith("/ml/engagement_segments")  # the local warehouse
+    assert "Lineage: what each step read and wrote" in page
+    assert "Lineage:" not in report.render(RECORD, HISTORY, spec.classes)  # a record without it: no section
+
+
+def test_a_lineage_it_cannot_build_leaves_the_section_out_not_the_report(monkeypatch):
+    from water import lineage
+    from water.operators.report import RunReportOperator
+
+    def broken(spec, target, name):
+        raise ValueError("no OpenLineage naming for 'ftp://x'")
+
+    monkeypatch.setattr(lineage, "step_datasets", broken)
+    operator = RunReportOperator(
+        task_id="run_report",
+        pipeline="recipe_engagement",
+        classes=[],
+        lake_root="file:///lake",
+        storage_conn_id=None,
+        target="local",
+        roles={},
+        history_days=14,
+        slack_conn_id=None,
+    )
+    assert operator.lineage() == []

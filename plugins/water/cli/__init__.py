@@ -265,6 +265,39 @@ def report(
     print(reports / f"ds={chosen}" / "report.html")
 
 
+@app.command("lineage", rich_help_panel=LOCAL)
+def lineage_graph(  # not `lineage`: the name of its module, water.cli.lineage
+    pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",
+    ds: Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD \\[default: the newest run's].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the graph as JSON.")] = False,
+) -> None:
+    """Print what each step of a local run read and wrote (its OpenLineage events): step → inputs → outputs.
+
+    The latest run of the day, steps in graph order; the lake root is written `lake:`.
+    """
+    from water.cli import lineage as graph
+    from water.spec import pipeline_names, spec_path
+
+    day = None
+    if ds is not None:
+        try:
+            day = date.fromisoformat(ds)
+        except ValueError:
+            raise typer.BadParameter(f"{ds!r} is not a date (YYYY-MM-DD)", param_hint="--date") from None
+    if not spec_path(pipeline).is_file():
+        err.print(f"[red]no pipeline {escape(pipeline)!r}[/]; there are: {escape(', '.join(pipeline_names()))}", highlight=False)
+        raise typer.Exit(2)
+    try:
+        found = graph.load(pipeline, day)
+    except graph.LineageError as exc:
+        err.print(escape(str(exc)), highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(found.as_json(), indent=2))
+    else:
+        graph.render(found, console)
+
+
 @app.command(rich_help_panel=DEPLOY)
 def catalog(
     pipeline: Annotated[str, typer.Argument(help="Pipeline name.")] = "recipe_engagement",

@@ -9,6 +9,7 @@ e.g. `AIRFLOW_HOME=.water/airflow airflow dags test recipe_engagement 2026-11-01
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,13 @@ def airflow_bin() -> str:
 
 def statsd_wanted() -> bool:
     return bool(os.environ.get("WATER_STATSD_HOST") or os.environ.get("WATER_STATSD_PORT"))
+
+
+# The OpenLineage provider's settings every environment shares (helm-values/base.yaml has the
+# same; a contract test holds them equal); each environment adds its own transport. Events are
+# emitted in a thread: the default forks the task runner, which for `water run` is the whole
+# run's process. include_full_task_info (every operator argument in the event) stays off.
+LINEAGE = {"namespace": "water", "execute_in_thread": "True"}
 
 
 def base_settings(home: Path) -> Settings:
@@ -59,6 +67,11 @@ def base_settings(home: Path) -> Settings:
             "statsd_prefix": "airflow",
             "statsd_datadog_tags": "env:local,project:water",
         },
+        # OpenLineage events of every task and run, one JSON a line (docs/lineage.md).
+        "openlineage": {
+            **LINEAGE,
+            "transport": json.dumps({"type": "file", "log_file_path": str(paths.lineage_events()), "append": True}),
+        },
     }
 
 
@@ -89,6 +102,7 @@ class AirflowHome:
         and its log folder are private (0700): they hold the config's secrets, the metadata DB, logs."""
         paths.private_dir(self.path)
         paths.private_dir(self.path / "logs")
+        paths.private_dir(paths.lineage_dir())  # the file transport appends, it makes no folder
         lines = [f"# Written by `{self.written_by}`; AIRFLOW__* environment variables override it.", ""]
         for section, values in self.settings().items():
             lines.append(f"[{section}]")

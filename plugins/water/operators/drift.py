@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.sdk import BaseBranchOperator, BaseOperator, Context
 
-from water import drift, notify
+from water import drift, lineage, notify
 from water.spec import DriftGuardStep
 from water.store import LakeStore
 
@@ -98,14 +98,32 @@ class DriftGuardOperator(BaseBranchOperator):
         )
         record = {"ds": ds, **assessment.as_dict()}
         self.store.write_json(self.policy.reads, ds, DRIFT_FILE, record)
+        self.lineage_run: tuple[str, dict[str, Any]] = (ds, {"rows": sum(int(n) for n in counts.values()), "released": False})
         context["ti"].xcom_push(key="drift", value=record)
         self.log.info("drift: %s; %s", assessment.headline(), assessment.mix_text())
         self.alert(context, assessment)
         if not assessment.passes:
             return self.quarantine_task_id
         if self.store.remove_partition(self.policy.writes, ds):  # an accepted day is no longer held back
+            self.lineage_run[1]["released"] = True
             self.log.info("released %s/ds=%s: the day passed the guard (%s)", self.policy.writes, ds, assessment.verdict)
         return self.continue_task_ids
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the step's datasets (water.lineage.step_datasets): the guard reads the day's
+        stats (and the training labels it compares with); it writes the quarantine only when it
+        releases a held-back day (deletes that partition). Its drift.json beside the stats is a
+        record of the verdict, not a dataset of the graph."""
+        ds, figures = lineage.ran(self)
+        partition = lineage.partition_of(ds)
+
+        def seen(dataset: str, **facts: Any) -> lineage.Seen:
+            return lineage.Seen(lineage.lake_dataset(self.lake_root, self.pipeline, dataset), partition, **facts)
+
+        inputs = [seen(self.policy.reads, rows=figures.get("rows"))]
+        inputs += [seen(d) for d in self.policy.inputs()[1:]]  # the training labels of its baseline
+        outputs = [seen(self.policy.writes, deleted=True)] if figures.get("released") else []
+        return lineage.operator_lineage(inputs, outputs)
 
     def alert(self, context: Context, assessment: drift.Assessment) -> None:
         if assessment.verdict in (drift.OK, drift.NO_BASELINE, drift.NO_ROWS):
@@ -167,4 +185,13 @@ class QuarantineOperator(BaseOperator):
         where = store.lake.uri(self.quarantine, ds)
         message = f"{self.guarded} of ds={ds} quarantined at {where}: {assessment.get('verdict')} PSI {assessment.get('psi')}"
         self.log.warning(message + ("" if moved else " (no predictions partition to move)"))
+        self.lineage_run = (ds, {"rows": assessment.get("rows") if moved else None})
         return {"flag": "quarantined", "rows": assessment.get("rows"), "quarantine": where, "message": message}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the day's partition of the quarantine dataset, the drift guard step's output
+        (its input is the stats the guard read). The partition comes from the guarded dataset, which
+        the step's datasets (DriftGuardStep.inputs) do not name: it is not reported as read."""
+        ds, figures = lineage.ran(self)
+        quarantine = lineage.lake_dataset(self.lake_root, self.pipeline, self.quarantine)
+        return lineage.operator_lineage([], [lineage.Seen(quarantine, lineage.partition_of(ds), rows=figures.get("rows"))])

@@ -21,6 +21,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
+from water import lineage
 from water.quality import Gates, PartitionFile
 from water.store import LakeStore
 
@@ -71,10 +72,31 @@ class QualityGateOperator(BaseOperator):
         return None
 
     def execute(self, context: Context) -> dict[str, Any]:
-        figures = check_in_lake(self.gates, self.store, context["ds"], self.written(context), self.reported_metrics(context))
+        self.lineage_run: tuple[str, dict[str, Any]] = (context["ds"], {})
+        written = self.written(context)
+        figures = check_in_lake(self.gates, self.store, context["ds"], written, self.reported_metrics(context))
         self.log.info("%s: checks passed: %s", self.gates.step, json.dumps(figures, sort_keys=True, default=str))
+        self.lineage_run = (context["ds"], figures)
+        self.lineage_written = written  # its columns are read (one footer or header) only for the lineage event
         rows = [f["rows"] for d, f in figures.items() if d in self.gates.outputs]
         return {**({"rows_in": sum(rows)} if rows else {}), "checks": figures}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the gate reads what the step wrote (where it was staged) and writes nothing."""
+        from water.quality import columns
+
+        ds, figures = lineage.ran(self)
+        written: dict[str, list[PartitionFile]] = getattr(self, "lineage_written", {})
+        inputs = [
+            lineage.Seen(
+                lineage.lake_dataset(self.lake_root, self.pipeline, self.locations.get(dataset, dataset)),
+                lineage.partition_of(ds),
+                columns(written.get(dataset, []), row_format) or None,
+                (figures.get(dataset) or {}).get("rows"),
+            )
+            for dataset, (row_format, _) in self.gates.outputs.items()
+        ]
+        return lineage.operator_lineage(inputs, [])
 
 
 class ShardsGateOperator(QualityGateOperator):

@@ -10,12 +10,13 @@ naming any failed task with a link to its log, and sends the run's metrics.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from water import amqp_publish, events, lake, metrics, notify, report
+from water import amqp_publish, events, lake, lineage, metrics, notify, report
 from water import drift as drift_math
 from water.operators.drift import DRIFT_FILE, STATS_FILE
 from water.spec import Roles
@@ -65,6 +66,7 @@ class RunReportOperator(BaseOperator):
         # problem keeps the event from going out.
         self.announce(record, head)
         record["previous_routes"] = self.previous_routes(store, ds)
+        record["lineage"] = self.lineage()
         history = self.history(store, ds)
         page = report.render(record, history, self.classes)
         where = store.write_text(lake.REPORTS, ds, REPORT_FILE, page)
@@ -73,7 +75,15 @@ class RunReportOperator(BaseOperator):
         metrics.gauge("run.duration_seconds", record["duration_seconds"], pipeline=self.pipeline, ds=ds, state=record["state"])
         metrics.increment("run.finished", pipeline=self.pipeline, ds=ds, state=record["state"], tier=head.get("tier"))
         self.log.info("run report: %s (%s)", where, record["state"])
+        self.lineage_ds = ds
         return {"report": where, "state": record["state"], "failed_tasks": record["failed_tasks"]}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the run report writes the day's partition of the lake's reports dataset; its
+        inputs are the run's task states and XComs, and the earlier reports (history)."""
+        reports = lineage.lake_dataset(self.lake_root, self.pipeline, lake.REPORTS)
+        ds = getattr(self, "lineage_ds", None)
+        return lineage.operator_lineage([lineage.Seen(reports)], [lineage.Seen(reports, lineage.partition_of(ds))])
 
     def run_record(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
@@ -119,6 +129,33 @@ class RunReportOperator(BaseOperator):
             "drift": ti.xcom_pull(task_ids=self.roles["drift"], key="drift") if self.roles.get("drift") else None,
             "tasks": tasks,
         }
+
+    def lineage(self) -> list[dict[str, Any]]:
+        """What each step read and wrote, in graph order: the dataset identities its lineage
+        events carry (water.lineage.step_datasets), built from the spec, as the cloud's events
+        go to a backend this task cannot read. [] (and a warning) when it cannot be built: the
+        report goes out without the section rather than not at all."""
+        from water.lineage import step_datasets
+        from water.spec import load_pipeline
+        from water.targets import get_target
+
+        try:
+            spec, target = load_pipeline(self.pipeline), get_target(self.target)
+            graph = [(name, *step_datasets(spec, target, name)) for name in spec.order()]
+        except Exception as exc:  # the report's other sections still matter
+            self.log.warning("no lineage section in the report: %s", exc)
+            return []
+        return [
+            {"step": name, "inputs": self._datasets(inputs), "outputs": self._datasets(outputs)}
+            for name, inputs, outputs in graph
+        ]
+
+    def _datasets(self, datasets: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+        """(namespace, name) identities as {namespace, name, label}."""
+        return [
+            {"namespace": namespace, "name": name, "label": report.dataset_label(namespace, name, self.lake_root)}
+            for namespace, name in datasets
+        ]
 
     def previous_routes(self, store: LakeStore, ds: str) -> dict[str, dict[str, Any]]:
         """The newest earlier run's sizing per route (its run.json), to show beside today's."""

@@ -34,23 +34,25 @@ from water.sizing import escalate, k8s_resources
 from water.spec import SizingPolicy
 from water.store import LakeStore
 from water.targets.base import LakeAccess
-from water.targets.cloud.operators import empty_prefix
+from water.targets.cloud.operators import ReportsLineage, TaskDatasets, empty_prefix
 
 # --- Athena: UNLOAD into an emptied prefix -------------------------------------------------
 
 
-class AthenaUnloadOperator(AthenaOperator):
+class AthenaUnloadOperator(ReportsLineage, AthenaOperator):
     """An Athena UNLOAD (`query`) into `location`, emptied first by this same task.
 
     UNLOAD refuses a target that holds objects (HIVE_PATH_ALREADY_EXISTS), and a try that
     failed half-way leaves some there: emptied in the task itself, every try starts clean.
+    Its lineage is its step's lake datasets (`lineage_datasets`), not the catalog tables the
+    provider's SQL parser would name (the same lake data under Athena's names).
     """
 
     template_fields: Sequence[str] = (*AthenaOperator.template_fields, "location")
 
-    def __init__(self, *, location: str, **kwargs: Any) -> None:
+    def __init__(self, *, location: str, lineage_datasets: TaskDatasets | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.location = location
+        self.location, self.lineage_datasets = location, lineage_datasets
 
     def execute(self, context: Context) -> str | None:
         removed = empty_prefix(S3Hook(aws_conn_id=self.aws_conn_id), self.location)
@@ -90,7 +92,7 @@ def restricted_security_contexts(user: int) -> tuple[V1PodSecurityContext, V1Sec
     )
 
 
-class SizedPodOperator(KubernetesPodOperator):
+class SizedPodOperator(ReportsLineage, KubernetesPodOperator):
     """A pod sized by a plain resources dict; re-run once one tier up when OOMKilled.
 
     `container_resources` may be a {"requests", "limits"} dict (the tier's, from the spec; a
@@ -105,6 +107,10 @@ class SizedPodOperator(KubernetesPodOperator):
     what it wrote (its output partitions, read through water.store from `lake`) and the
     metrics its log reported by `metric_definitions` (read once the pod is done, before it
     is deleted, as SageMaker reads a training job's log). A failed check fails the task.
+
+    Its lineage (`lineage_datasets`) is the lake datasets of its reads and writes partitions:
+    the provider extracts nothing from a pod. The job inside gets the task's OpenLineage
+    parent in its environment (water.targets.cloud.target.LINEAGE_ENV) for its own events.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class SizedPodOperator(KubernetesPodOperator):
         lake: LakeAccess | None = None,
         metric_definitions: list[tuple[str, str]] | None = None,
         restricted_as: int | None = None,
+        lineage_datasets: TaskDatasets | None = None,
         **kwargs: Any,
     ) -> None:
         if restricted_as is not None:
@@ -139,6 +146,7 @@ class SizedPodOperator(KubernetesPodOperator):
             kwargs["labels"] = {**(kwargs.get("labels") or {}), "shard": f"{shard['index']:04d}"}
         super().__init__(container_resources=container_resources, arguments=arguments, **kwargs)
         self.shard, self.shard_flag, self.escalation = shard, shard_flag, escalation
+        self.lineage_datasets = lineage_datasets
         self.escalated: str | None = None
 
     def _final_pod(self) -> V1Pod | None:

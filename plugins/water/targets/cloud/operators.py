@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
+from water import lineage
+from water.lineage import DatasetId
 from water.operators.quality import QualityGateOperator, TrainingGateOperator, check_in_lake
 from water.quality import Gates
 from water.store import LakeStore
@@ -42,6 +44,7 @@ from water.store import LakeStore
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.athena import AthenaHook
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.openlineage.extractors import OperatorLineage
 
 DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 PREDICTION_COLUMNS = (
@@ -65,10 +68,50 @@ def checked_ds(ds: str) -> str:
     return str(ds)
 
 
+# --- lineage ---------------------------------------------------------------------------------
+
+# (inputs, outputs) of a task as water.lineage names them: what the cloud target gives each
+# of water's own operators when it builds the task (water.targets.cloud.target).
+TaskDatasets = tuple[list[DatasetId], list[DatasetId]]
+
+
+class ReportsLineage:
+    """Of water's own cloud operators: the OpenLineage provider's listener asks each finished
+    task for its datasets (`get_openlineage_facets_on_complete`); these answer with the
+    `lineage_datasets` the target gave them (water.lineage identities, the same the provider
+    extractors and the local target name), so the graph joins across steps."""
+
+    lineage_datasets: TaskDatasets | None = None
+    lineage_rows: int | None = None  # rows the task wrote, where it counted them
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage[Any, Any]:
+        if self.lineage_datasets is None:  # not given: the base class's own answer, if it has one
+            own = getattr(super(), "get_openlineage_facets_on_complete", None)
+            if own is not None:
+                found: OperatorLineage[Any, Any] = own(task_instance)
+                return found
+        inputs, outputs = self.lineage_datasets or ([], [])
+        day = lineage.partition_of(_ds_of(task_instance))
+        reported: OperatorLineage[Any, Any] = lineage.operator_lineage(
+            [lineage.Seen(identity, day) for identity in inputs],
+            [lineage.Seen(identity, day, rows=self.lineage_rows) for identity in outputs],
+        )
+        return reported
+
+
+def _ds_of(task_instance: Any) -> str | None:
+    """The day the task ran for, from the task instance the listener passes (None if it has no context)."""
+    try:
+        ds = task_instance.get_template_context().get("ds")
+    except Exception:  # a task instance without a context: the event names the datasets without a day
+        return None
+    return str(ds) if ds else None
+
+
 # --- S3 partitions -------------------------------------------------------------------------
 
 
-class S3PromotePartitionOperator(BaseOperator):
+class S3PromotePartitionOperator(ReportsLineage, BaseOperator):
     """Replaces the objects under `destination` with those under `sources` (then removes the sources).
 
     New objects are copied in first and stale ones deleted after, so the partition is never
@@ -86,10 +129,11 @@ class S3PromotePartitionOperator(BaseOperator):
         destination: str,
         aws_conn_id: str | None = "aws_default",
         allow_empty: bool = False,
+        lineage_datasets: TaskDatasets | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.sources, self.destination = list(sources), destination
+        self.sources, self.destination, self.lineage_datasets = list(sources), destination, lineage_datasets
         self.aws_conn_id, self.allow_empty = aws_conn_id, allow_empty
 
     def source_uris(self, context: Context) -> list[str]:
@@ -175,14 +219,23 @@ def sourcedir_tarball(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-class PackageSourceDirOperator(BaseOperator):
+class PackageSourceDirOperator(ReportsLineage, BaseOperator):
     """Uploads `folder` as sourcedir.tar.gz to `destination` (an s3:// URI) for script mode."""
 
     template_fields: Sequence[str] = ("destination",)
 
-    def __init__(self, *, folder: str, destination: str, aws_conn_id: str | None = "aws_default", **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        folder: str,
+        destination: str,
+        aws_conn_id: str | None = "aws_default",
+        lineage_datasets: TaskDatasets | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.folder, self.destination, self.aws_conn_id = folder, destination, aws_conn_id
+        self.lineage_datasets = lineage_datasets
 
     def execute(self, context: Context) -> str:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -303,7 +356,7 @@ class AthenaCounter:
         return dict(sorted(counts.items()))
 
 
-class AthenaInferenceStatsOperator(BaseOperator):
+class AthenaInferenceStatsOperator(ReportsLineage, BaseOperator):
     """Counts the day's predictions per class (Athena) and writes stats/ds=…/inference_stats.json.
 
     Returns {"rows", "rows_in", "class_counts"}: the sizing operator reuses it.
@@ -311,9 +364,18 @@ class AthenaInferenceStatsOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("destination",)
 
-    def __init__(self, *, counter: AthenaCounter, classes: list[str], destination: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        counter: AthenaCounter,
+        classes: list[str],
+        destination: str,
+        lineage_datasets: TaskDatasets | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.counter, self.classes, self.destination = counter, list(classes), destination
+        self.lineage_datasets = lineage_datasets
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -425,7 +487,7 @@ def python_package(folder: Path, extra: Mapping[str, Path] | None = None) -> byt
     return packed.getvalue()
 
 
-class PythonPackageToGCSOperator(BaseOperator):
+class PythonPackageToGCSOperator(ReportsLineage, BaseOperator):
     """Uploads `folder` (and `extra_files`: name -> path, packaged beside it) as the Python
     package a Vertex AI CustomJob installs, `<destination>/trainer-0.0.0.tar.gz`; with
     `with_sources`, the same files unpacked under `<destination>/src/` too (the handler
@@ -441,10 +503,12 @@ class PythonPackageToGCSOperator(BaseOperator):
         extra_files: Mapping[str, str] | None = None,
         with_sources: bool = False,
         gcp_conn_id: str = "google_cloud_default",
+        lineage_datasets: TaskDatasets | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.folder, self.destination, self.gcp_conn_id = folder, destination, gcp_conn_id
+        self.lineage_datasets = lineage_datasets
         self.extra_files, self.with_sources = dict(extra_files or {}), with_sources
 
     def execute(self, context: Context) -> str:
@@ -501,7 +565,7 @@ def evaluation_accuracy(evaluations: Sequence[Mapping[str, Any]]) -> float:
     raise ValueError("the model has no classification evaluation with a confusion matrix")
 
 
-class AutoMLModelOperator(BaseOperator):
+class AutoMLModelOperator(ReportsLineage, BaseOperator):
     """An AutoML model as the lake keeps it: `model.json` in the model's staging, naming the
     Vertex AI model the training task made (its `model_id` XCom), the target column and the
     features in the training set's order (the train channel's header: what the batch
@@ -523,10 +587,12 @@ class AutoMLModelOperator(BaseOperator):
         storage_conn_id: str | None = None,
         gates: Gates | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        lineage_datasets: TaskDatasets | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.gates, self.store = gates, LakeStore(lake_root, pipeline, storage_conn_id)
+        self.lineage_datasets = lineage_datasets
         self.training_task_id, self.project_id, self.region = training_task_id, project_id, region
         self.staging, self.train_dataset, self.target_column = staging, train_dataset, target_column
         self.metric_name, self.gcp_conn_id = metric_name, gcp_conn_id
@@ -570,7 +636,7 @@ class AutoMLModelOperator(BaseOperator):
         return reference
 
 
-class AutoMLInstancesOperator(BaseOperator):
+class AutoMLInstancesOperator(ReportsLineage, BaseOperator):
     """The input partition's CSV lines (no header, the id first) as JSON Lines instances in the
     exchange (`destination`, one `<file>.jsonl` per input file, replacing what was there), for
     the AutoML model the model partition's `model.json` names (water.vertex_predictions).
@@ -588,10 +654,12 @@ class AutoMLInstancesOperator(BaseOperator):
         lake_root: str,
         storage_conn_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        lineage_datasets: TaskDatasets | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.input_dataset, self.model_dataset, self.destination = input_dataset, model_dataset, destination
+        self.lineage_datasets = lineage_datasets
         self.pipeline, self.lake_root, self.storage_conn_id, self.gcp_conn_id = pipeline, lake_root, storage_conn_id, gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -619,11 +687,12 @@ class AutoMLInstancesOperator(BaseOperator):
             files, instances = files + 1, instances + len(lines)
         if not instances:
             raise FileNotFoundError(f"{store.lake.uri(self.input_dataset, ds)}: no rows to predict")
+        self.lineage_rows = instances
         self.log.info("%d instance(s) in %d file(s) to %s for %s", instances, files, self.destination, reference["model"])
         return {"model": reference["model"], "files": files, "instances": instances}
 
 
-class AutoMLPredictionsOperator(BaseOperator):
+class AutoMLPredictionsOperator(ReportsLineage, BaseOperator):
     """A BatchPredictionJob's JSON Lines output under `source` (its predictions_NNNNN.jsonl)
     as CSV lines `id,class,confidence` in `destination` (a lake dataset path: the step's
     staging), replacing what was there; an errors_NNNNN.jsonl that holds a line fails the task."""
@@ -640,10 +709,12 @@ class AutoMLPredictionsOperator(BaseOperator):
         lake_root: str,
         storage_conn_id: str | None = None,
         gcp_conn_id: str = "google_cloud_default",
+        lineage_datasets: TaskDatasets | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source, self.destination, self.classes = source, destination, list(classes)
+        self.lineage_datasets = lineage_datasets
         self.pipeline, self.lake_root, self.storage_conn_id, self.gcp_conn_id = pipeline, lake_root, storage_conn_id, gcp_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -671,5 +742,6 @@ class AutoMLPredictionsOperator(BaseOperator):
             lines = list(prediction_lines(text.splitlines(), self.classes, source=f"gs://{bucket}/{name}"))
             store.write_text(self.destination, ds, f"part-{i:05d}.csv", "".join(f"{line}\n" for line in lines))
             rows += len(lines)
+        self.lineage_rows = rows
         self.log.info("%d prediction(s) from %d file(s) of %s", rows, len(predictions), self.source)
         return {"files": len(predictions), "rows": rows}

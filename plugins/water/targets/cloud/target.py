@@ -35,6 +35,12 @@ workload identity), never here.
 | `WATER_IMAGE_TAG` | Tag of the job image to run | `2026.11.1` |
 | `WATER_DEFERRABLE` | `true` to run long waits on the triggerer (operators that support it) | `true` |
 
+Lineage (OpenLineage, issue #17): the provider operators report their own datasets; water's
+own operators report the ones the target gives them (`lineage_datasets`, named by
+water.lineage), the promote or commit task of a step its inputs and its dataset, a pod its
+reads and writes. Job pods get the task's OpenLineage parent in their environment
+(LINEAGE_ENV); Glue jobs get the provider's parent-job and transport injection (--conf).
+
 Catalog prerequisites (Athena): each pipeline's Athena SQL reads its lake datasets as
 tables of the pipeline's own Glue database (`catalog_database` in its spec, by default
 `water_<pipeline>`): external tables over `<lake>/<pipeline>/<dataset>/`, partitioned by
@@ -486,7 +492,7 @@ class CloudTarget(Target):
         whatever its provider operators report by themselves."""
         from water.targets.cloud.operators import S3PromotePartitionOperator
 
-        dataset = getattr(spec.steps[name], "writes")  # a staged step: one dataset
+        (dataset,) = spec.steps[name].outputs()  # a staged step writes one dataset
         return S3PromotePartitionOperator(
             task_id="promote",
             sources=[self._staging(spec, dataset)],
@@ -674,12 +680,24 @@ LINEAGE_PLUGIN = "OpenLineageProviderPlugin"
 def lineage_env() -> dict[str, str]:
     """LINEAGE_ENV as templates of a pod's env_vars (rendered where the task runs)."""
     plugin = f"macros.{LINEAGE_PLUGIN}"
-    return {name: f"{{{{ {plugin}.{call} if {plugin} is defined else '' }}}}" for name, call in LINEAGE_ENV.items()}
+    known = f"macros is defined and {plugin} is defined"
+    return {name: f"{{{{ {plugin}.{call} if {known} else '' }}}}" for name, call in LINEAGE_ENV.items()}
 
 
 # The user the job pods run as: the official Airflow image's `airflow` (uid 50000, group 0),
 # which the jobs image (Dockerfile) is built on and runs as.
 JOB_USER = 50000
+
+
+def code_lineage(folder: str | Path, root: str, pipeline: str, step: str) -> TaskDatasets:
+    """Lineage of a task that uploads a step's code: the folder of include/ -> its place under
+    `root` (`<root>/<pipeline>/<step>/ds=…/…`, named without the day, as the lake's datasets)."""
+    return [(FILE, str(paths.include_dir() / folder))], [lake_dataset(root, pipeline, step)]
+
+
+def exchange_dataset(place: vertex.VertexPlace, dataset: str) -> DatasetId:
+    """A dataset's GCS exchange folder (VertexPlace.folder without its day) as water.lineage names it."""
+    return lake_dataset(place.exchange, place.pipeline, dataset)
 
 
 def _tags(spec: PipelineSpec) -> list[dict[str, str]]:
@@ -789,6 +807,11 @@ def glue_pyspark(target: CloudTarget, spec: PipelineSpec, name: str, step: GlueP
                 "Tags": {"pipeline": spec.name},
             },
             update_config=True,  # spec changes (workers, version) reach the existing job
+            # the Spark job's own OpenLineage events name this task's run as their parent. The
+            # transport is not injected: it would copy the lineage backend's API key into the
+            # job run's arguments, readable by anyone with glue:GetJobRun (docs/lineage.md)
+            openlineage_inject_parent_job_info=True,
+            openlineage_inject_transport_info=False,
             wait_for_completion=True,
             stop_job_run_on_kill=True,
             deferrable=s.deferrable,
@@ -816,6 +839,7 @@ def athena_sql(target: CloudTarget, spec: PipelineSpec, name: str, step: AthenaS
             output_location=s.athena_output,
             workgroup=step.workgroup,
             sleep_time=10,
+            lineage_datasets=step_datasets(spec, target, name),
             deferrable=s.deferrable,
             **target._aws(),
             **timeout,
@@ -837,6 +861,7 @@ def pod(target: CloudTarget, spec: PipelineSpec, name: str, step: PodStep) -> Bu
             gates=Gates.of(name, step),
             lake=target.lake_access(spec),
             metric_definitions=[(m.name, m.regex) for m in step.metric_definitions],
+            lineage_datasets=step_datasets(spec, target, name),  # its reads and writes partitions' datasets
             **target._pod(spec, name, step.entrypoint, step.args, flags, step.placement, {"stage": name}, step.timeout),
         )
     )
@@ -856,6 +881,7 @@ def sagemaker_training(target: CloudTarget, spec: PipelineSpec, name: str, step:
             folder=str(paths.include_dir() / entry.parent),
             destination=sourcedir,
             aws_conn_id=s.aws_conn_id,
+            lineage_datasets=code_lineage(entry.parent, s.sagemaker_code, spec.name, name),
             **external(timedelta(minutes=10)),
         )
         fit = SAGEMAKER_TRAINING(
@@ -1002,6 +1028,7 @@ def vertex_custom_training(target: CloudTarget, spec: PipelineSpec, name: str, s
             folder=str(paths.include_dir() / Path(step.entry_point).parent),
             destination=place.code(name),
             gcp_conn_id=s.gcp_conn_id,
+            lineage_datasets=code_lineage(Path(step.entry_point).parent, place.exchange, spec.name, f"_code/{name}"),
             **external(timedelta(minutes=10)),
         )
         fit = VERTEX_CUSTOM_JOB(
@@ -1075,6 +1102,7 @@ def vertex_automl_tabular(target: CloudTarget, spec: PipelineSpec, name: str, st
             metric_name=(metric.name if metric else None) or step.objective_metric,
             gates=Gates.of(name, step),
             gcp_conn_id=s.gcp_conn_id,
+            lineage_datasets=target.lineage(spec, [step.reads["train"]], [step.writes]),
             **target.lake_access(spec),
             **transfer,
         )
@@ -1113,6 +1141,7 @@ def vertex_batch_prediction(target: CloudTarget, spec: PipelineSpec, name: str, 
                 extra_files={vertex.DRIVER: str(Path(__file__).parents[1] / "local" / "engines" / vertex.DRIVER)},
                 with_sources=True,
                 gcp_conn_id=s.gcp_conn_id,
+                lineage_datasets=code_lineage(entry.parent, place.exchange, spec.name, f"_code/{name}"),
                 **external(timedelta(minutes=10)),
             )
             predict = VERTEX_CUSTOM_JOB(
@@ -1141,6 +1170,7 @@ def vertex_batch_prediction(target: CloudTarget, spec: PipelineSpec, name: str, 
             model_dataset=step.model,
             destination=place.folder(step.input),
             gcp_conn_id=s.gcp_conn_id,
+            lineage_datasets=(target.lineage(spec, [step.input, step.model], [])[0], [exchange_dataset(place, step.input)]),
             **target.lake_access(spec),
             **transfer,
         )
@@ -1152,6 +1182,7 @@ def vertex_batch_prediction(target: CloudTarget, spec: PipelineSpec, name: str, 
             gcp_conn_id=s.gcp_conn_id,
             deferrable=s.deferrable,
             poll_interval=30,
+            lineage_datasets=([exchange_dataset(place, step.input)], [exchange_dataset(place, step.writes)]),
             **timeout,
         )
         convert = AutoMLPredictionsOperator(
@@ -1160,6 +1191,7 @@ def vertex_batch_prediction(target: CloudTarget, spec: PipelineSpec, name: str, 
             destination=target._staging_dataset(step.writes),
             classes=spec.classes,
             gcp_conn_id=s.gcp_conn_id,
+            lineage_datasets=([exchange_dataset(place, step.writes)], target.lineage(spec, [], [step.writes])[1]),
             **target.lake_access(spec),
             **transfer,
         )
@@ -1177,6 +1209,7 @@ def inference_stats(target: CloudTarget, spec: PipelineSpec, name: str, step: In
             counter=target.counter(spec, step.reads, step.workgroup),
             classes=spec.classes,
             destination=target._partition(spec, step.writes),
+            lineage_datasets=step_datasets(spec, target, name),
             **external(step.timeout),
         )
     )
@@ -1212,6 +1245,8 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
             "container_resources": tier.resources.as_k8s_dict(),
             "shard_flag": "output",
             "escalation": route.sizing,
+            # its reads and writes partitions' datasets (a shard's rows of them)
+            "lineage_datasets": target.lineage(spec, [step.reads, *route.reads.values()], [step.shards_dataset]),
         }
         return per_shard(SIZED_POD, arguments, shards)
 
@@ -1222,6 +1257,7 @@ def sized_postprocess(target: CloudTarget, spec: PipelineSpec, name: str, step: 
             destination=target._partition(spec, step.writes),
             decision_task_id=step.size_task_id(name),
             aws_conn_id=target.settings.aws_conn_id,
+            lineage_datasets=step_datasets(spec, target, name),
             trigger_rule="none_failed_min_one_success",
             **external(step.timeout),
         )

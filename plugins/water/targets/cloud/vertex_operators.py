@@ -26,6 +26,8 @@ from airflow.providers.google.cloud.triggers.vertex_ai import CreateBatchPredict
 from airflow.sdk import Context
 from google.cloud.aiplatform_v1 import BatchPredictionJob, JobState
 
+from water.targets.cloud.operators import ReportsLineage, TaskDatasets
+
 SUCCEEDED = {JobState.JOB_STATE_SUCCEEDED}
 ENDED = {
     JobState.JOB_STATE_FAILED,
@@ -35,13 +37,18 @@ ENDED = {
 }
 
 
-class TemplatedCreateDatasetOperator(CreateDatasetOperator):
-    """CreateDatasetOperator with `dataset` rendered (its GCS source names the day)."""
+class TemplatedCreateDatasetOperator(ReportsLineage, CreateDatasetOperator):
+    """CreateDatasetOperator with `dataset` rendered (its GCS source names the day); its
+    lineage (`lineage_datasets`) the exchange folders it imports -> the managed dataset."""
 
     template_fields: Sequence[str] = (*CreateDatasetOperator.template_fields, "dataset")
 
+    def __init__(self, *, lineage_datasets: TaskDatasets | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lineage_datasets = lineage_datasets
 
-class VertexBatchPredictionOperator(CreateBatchPredictionJobOperator):
+
+class VertexBatchPredictionOperator(ReportsLineage, CreateBatchPredictionJobOperator):
     """Creates the BatchPredictionJob `batch_prediction_job` (a dict, templated) as given, then
     waits as CreateBatchPredictionJobOperator does: on the triggerer when deferrable, else by
     polling every `poll_interval` seconds. The base operator's arguments (region, project,
@@ -49,9 +56,11 @@ class VertexBatchPredictionOperator(CreateBatchPredictionJobOperator):
 
     template_fields: Sequence[str] = (*CreateBatchPredictionJobOperator.template_fields, "batch_prediction_job")
 
-    def __init__(self, *, batch_prediction_job: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self, *, batch_prediction_job: dict[str, Any], lineage_datasets: TaskDatasets | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
-        self.batch_prediction_job = batch_prediction_job
+        self.batch_prediction_job, self.lineage_datasets = batch_prediction_job, lineage_datasets
         self.job_name: str | None = None  # the created job's resource name, for on_kill
 
     def execute(self, context: Context) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 
-from water import paths
+from water import lineage, paths
 from water.lake import Lake
 from water.quality import Gates
 from water.spec import Resources, SizingPolicy
@@ -113,13 +113,47 @@ class LocalStageOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         started = time.monotonic()
         self.check_labels(context["ds"])
+        self.lineage_run: tuple[str, dict[str, Any]] = (context["ds"], {})  # a failed run: the datasets, no figures
         figures = self.run(context["ds"], context)
         figures["work_seconds"] = round(time.monotonic() - started, 3)  # the stage's own work
         self.log.info("%s figures: %s", self.task_id, json.dumps(figures, sort_keys=True))
+        self.lineage_run = (context["ds"], figures)  # for get_openlineage_facets_on_complete, in this process
         return figures
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    # --- OpenLineage: what the stage read and wrote (water.lineage) ---------------------------
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        """(inputs, outputs) of the stage's run on `ds`, with what its `figures` counted."""
+        raise NotImplementedError
+
+    def seen(
+        self, name: str, ds: str | None, row_format: str = "", rows: int | None = None, below: str = "", deleted: bool = False
+    ) -> lineage.Seen:
+        """A lake dataset (or, with warehouse_dir, a warehouse `dataset.table`) the stage touched on
+        `ds`; its columns read from the partition's first file in `row_format` ("": by its files)."""
+        from water.quality import columns
+
+        table = "." in name
+        if table:
+            identity = lineage.warehouse_table(name, warehouse_dir=getattr(self, "warehouse_dir", None))
+            folder = Path(identity[1])
+        else:
+            identity = lineage.lake_dataset(self.lake_root, self.pipeline, name)
+            folder = self.partition(name, ds) / below if ds is not None else Path(identity[1])
+        found: dict[str, str] = {}
+        if ds is not None and folder.is_dir() and not deleted:
+            fmt = row_format or ("parquet" if any(p.suffix == ".parquet" for p in data_files(folder)) else "")
+            found = columns(local_files(folder), fmt)
+        return lineage.Seen(identity, lineage.partition_of(ds, below), found or None, rows, deleted)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook: this stage's own datasets (never the hook collector's)."""
+        ds, figures = lineage.ran(self)
+        inputs, outputs = self.lineage_io(ds, figures)
+        return lineage.operator_lineage(inputs, outputs)
 
 
 class LocalQueryOperator(LocalStageOperator):
@@ -134,6 +168,7 @@ class LocalQueryOperator(LocalStageOperator):
         tables: str,
         warehouse_dir: str,
         database: str | None = None,
+        reads: list[str] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -141,6 +176,10 @@ class LocalQueryOperator(LocalStageOperator):
             raise ValueError(f"unsupported dialect/tables {dialect}/{tables}")
         self.sql, self.dialect, self.destination = sql, dialect, destination
         self.tables, self.warehouse_dir, self.database = tables, warehouse_dir, database
+        self.reads = list(reads or [])  # the step's tables or datasets (its spec's reads), for lineage
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        return [self.seen(name, ds) for name in self.reads], [self.seen(self.destination, ds, "parquet", figures.get("rows_out"))]
 
     def resolve_table(self, schema: str | None, name: str) -> tuple[list[str], dict[str, str]]:
         from water.targets.local.engines.sql import folder_table
@@ -183,6 +222,14 @@ class LocalGlueJobOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.script, self.script_args, self.worker_type = script, dict(script_args), worker_type
         self.sources, self.destination = dict(sources), destination
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        def rows(dataset: str) -> int | None:  # Parquet footers: cheap
+            folder = self.partition(dataset, ds) if ds is not None else None
+            return parquet_rows(folder) if figures and folder is not None and folder.is_dir() else None
+
+        inputs = [self.seen(dataset, ds, "parquet", rows(dataset)) for dataset in self.sources.values()]
+        return inputs, [self.seen(self.destination, ds, "parquet", figures.get("rows_out"))]
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.glue import run_glue_script
@@ -249,6 +296,15 @@ class LocalPodOperator(LocalStageOperator):
         self.inputs, self.outputs = dict(inputs), dict(outputs)
         self.container_resources = container_resources
         self.shard, self.shard_output, self.escalation = shard, shard_output, escalation
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        # rows_in counts the tabular inputs together (a shard's rows, a route's classes): per input only when one
+        rows_in = figures.get("rows_in") if len(self.inputs) == 1 else None
+        inputs = [self.seen(dataset, ds, rows=rows_in) for dataset in self.inputs.values()]
+        below = f"route={self.shard_output}/shard={(self.shard or {}).get('index', 0):04d}" if self.shard_output else ""
+        counts = figures.get("outputs") or {}
+        outputs = [self.seen(dataset, ds, fmt, counts.get(flag), below) for flag, (dataset, fmt) in self.outputs.items()]
+        return inputs, outputs
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.sizing import escalate
@@ -361,6 +417,12 @@ class LocalCommitShardsOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.source_dataset, self.destination, self.decision_task_id = source, destination, decision_task_id
 
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        source = lineage.Seen(lineage.lake_dataset(self.lake_root, self.pipeline, self.source_dataset), lineage.partition_of(ds))
+        if figures.get("rows_in") is not None:  # the shards are gone once swapped in: their rows are the output's
+            source = lineage.Seen(source.identity, source.partition, rows=figures["rows_in"])
+        return [source], [self.seen(self.destination, ds, "parquet", figures.get("rows_out"))]
+
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.sizing import shard_folders
 
@@ -401,6 +463,11 @@ class LocalTrainingOperator(LocalStageOperator):
         self.entry_point, self.hyperparameters = entry_point, dict(hyperparameters)
         self.instance_type, self.metric_definitions = instance_type, list(metric_definitions)
         self.channels, self.destination = dict(channels), destination
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        rows = figures.get("channels") or {}
+        inputs = [self.seen(dataset, ds, "csv_header", rows.get(name)) for name, dataset in self.channels.items()]
+        return inputs, [self.seen(self.destination, ds, "files")]  # a model: files, no rows
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         channels = {name: self.require(dataset, ds) for name, dataset in self.channels.items()}
@@ -456,6 +523,12 @@ class LocalTransformOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.entry_point, self.model, self.source_dataset, self.destination = entry_point, model, source, destination
         self.instance_type, self.max_payload_mb = instance_type, max_payload_mb
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        # CSV lines without a header in and out: rows, no columns (an AutoML model's input has a header)
+        source_format = "csv_header" if getattr(self, "automl", False) else "csv"
+        inputs = [self.seen(self.model, ds, "files"), self.seen(self.source_dataset, ds, source_format, figures.get("rows_in"))]
+        return inputs, [self.seen(self.destination, ds, "csv", figures.get("rows_out"))]
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         model = self.require(self.model, ds)
@@ -561,6 +634,9 @@ class LocalInferenceStatsOperator(LocalStageOperator):
         super().__init__(**kwargs)
         self.predictions, self.destination, self.classes = predictions, destination, list(classes)
 
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        return [self.seen(self.predictions, ds, "csv", figures.get("rows_in"))], [self.seen(self.destination, ds, "files")]
+
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.stats import count_predictions
 
@@ -581,6 +657,13 @@ class LocalPublishOperator(LocalStageOperator):
     def __init__(self, *, source: str, table: str, warehouse_dir: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        source = self.seen(self.source_dataset, ds, "parquet", figures.get("rows_in"))
+        published = lineage.Seen(
+            self.seen(self.table, None).identity, lineage.partition_of(ds), source.columns, figures.get("rows_out")
+        )
+        return [source], [published]  # the table holds what the source partition held
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.warehouse import publish_partition
@@ -603,6 +686,12 @@ class LocalRetractOperator(LocalStageOperator):
     def __init__(self, *, source: str, table: str, warehouse_dir: str, **kwargs: Any):
         super().__init__(**kwargs)
         self.source_dataset, self.table, self.warehouse_dir = source, table, warehouse_dir
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        # It reads nothing: it deletes the day's partition of the table and of the source (lifecycleStateChange TRUNCATE)
+        table = self.seen(self.table, ds, deleted=True)
+        source = self.seen(self.source_dataset, ds, deleted=True)
+        return [], [lineage.Seen(table.identity, table.partition, rows=figures.get("rows_retracted"), deleted=True), source]
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines.warehouse import retract_partition
@@ -646,6 +735,11 @@ class LocalAutoMLTrainingOperator(LocalStageOperator):
         self.channels, self.destination = dict(channels), destination
         self.target_column, self.column_specs = target_column, dict(column_specs)
         self.objective, self.time_budget_s, self.seed = objective, time_budget_s, seed
+
+    def lineage_io(self, ds: str | None, figures: dict[str, Any]) -> tuple[list[lineage.Seen], list[lineage.Seen]]:
+        rows = figures.get("channels") or {}
+        inputs = [self.seen(dataset, ds, "csv_header", rows.get(name)) for name, dataset in self.channels.items()]
+        return inputs, [self.seen(self.destination, ds, "files")]  # a model: files, no rows
 
     def run(self, ds: str, context: Context) -> dict[str, Any]:
         from water.targets.local.engines import automl

@@ -101,6 +101,7 @@ class LocalTarget(Target):
             tables=tables,
             warehouse_dir=self.warehouse_dir,
             database=spec.database,
+            reads=step.inputs(),
             destination=step.writes,
             gates=Gates.of(name, step),
             **self.common(spec, step),
