@@ -552,31 +552,20 @@ class PodStep(CheckedStep):
         return {flag: (o.dataset, o.format) for flag, o in self.writes.items()}
 
 
-InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
+class ScriptTrainingStep(CheckedStep):
+    """What a training step that runs a script has, whatever the engine: the script, its
+    hyperparameters (`--name value`), the model it writes (files), a time limit, and the
+    metrics read from its log (`metric_definitions`) with the one its gate checks."""
 
-
-class SageMakerTrainingStep(CheckedStep):
-    """SageMaker script-mode training with the scikit-learn framework container.
-
-    `reads` maps a channel name (SM_CHANNEL_<NAME>) to a dataset of CSV files with a header;
-    the model (model.tar.gz) is written to `writes`.
-    """
-
-    kind: Literal["sagemaker_training"]
     entry_point: IncludeFile
-    reads: dict[Annotated[str, Field(pattern=IDENTIFIER)], Dataset] = Field(min_length=1)
     writes: Dataset
-    framework_version: str = "1.4-2"
     hyperparameters: dict[str, ArgValue] = Field(default_factory=dict)
-    instance_type: InstanceType = "ml.m5.xlarge"
-    instance_count: int = Field(default=1, ge=1, le=100)
-    volume_size_gb: int = Field(default=30, ge=1)
     max_runtime: Duration = timedelta(hours=2)
     metric_definitions: list[MetricDefinition] = Field(default_factory=list)
     objective_metric: str | None = None
 
     @model_validator(mode="after")
-    def _objective_is_defined(self) -> SageMakerTrainingStep:
+    def _objective_is_defined(self) -> ScriptTrainingStep:
         names = {m.name for m in self.metric_definitions}
         if self.objective_metric and self.objective_metric not in names:
             raise ValueError(f"objective_metric {self.objective_metric!r} is not among metric_definitions")
@@ -586,14 +575,32 @@ class SageMakerTrainingStep(CheckedStep):
     def step_timeout(self) -> timedelta:
         return self.max_runtime
 
-    def inputs(self) -> list[str]:
-        return list(self.reads.values())
-
     def outputs(self) -> list[str]:
         return [self.writes]
 
     def written(self) -> dict[str, tuple[str, str]]:
-        return {self.writes: (self.writes, "files")}  # model.tar.gz
+        return {self.writes: (self.writes, "files")}  # SageMaker's model.tar.gz, Vertex's model files
+
+
+InstanceType = Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")]
+
+
+class SageMakerTrainingStep(ScriptTrainingStep):
+    """SageMaker script-mode training with the scikit-learn framework container.
+
+    `reads` maps a channel name (SM_CHANNEL_<NAME>) to a dataset of CSV files with a header;
+    the model (model.tar.gz) is written to `writes`.
+    """
+
+    kind: Literal["sagemaker_training"]
+    reads: dict[Annotated[str, Field(pattern=IDENTIFIER)], Dataset] = Field(min_length=1)
+    framework_version: str = "1.4-2"
+    instance_type: InstanceType = "ml.m5.xlarge"
+    instance_count: int = Field(default=1, ge=1, le=100)
+    volume_size_gb: int = Field(default=30, ge=1)
+
+    def inputs(self) -> list[str]:
+        return list(self.reads.values())
 
 
 class SageMakerTransformStep(CheckedStep):
@@ -649,7 +656,7 @@ def _needs_train(reads: dict[str, str]) -> dict[str, str]:
 VertexChannels = Annotated[dict[VertexChannel, Dataset], AfterValidator(_needs_train)]
 
 
-class VertexCustomTrainingStep(CheckedStep):
+class VertexCustomTrainingStep(ScriptTrainingStep):
     """Vertex AI custom training: a CustomJob running the same script-mode training script.
 
     `reads` maps the channels train, validation and test (AIP_TRAINING_DATA_URI, …; CSV with
@@ -659,36 +666,13 @@ class VertexCustomTrainingStep(CheckedStep):
     """
 
     kind: Literal["vertex_custom_training"]
-    entry_point: IncludeFile
     reads: VertexChannels
-    writes: Dataset
     executor_image: ImageUri = "us-docker.pkg.dev/vertex-ai/training/sklearn-cpu.1-3.py310:latest"
-    hyperparameters: dict[str, ArgValue] = Field(default_factory=dict)
     machine_type: MachineType = "n1-standard-4"
     boot_disk_size_gb: int = Field(default=100, ge=100, le=64000)
-    max_runtime: Duration = timedelta(hours=2)
-    metric_definitions: list[MetricDefinition] = Field(default_factory=list)
-    objective_metric: str | None = None
-
-    @model_validator(mode="after")
-    def _objective_is_defined(self) -> VertexCustomTrainingStep:
-        names = {m.name for m in self.metric_definitions}
-        if self.objective_metric and self.objective_metric not in names:
-            raise ValueError(f"objective_metric {self.objective_metric!r} is not among metric_definitions")
-        return self
-
-    @property
-    def step_timeout(self) -> timedelta:
-        return self.max_runtime
 
     def inputs(self) -> list[str]:
         return list(self.reads.values())
-
-    def outputs(self) -> list[str]:
-        return [self.writes]
-
-    def written(self) -> dict[str, tuple[str, str]]:
-        return {self.writes: (self.writes, "files")}  # model.joblib, features.json, metrics.json
 
 
 AutoMLColumnType = Literal["auto", "numeric", "categorical", "text", "timestamp"]
