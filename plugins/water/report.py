@@ -19,8 +19,25 @@ PALETTE = ("#2f6db5", "#e0892b", "#5aa469", "#b5452f", "#7d5ab5", "#8c8c8c")
 FAILED_STATES = ("failed", "upstream_failed")
 
 
-def outcome(tasks: list[dict[str, Any]]) -> str:
-    return "failed" if any(t["state"] in FAILED_STATES for t in tasks) else "success"
+def outcome(tasks: list[dict[str, Any]], roles: Roles | None = None) -> str:
+    """failed when a task failed or could not run, and when the day neither got published nor
+    ended on purpose before the publish step (the quarantine, no_predictions): a run someone
+    marked failed or stopped skips the rest, and Airflow calls a run of skipped tasks a success."""
+    if any(t["state"] in FAILED_STATES for t in tasks):
+        return "failed"
+    roles = roles or Roles()
+    publish = roles.get("publish")
+    if not publish:
+        return "success"
+    ended = roles.get("nothing_published")
+    endings = ended["endings"] if ended else []
+    return "success" if any(step_done(tasks, name) for name in (publish, *endings)) else "failed"
+
+
+def step_done(tasks: list[dict[str, Any]], name: str) -> bool:
+    """Whether the step's tasks (one task, its mapped instances or its task group's) all succeeded."""
+    mine = [t for t in tasks if t["task_id"].split("[")[0] == name or t["task_id"].startswith(f"{name}.")]
+    return bool(mine) and all(t["state"] == "success" for t in mine)
 
 
 def route_figures(decision: dict[str, Any] | None) -> dict[str, dict[str, Any]]:

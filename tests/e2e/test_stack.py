@@ -414,6 +414,15 @@ def _finished(api, dag_id: str, run_id: str, limit: float) -> dict:
     return run
 
 
+def _reported(api, dag_id: str, run_id: str, limit: float) -> dict:
+    """What the run's report task returned, once it has."""
+    deadline = Deadline(limit)
+    while (reported := api.xcom(dag_id, run_id, "run_report")) is None:
+        assert not deadline.expired(), f"{dag_id} {run_id} has no report after {deadline}"
+        time.sleep(2)
+    return reported
+
+
 def _completion_message(queue: str, limit: float) -> Any:
     """The first message on the test's queue (bound to the events exchange), within the limit."""
     deadline = Deadline(limit)
@@ -468,6 +477,12 @@ def test_publish_runs_the_day_and_its_completion_starts_the_listening_pipeline(s
     [ds_run] = [r for r in api.dag_runs(DEMO, limit=20) if r["run_type"] == "manual" and (r["logical_date"] or "")[:10] == DS]
     for_ds = _run_when_made(api, LISTENER, control.run_id_for(f"{DEMO}.{ds_run['dag_run_id']}.succeeded"), 180)
     assert for_ds["logical_date"][:10] == DS and for_ds["state"] == "queued"  # customer_value is paused
+    # The schedule's run, marked failed there before it did anything, ran only its report (a
+    # teardown): Airflow calls that run a success, its report says failed, and its completion
+    # event is `failed`, which customer_value does not listen for.
+    [scheduled] = [r for r in api.dag_runs(DEMO, limit=20) if r["run_type"] == "scheduled"]
+    assert _reported(api, DEMO, scheduled["dag_run_id"], 180)["state"] == "failed"
+    assert [r["dag_run_id"] for r in api.dag_runs(LISTENER, limit=20)] == [for_ds["dag_run_id"]]
     api.request("DELETE", f"dags/{LISTENER}/dagRuns/{for_ds['dag_run_id']}")
     api.unpause(LISTENER)  # as its toggle in the UI does; with no schedule, that starts nothing
 

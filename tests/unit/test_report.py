@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from water import report
 
 RECORD = {
@@ -117,6 +119,31 @@ def test_the_page_shows_and_embeds_the_runs_figures():
 def test_outcome_is_failed_when_any_task_failed_or_could_not_run():
     assert report.outcome([{"state": "success"}, {"state": "skipped"}]) == "success"
     assert report.outcome([{"state": "success"}, {"state": "upstream_failed"}]) == "failed"
+
+
+ROLES_WITH_ENDINGS = {
+    "publish": "publish",
+    "nothing_published": {"endings": ["quarantine", "no_predictions"], "setting": "keep", "retract": None},
+}
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ({"extract": "success", "publish": "success", "quarantine": "skipped"}, "success"),
+        # the cloud's publish is a task group: published when all of it succeeded
+        ({"publish.to_gcs": "success", "publish.load": "success"}, "success"),
+        ({"publish.to_gcs": "success", "publish.load": "skipped"}, "failed"),
+        # a day ended on purpose before publishing is a success (its outcome says quarantined or no rows)
+        ({"quarantine": "success", "publish": "skipped"}, "success"),
+        ({"no_predictions": "success", "publish": "skipped"}, "success"),
+        # marked failed (or stopped) before it ran: Airflow skips the rest and calls the run a success
+        ({"extract": "skipped", "publish": "skipped", "quarantine": "skipped", "no_predictions": "skipped"}, "failed"),
+    ],
+)
+def test_outcome_is_success_only_when_the_day_was_published_or_ended_on_purpose(states, expected):
+    tasks = [{"task_id": task_id, "state": state} for task_id, state in states.items()]
+    assert report.outcome(tasks, ROLES_WITH_ENDINGS) == expected
 
 
 def test_the_headline_finds_figures_by_role_not_by_task_name():

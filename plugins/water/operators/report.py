@@ -120,7 +120,7 @@ class RunReportOperator(BaseOperator):
             "ds": context["ds"],
             "run_id": ti.run_id,
             "target": self.target,
-            "state": report.outcome(tasks),
+            "state": report.outcome(tasks, self.roles),
             "failed_tasks": [t["task_id"] for t in tasks if t["state"] == "failed"],
             "duration_seconds": round(duration, 1) if duration is not None else None,
             "conf": dict(getattr(dag_run, "conf", None) or {}),
@@ -222,7 +222,10 @@ class RunReportOperator(BaseOperator):
                 links[f"log of {t['task_id']}"] = t["log"]
         links["run in Airflow"] = notify.run_url(record["dag_id"], record["run_id"])
         if failed:
-            title = f"{self.pipeline} ds={record['ds']} FAILED at {', '.join(record['failed_tasks']) or 'an upstream task'}"
+            where = ", ".join(record["failed_tasks"])
+            title = f"{self.pipeline} ds={record['ds']} FAILED " + (
+                f"at {where}" if where else "before publishing: no task failed, the run was stopped or marked failed"
+            )
         elif head.get("quarantined"):
             title = f"{self.pipeline} ds={record['ds']} finished: predictions quarantined for drift, nothing published"
         elif head.get("rows") == 0:
