@@ -16,6 +16,8 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import hookimpl
 
+from water.masking import protect_lineage_transport
+
 
 def forget_hook_lineage() -> bool:
     """Drop the collector and what hooks reported to it; the next hook that reports gets a new one.
@@ -31,11 +33,18 @@ def forget_hook_lineage() -> bool:
 
 
 class TaskLineageScope:
-    """The listener: a task starts with an empty hook lineage collector."""
+    """The listener: a task starts with an empty hook lineage collector, and every process masks
+    its lineage transport's secrets (water.masking.protect_lineage_transport)."""
 
     @hookimpl(tryfirst=True)
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
         forget_hook_lineage()
+        protect_lineage_transport()  # before the provider's listener builds the transport
+
+    @hookimpl
+    def on_starting(self, component: Any) -> None:
+        # the scheduler and the others send DAG-run events; their logging is Airflow's, masked
+        protect_lineage_transport(logs=False)
 
 
 task_lineage_scope = TaskLineageScope()

@@ -72,6 +72,47 @@ def _url_parts(value: str) -> list[str]:
     return parts + [quote(p) for p in parts]
 
 
+# keys of an OpenLineage transport whose every value is a credential (custom_headers: an API
+# gateway's key header, whatever its name)
+_SECRET_SECTIONS = ("auth", "custom_headers", "headers")
+
+
+def transport_secret_parts(config: object, key: str = "", section: str = "") -> list[str]:
+    """What of an OpenLineage transport's config (the provider's `[openlineage] transport`, a
+    transform or composite one with its inner transports) must never be shown: values under
+    sensitive keys (apiKey, token, password…), every value of its auth (but its type) and custom
+    headers, and the secret parts of every URL in it."""
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+    if isinstance(config, dict):
+        inner = section or (key if key in _SECRET_SECTIONS else "")
+        return [part for k, value in config.items() for part in transport_secret_parts(value, str(k), inner)]
+    if isinstance(config, list):
+        return [part for value in config for part in transport_secret_parts(value, key, section)]
+    if not isinstance(config, str) or not config.strip():
+        return []
+    hidden = (section and key != "type") or should_hide_value_for_key(key)
+    return [*([config] if hidden else []), *_url_parts(config)]
+
+
+def protect_lineage_transport(*, logs: bool = True) -> None:
+    """Mask the secrets of this process's OpenLineage transport (its config is an Airflow option,
+    which Airflow does not count as sensitive, and the HTTP transport logs its config at DEBUG);
+    with `logs`, in this process's own logging too (mask_process_logs)."""
+    from airflow.sdk.log import mask_secret
+
+    try:
+        from airflow.providers.openlineage import conf as lineage_conf
+
+        config = lineage_conf.transport()
+    except (ImportError, ValueError):  # no provider; a transport that is not a JSON object
+        return
+    for part in dict.fromkeys(transport_secret_parts(config)):
+        mask_secret(part)
+    if logs:
+        mask_process_logs()
+
+
 def protect(conn: Connection) -> None:
     """Mask the connection's secrets in every log of this process (and its task supervisor)."""
     from airflow.sdk.log import mask_secret
@@ -122,14 +163,26 @@ def _mask_event(logger: WrappedLogger, method: str, event: EventDict) -> dict[st
     return redact(dict(event))
 
 
+def _redact_arg(arg: object) -> object:
+    """A log argument with the registered secrets out: a text redacted; any other object (a
+    config, an exception) as its redacted text when its text holds one, else as it was."""
+    if isinstance(arg, str):
+        return redact(arg)
+    if arg is None or isinstance(arg, int | float):
+        return arg
+    text = str(arg)
+    masked = redact(text)
+    return arg if masked == text else masked
+
+
 def _masking_record_factory(make_record: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         record.msg = redact(record.msg) if isinstance(record.msg, str) else record.msg
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redact_arg(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: redact(a) if isinstance(a, str) else a for k, a in record.args.items()}
+            record.args = {k: _redact_arg(a) for k, a in record.args.items()}
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             with contextlib.suppress(AttributeError, TypeError):  # an exception type with read-only args

@@ -142,6 +142,80 @@ def test_a_webhook_token_reaches_no_log_outbox_result_or_message(tmp_path, form)
     assert outbox.parent.stat().st_mode & 0o777 == 0o700
 
 
+# As a task process of the stack, or `water run`, starts: water's listener (plugins/water_lineage.py)
+# runs first, then the provider's, which builds the transport and sends the task's START event.
+EMIT = """
+import airflow
+from datetime import UTC, datetime
+from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+from openlineage.client.uuid import generate_new_uuid
+from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter
+from water.lineage_listener import task_lineage_scope
+
+task_lineage_scope.on_task_instance_running(previous_state=None, task_instance=None)
+client = OpenLineageAdapter().get_or_create_openlineage_client()
+event = RunEvent(eventType=RunState.START, eventTime=datetime.now(UTC).isoformat(),
+                 run=Run(runId=str(generate_new_uuid())), job=Job(namespace="water", name="canary.extract"))
+try:
+    client.emit(event)
+except Exception as exc:
+    import logging
+    logging.getLogger("canary").error("lineage not sent: %s", exc)
+print("EMITTED", flush=True)
+"""
+
+
+def test_a_lineage_transport_key_reaches_no_log(tmp_path):
+    """The cluster's transport (the Secret water-lineage) with its API key, a gateway header and
+    a token in its URL; the receiver drops the first request and answers 500 after, so urllib3
+    retries and logs, and the transport logs its config at DEBUG."""
+    log_path = tmp_path / "task.log"
+    with FlakyWebhook() as receiver:
+        transport = {
+            "type": "http",
+            "url": f"http://127.0.0.1:{receiver.port}/gw/{CANARY}1/",
+            "endpoint": "api/v1/lineage",
+            "auth": {"type": "api_key", "apiKey": f"{CANARY}2"},
+            "custom_headers": {"X-Gateway-Key": f"{CANARY}3"},
+            "retry": {"total": 2, "backoff_factor": 0.01, "status_forcelist": [500]},
+        }
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "plugins"),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+            "AIRFLOW__OPENLINEAGE__NAMESPACE": "water",
+        }
+        with log_path.open("w") as log:
+            subprocess.run([sys.executable, "-c", EMIT], env=env, stdout=log, stderr=subprocess.STDOUT, timeout=300, check=False)
+    log_text = log_path.read_text()
+    assert "EMITTED" in log_text, log_text[-3000:]
+    assert receiver.requests and all(f"{CANARY}1" in r["path"] for r in receiver.requests), log_text[-3000:]
+    assert "Retrying" in log_text and "X-Gateway-Key" in log_text  # urllib3's retries and the config were logged…
+    assert CANARY not in log_text, [line for line in log_text.splitlines() if CANARY in line]  # …masked
+
+
+def test_secret_parts_of_a_lineage_transport():
+    from water.masking import transport_secret_parts
+
+    wrapped = {
+        "type": "transform",
+        "transformer_class": "water.lineage.Example",
+        "transport": {
+            "type": "http",
+            "url": "https://lineage.example/gw/k3yT0ken99/",
+            "endpoint": "api/v1/lineage",
+            "auth": {"type": "api_key", "apiKey": "s3cret-key"},
+            "custom_headers": {"X-Gateway": "h3ader-secret"},
+        },
+    }
+    parts = set(transport_secret_parts(wrapped))
+    assert {"s3cret-key", "h3ader-secret", "k3yT0ken99"} <= parts
+    assert not {"api_key", "http", "transform", "api/v1/lineage", "water.lineage.Example"} & parts  # nothing public
+    kafka = {"type": "composite", "transports": [{"type": "kafka", "config": {"sasl.password": "pw-123456"}}]}
+    assert transport_secret_parts(kafka) == ["pw-123456"]
+
+
 def test_secret_parts_of_a_connection():
     from airflow.sdk import Connection
 
