@@ -47,10 +47,22 @@ def state_dir() -> Path:
     return _STATE
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Where the session's workers share files (tests/airflow_database.py): beside their own
+    temporary folders under pytest-xdist, the session's own without it."""
+    from tests import airflow_database
+
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    os.environ.setdefault(airflow_database.SHARED, str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base))
+
+
 @pytest.fixture(scope="session")
 def airflow_db():
-    """A migrated SQLite metadata database (once per session)."""
-    local_airflow.migrate(log=lambda _: None)
+    """A migrated SQLite metadata database (a copy of the session's, tests/airflow_database.py)."""
+    from tests.airflow_database import copy_migrated_database
+
+    copy_migrated_database(local_airflow.run_home().path)
+    local_airflow.migrate(log=lambda _: None)  # a no-op on the copy
     from airflow import settings
 
     settings.configure_orm()

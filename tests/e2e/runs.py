@@ -10,14 +10,11 @@ WATER_TEST_TIME_SCALE multiplies every limit (e.g. 3 on a machine three times sl
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.airflow_database import copy_migrated_database
 from tests.conftest import ROOT
 
 WATER = str(Path(sys.executable).parent / "water")
@@ -151,26 +149,11 @@ class Watched:
         return "".join(self.stderr)
 
 
-@functools.cache
-def _migrated_airflow() -> Path:
-    """An Airflow home whose metadata database `airflow db migrate` made (once per test process)."""
-    from water.cli.local_airflow import AirflowHome
-
-    home = AirflowHome(Path(tempfile.mkdtemp(prefix="water-tests-airflow-")) / "airflow")
-    home.migrate(log=lambda _: None)
-    return home.path
-
-
 def with_migrated_airflow(state: Path) -> Path:
-    """A new state folder with a copy of a migrated metadata database (the same in every home), so
-    its first `water run` skips the migration (about 15 s on a 2-core machine). The demo's days
+    """A new state folder with a copy of the session's migrated metadata database, so its first
+    `water run` skips the migration (tests/airflow_database.py). The demo's days
     (tests/e2e/conftest.py) start from nothing: there a run migrates, as on a new machine."""
-    home = state / "airflow"
-    if not (home / "airflow.db").exists():
-        home.mkdir(parents=True, exist_ok=True)
-        for made in _migrated_airflow().iterdir():
-            if made.name == "airflow.db" or made.name.startswith(".migrated-"):  # the database, its marker
-                shutil.copy2(made, home / made.name)
+    copy_migrated_database(state / "airflow")
     return state
 
 

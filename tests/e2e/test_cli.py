@@ -52,8 +52,9 @@ def test_validate_names_file_and_field(project):
 
 def test_run_with_a_bad_spec_exits_2_naming_file_and_field(project):
     edit(project, SPEC, "memory: 1Gi", "memory: 1 GB")
-    result = water("run", project=project, state=project / ".water")
+    result = water("run", project=project, state=project / ".water", migrated=False)
     assert result.returncode == 2
+    assert not (project / ".water" / "airflow").exists()  # refused before Airflow is set up
     assert SPEC in result.stderr
     assert "preprocess.resources.limits.memory" in result.stderr
 
