@@ -11,6 +11,8 @@ the same stores, so the graph joins across steps and with provider operators' ow
 
 The identity is the dataset, never its `ds=` partition: a run's partition travels in a
 facet (the `version` facet, see below), so the same dataset joins across days and steps.
+Provider operators name partitions and objects; water.lineage_names, the transformer of every
+environment's transport, trims those names to these before an event is sent.
 Stdlib only at import time; the OpenLineage client is imported by the functions that need it.
 """
 

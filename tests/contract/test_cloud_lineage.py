@@ -8,14 +8,16 @@
 - the task that commits a step (promote, commit, a pod, the counts) carries the step's own
   datasets (the day's partition in their `version` facet), so the step graph joins end to end: every lake dataset a step reads is one an
   earlier step wrote, by namespace and name;
-- the provider operators' own lineage, where it needs no API call, names the same datasets:
-  S3 -> GCS (a lake partition), GCS -> S3 (a step's staging), SageMaker training and
+- the provider operators' own lineage, where it needs no API call, names the same datasets
+  once water's transformer (water.lineage_names, in every environment's transport) has trimmed
+  it: S3 -> GCS (a lake partition), GCS -> S3 (a step's staging), SageMaker training and
   transform (channels and model, from their DescribeJob answers). Provider S3 names carry
-  the day's partition (`…/ds=YYYY-MM-DD/…`) and a staged step's `_staging` folder; water's
-  name the dataset (`dataset_of` below is the mapping from one to the other). BigQuery's
-  insert job, BigQuery -> GCS and GCS -> BigQuery read their job or table from the API at
-  completion: not called offline, so not checked here (the BigQuery side of a step is
-  water.lineage.warehouse_table's `bigquery` naming, the provider's own);
+  the day's partition (`…/ds=YYYY-MM-DD/…`) and a staged step's `_staging` folder; the events
+  sent name the dataset, the day in the `version` facet, and every lake dataset a provider
+  task reads is one an earlier step wrote. BigQuery's insert job, BigQuery -> GCS and
+  GCS -> BigQuery read their job or table from the API at completion: not called offline, so
+  not checked here (the BigQuery side of a step is water.lineage.warehouse_table's `bigquery`
+  naming, the provider's own);
 - every pod's environment carries the provider's parent macros, rendered for the task;
 - every Glue job injects the provider's parent-job and transport information into its run.
 """
@@ -45,13 +47,6 @@ from tests.contract.cloud import (
 )
 
 LOGICAL_DATE = datetime(2026, 11, 1, 6, tzinfo=UTC)
-DAY = re.compile(r"/(_staging/)?ds=\d{4}-\d{2}-\d{2}(/.*)?$")
-
-
-def dataset_of(name: str) -> str:
-    """A provider's S3/GCS dataset name (a partition, a staged partition, an object in one)
-    as the dataset water.lineage names: up to the `ds=` folder, without a `_staging` folder."""
-    return DAY.sub("", name.rstrip("/"))
 
 
 def ids(datasets) -> list[tuple[str, str]]:
@@ -233,81 +228,149 @@ def test_glue_job_gets_its_parent_and_never_the_transport(pipeline, cloud_dags, 
         assert {k: v for k, v in args.items() if k != "--conf"} == job.script_args
 
 
-# --- the provider operators' own lineage, offline ------------------------------------------
+# --- the provider operators' own lineage, offline, as water's transformer sends it -----------
+
+TRANSFERS = ("S3ToGCSOperator", "GCSToS3Operator")
+SAGEMAKER = ("SageMakerTrainingOperator", "SageMakerTransformOperator")
 
 
-def lake_ids(target, pipeline: str, *datasets: str) -> set[tuple[str, str]]:
+def lake_ids(target, pipeline: str, *datasets: str) -> list[tuple[str, str]]:
     from water.lineage import lake_dataset
 
-    return {lake_dataset(target.lake_root, pipeline, d) for d in datasets}
+    return [lake_dataset(target.lake_root, pipeline, d) for d in datasets]
 
 
-def provider_tasks(pipeline: str, cloud_dags, suffix: str) -> list[Any]:
-    return [t for t in cloud_dags(pipeline).tasks if operator_path(t).endswith(suffix)]
+def provider_tasks(pipeline: str, cloud_dags, *suffixes: str) -> list[Any]:
+    return [t for t in cloud_dags(pipeline).tasks if operator_path(t).endswith(suffixes)]
+
+
+def provider_lineage(pipeline: str, stand_in) -> Any:
+    """A provider operator's own lineage, offline: the GCS <-> S3 transfers' on start (no API);
+    SageMaker training's and transform's on complete, from what execute keeps of their
+    DescribeJob answers (built here from the rendered request and the model's XCom)."""
+    spec = spec_of(pipeline)
+    step = spec.steps[stand_in.task_id.split(".")[0]]
+    task = as_run(copy.deepcopy(stand_in))
+    task.render_template_fields(make_context(pipeline))
+    if operator_path(stand_in).endswith(TRANSFERS):
+        return task.get_openlineage_facets_on_start()
+    if operator_path(stand_in).endswith("SageMakerTrainingOperator"):
+        task.serialized_training_data = {
+            "InputDataConfig": task.config["InputDataConfig"],
+            "ModelArtifacts": {"S3ModelArtifacts": model_artifact(pipeline, stand_in.task_id.split(".")[0])},
+        }
+    else:
+        task.serialized_transform = task.config
+        task.serialized_model = {"PrimaryContainer": {"ModelDataUrl": model_artifact(pipeline, spec.writer(step.model) or "")}}
+    return task.get_openlineage_facets_on_complete(None)
+
+
+def as_sent(lineage) -> Any:
+    """The task's event with the provider's datasets as every environment's transport sends it:
+    through water's transformer (water.lineage_names.LakeDatasetNames)."""
+    from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+    from openlineage.client.uuid import generate_new_uuid
+
+    from water.lineage_names import LakeDatasetNames
+
+    event = RunEvent(
+        eventType=RunState.COMPLETE,
+        eventTime=LOGICAL_DATE.isoformat(),
+        run=Run(runId=str(generate_new_uuid())),
+        job=Job(namespace="water", name="task"),
+        inputs=copy.deepcopy(lineage.inputs),
+        outputs=copy.deepcopy(lineage.outputs),
+    )
+    sent = LakeDatasetNames({}).transform(event)
+    for dataset in sent.inputs + sent.outputs:  # the day the task touched, as water's own operators carry it
+        if dataset.namespace.startswith(("s3://", "gs://")):
+            assert dataset.facets["version"].datasetVersion == f"ds={DS}", dataset.name
+    return sent
+
+
+def sorted_ids(datasets) -> list[tuple[str, str]]:
+    return sorted(ids(datasets))
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_s3_to_gcs_reads_the_lake_dataset(pipeline, cloud_dags, cloud_target):
-    """S3ToGCSOperator's own lineage (on start, no API): its input is the lake dataset water
-    names for the partition it copies (after the day), in the lake's namespace."""
+    """S3ToGCSOperator's own lineage (on start, no API), as sent: each copy reads one of its
+    step's lake datasets, by water's name; together its step's copies read all of them."""
+    from water.spec import is_table
+
     spec = spec_of(pipeline)
-    lake_datasets = {d for step in spec.steps.values() for d in step.inputs() + step.outputs()}
-    tasks = provider_tasks(pipeline, cloud_dags, "S3ToGCSOperator")
-    for stand_in in tasks:
-        task = as_run(copy.deepcopy(stand_in))
-        task.render_template_fields(make_context(pipeline))
-        lineage = task.get_openlineage_facets_on_start()
-        ((namespace, name),) = ids(lineage.inputs)
-        assert (namespace, dataset_of(name)) in lake_ids(cloud_target, pipeline, *lake_datasets), (task.task_id, name)
-        assert lineage.outputs and all(d.namespace.startswith("gs://") for d in lineage.outputs)
+    read: dict[str, list[tuple[str, str]]] = {}
+    for stand_in in provider_tasks(pipeline, cloud_dags, "S3ToGCSOperator"):
+        name = stand_in.task_id.split(".")[0]
+        sent = as_sent(provider_lineage(pipeline, stand_in))
+        (dataset,) = ids(sent.inputs)
+        assert dataset in lake_ids(cloud_target, pipeline, *spec.steps[name].inputs()), (stand_in.task_id, dataset)
+        read.setdefault(name, []).append(dataset)
+        assert sent.outputs and all(d.namespace.startswith("gs://") for d in sent.outputs)
+    for name, datasets in read.items():
+        step_reads = [d for d in spec.steps[name].inputs() if not is_table(d)]
+        assert sorted(set(datasets)) == sorted(lake_ids(cloud_target, pipeline, *step_reads)), name
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
 def test_gcs_to_s3_writes_the_step_dataset(pipeline, cloud_dags, cloud_target):
-    """GCSToS3Operator's own lineage (on start, no API): its output, a step's staging, is the
-    dataset the step's promote task commits (water's name for it) once the day and _staging are cut."""
+    """GCSToS3Operator's own lineage (on start, no API), as sent: its output, a step's staging,
+    is exactly the dataset the step's promote task commits, by water's name."""
     tasks = provider_tasks(pipeline, cloud_dags, "GCSToS3Operator")
     spec = spec_of(pipeline)
     assert tasks or not spec.steps_of("bigquery_sql")
     for stand_in in tasks:
         step = spec.steps[stand_in.task_id.split(".")[0]]
-        task = as_run(copy.deepcopy(stand_in))
-        task.render_template_fields(make_context(pipeline))
-        lineage = task.get_openlineage_facets_on_start()
-        assert {(d.namespace, dataset_of(d.name)) for d in lineage.outputs} == lake_ids(cloud_target, pipeline, *step.outputs())
+        sent = as_sent(provider_lineage(pipeline, stand_in))
+        assert ids(sent.outputs) == lake_ids(cloud_target, pipeline, *step.outputs())
 
 
 @pytest.mark.parametrize(("pipeline", "name"), steps("sagemaker_training"))
 def test_sagemaker_training_names_the_lake_datasets(pipeline, name, cloud_dags, cloud_target):
-    """SageMakerTrainingOperator's own lineage from its DescribeTrainingJob answer (what execute
-    keeps; the answer built from the rendered request): the channels' and the model's lake datasets."""
-    spec = spec_of(pipeline)
-    step = spec.steps[name]
-    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(f"{name}.fit")))
-    task.render_template_fields(make_context(pipeline))
-    task.serialized_training_data = {
-        "InputDataConfig": task.config["InputDataConfig"],
-        "ModelArtifacts": {"S3ModelArtifacts": model_artifact(pipeline, name)},
-    }
-    lineage = task.get_openlineage_facets_on_complete(None)
-    assert {(d.namespace, dataset_of(d.name)) for d in lineage.inputs} == lake_ids(cloud_target, pipeline, *step.inputs())
-    assert {(d.namespace, dataset_of(d.name)) for d in lineage.outputs} == lake_ids(cloud_target, pipeline, *step.outputs())
+    """SageMakerTrainingOperator's own lineage, as sent: the channels' and the model's lake
+    datasets, exactly the step's (one each, the model's objects merged into its dataset)."""
+    step = spec_of(pipeline).steps[name]
+    sent = as_sent(provider_lineage(pipeline, cloud_dags(pipeline).get_task(f"{name}.fit")))
+    assert sorted_ids(sent.inputs) == sorted(lake_ids(cloud_target, pipeline, *step.inputs()))
+    assert ids(sent.outputs) == lake_ids(cloud_target, pipeline, *step.outputs())
 
 
 @pytest.mark.parametrize(("pipeline", "name"), steps("sagemaker_transform"))
 def test_sagemaker_transform_names_the_lake_datasets(pipeline, name, cloud_dags, cloud_target):
-    """SageMakerTransformOperator's own lineage from its rendered request and model (what execute
-    keeps): the input partition and the staged output are the step's lake datasets."""
+    """SageMakerTransformOperator's own lineage, as sent: the input partition is the step's input
+    dataset, the staged output its written one (the provider names a model only when it is a
+    model package, which a transform step's model is not)."""
+    step = spec_of(pipeline).steps[name]
+    sent = as_sent(provider_lineage(pipeline, cloud_dags(pipeline).get_task(f"{name}.transform")))
+    assert ids(sent.inputs) == lake_ids(cloud_target, pipeline, step.input)
+    assert ids(sent.outputs) == lake_ids(cloud_target, pipeline, *step.outputs())
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_provider_tasks_read_what_earlier_steps_wrote(pipeline, cloud_dags, cloud_target):
+    """The graph joins through the provider operators too: every lake dataset a provider task
+    reads (as sent) is a dataset of the pipeline, and one an earlier step wrote unless it is a
+    source of the pipeline, by namespace and name."""
+    from water.lineage import step_datasets
+    from water.spec import is_table
+
     spec = spec_of(pipeline)
-    step = spec.steps[name]
-    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(f"{name}.transform")))
-    task.render_template_fields(make_context(pipeline))
-    task.serialized_transform = task.config
-    task.serialized_model = {"PrimaryContainer": {"ModelDataUrl": model_artifact(pipeline, spec.writer(step.model) or "")}}
-    lineage = task.get_openlineage_facets_on_complete(None)
-    inputs = {(d.namespace, dataset_of(d.name)) for d in lineage.inputs}
-    assert lake_ids(cloud_target, pipeline, step.input) <= inputs, inputs
-    assert {(d.namespace, dataset_of(d.name)) for d in lineage.outputs} == lake_ids(cloud_target, pipeline, *step.outputs())
+    datasets = {d for step in spec.steps.values() for d in step.inputs() + step.outputs() if not is_table(d)}
+    named = dict(zip(lake_ids(cloud_target, pipeline, *datasets), datasets, strict=True))
+    tasks = provider_tasks(pipeline, cloud_dags, *TRANSFERS, *SAGEMAKER)
+    written: set[tuple[str, str]] = set()
+    checked = 0
+    for name in spec.steps:  # the spec's order is the DAG's
+        for stand_in in [t for t in tasks if t.task_id.split(".")[0] == name]:
+            for dataset in ids(as_sent(provider_lineage(pipeline, stand_in)).inputs):
+                if not dataset[0].startswith("s3://"):
+                    continue  # an exchange folder on GCS: the step's own
+                assert dataset in named, f"{stand_in.task_id} reads {dataset}: not a dataset of {pipeline}"
+                if spec.writer(named[dataset]) is not None:
+                    assert dataset in written, f"{stand_in.task_id} reads {dataset}, which no earlier step wrote"
+                checked += 1
+        written.update(step_datasets(spec, cloud_target, name)[1])
+    assert checked or not tasks
 
 
 class TableAnswer:

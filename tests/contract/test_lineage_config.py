@@ -4,9 +4,11 @@ schemas vendored in openlineage/ and the validator the e2e tests use on real run
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -70,11 +72,15 @@ def test_every_local_airflow_home_writes_events_to_the_state_folder(tmp_path, mo
     homes = [local_airflow.run_home(), stack.home(8080, "sqlite")]
     for home in homes:
         settings = home.settings()["openlineage"]
-        assert json.loads(settings["transport"]) == {"type": "file", "log_file_path": str(paths.lineage_events()), "append": True}
+        assert json.loads(settings["transport"]) == {
+            "type": "transform",
+            "transformer_class": "water.lineage_names.LakeDatasetNames",
+            "transport": {"type": "file", "log_file_path": str(paths.lineage_events()), "append": True},
+        }
         assert settings["namespace"] == "water"
         assert "include_full_task_info" not in settings and "debug_mode" not in settings  # both off
         env = home.environment()
-        assert json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])["log_file_path"] == str(paths.lineage_events())
+        assert json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])["transport"]["log_file_path"] == str(paths.lineage_events())
     home = local_airflow.run_home()
     home.write_config()
     assert paths.lineage_dir().is_dir() and paths.lineage_dir().stat().st_mode & 0o077 == 0  # the transport makes no folder
@@ -91,9 +97,30 @@ def test_the_provider_reads_the_local_settings_as_enabled(tmp_path, monkeypatch)
     from airflow.providers.openlineage import conf  # (it caches nothing under pytest)
 
     assert conf.is_disabled() is False
-    assert conf.transport()["log_file_path"] == str(paths.lineage_events())
+    assert conf.transport()["transport"]["log_file_path"] == str(paths.lineage_events())
     assert conf.namespace() == "water" and conf.include_full_task_info() is False and conf.debug_mode() is False
     assert conf.execute_in_thread() is True
+
+
+def built(transport: dict) -> Any:
+    """The transport the provider's client builds from this config: the OpenLineage client's own
+    factory (nothing is sent)."""
+    from openlineage.client.transport import get_default_factory
+
+    return get_default_factory().create(copy.deepcopy(transport))
+
+
+def test_the_local_transport_builds_into_waters_transformer_around_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATER_STATE_DIR", str(tmp_path / "state"))
+    from openlineage.client.transport.file import FileTransport
+    from openlineage.client.transport.transform import TransformTransport
+
+    from water.cli import local_airflow
+    from water.lineage_names import LakeDatasetNames
+
+    transport = built(json.loads(local_airflow.run_home().settings()["openlineage"]["transport"]))
+    assert isinstance(transport, TransformTransport) and isinstance(transport.transformer, LakeDatasetNames)
+    assert isinstance(transport.transport, FileTransport)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -115,8 +142,18 @@ def test_the_deploy_docs_create_the_lineage_secret():
     text = (ROOT / "docs" / "deploy.md").read_text()
     start = text.index("cat > lineage-transport.json")
     example = json.loads(text[text.index("\n", start) + 1 : text.index("\nJSON", start)])
-    assert example["type"] == "http" and example["auth"]["type"] == "api_key"
-    from openlineage.client.transport.http import HttpConfig
+    # the user's HTTP transport, inside the transform transport with water's transformer
+    from water.cli.local_airflow import LINEAGE_NAMES, named_transport
 
-    assert HttpConfig.from_dict(example).url == "https://LINEAGE_HOST"  # a transport the client accepts
+    assert example == named_transport(example["transport"]) and LINEAGE_NAMES == "water.lineage_names.LakeDatasetNames"
+    assert example["transport"]["type"] == "http" and example["transport"]["auth"]["type"] == "api_key"
+    # …which the OpenLineage client's own factory builds as such, offline (nothing is sent)
+    from openlineage.client.transport.http import HttpTransport
+    from openlineage.client.transport.transform import TransformTransport
+
+    from water.lineage_names import LakeDatasetNames
+
+    transport = built(example)
+    assert isinstance(transport, TransformTransport) and type(transport.transformer) is LakeDatasetNames
+    assert isinstance(transport.transport, HttpTransport) and transport.transport.url == "https://LINEAGE_HOST"
     assert Path(ROOT / "docs" / "lineage.md").is_file()

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from water import paths
 
@@ -35,6 +36,15 @@ def statsd_wanted() -> bool:
 # emitted in a thread: the default forks the task runner, which for `water run` is the whole
 # run's process. include_full_task_info (every operator argument in the event) stays off.
 LINEAGE = {"namespace": "water", "execute_in_thread": "True"}
+# Every environment's transport goes inside the OpenLineage client's transform transport with
+# water's transformer: provider operators' partition and object names become the dataset's
+# (water.lineage_names; the cluster's Secret has the same, docs/deploy.md).
+LINEAGE_NAMES = "water.lineage_names.LakeDatasetNames"
+
+
+def named_transport(transport: dict[str, Any]) -> dict[str, Any]:
+    """`transport` wrapped in the transform transport that names datasets as water does."""
+    return {"type": "transform", "transformer_class": LINEAGE_NAMES, "transport": transport}
 
 
 def base_settings(home: Path) -> Settings:
@@ -70,7 +80,9 @@ def base_settings(home: Path) -> Settings:
         # OpenLineage events of every task and run, one JSON a line (docs/lineage.md).
         "openlineage": {
             **LINEAGE,
-            "transport": json.dumps({"type": "file", "log_file_path": str(paths.lineage_events()), "append": True}),
+            "transport": json.dumps(
+                named_transport({"type": "file", "log_file_path": str(paths.lineage_events()), "append": True})
+            ),
         },
     }
 
