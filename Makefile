@@ -76,14 +76,19 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# pytest on pytest-xdist's workers (a module on one worker; README "How long the tests take").
+# Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: each worker rewrites the asserts
+# of every test module it imports, about 5 s a worker on 2 cores, unless pytest may cache them.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+
 # Lint first, then every test.
 test: test-setup lint
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+	$(PYTEST)
 
 # Lint first, then everything but the end-to-end runs, the tests on local Spark or RabbitMQ and
 # those that train a model (the SageMaker and Vertex stages, AutoML).
 test-fast: test-setup lint
-	$(BIN)/python -m pytest -m "not e2e and not spark and not rabbitmq and not training" -n auto --maxprocesses 4 --dist loadscope --no-loadscope-reorder
+	$(PYTEST) -m "not e2e and not spark and not rabbitmq and not training"
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

@@ -145,6 +145,27 @@ def test_airflow_role_allows_every_call_of_the_run(env, pipeline, run):
     assert not found, f"{POLICY.name} refuses:\n  " + "\n  ".join(found)
 
 
+# What the Airflow role grants beyond the cloud target's own calls (AWS_ACTIONS), and why.
+AIRFLOW_ROLE_EXTRAS = {
+    # Athena writes query results to S3 as the caller; its documented result-bucket permissions
+    "s3:ListBucketMultipartUploads": "Athena query results",
+    "s3:ListMultipartUploadParts": "Athena query results",
+}
+
+
+def test_airflow_role_grants_nothing_the_cloud_target_does_not_call():
+    """Least privilege: every granted action is in AWS_ACTIONS, needed by a call the deployed
+    DAGs make (tests/contract/aws_runs.py, first and second runs; here beside the module's other
+    uses of the recorded runs, which a test process records once), or a documented extra."""
+    from tests.contract.aws_runs import every_recorded_action
+    from water.targets.cloud.target import AWS_ACTIONS
+
+    used = set(AWS_ACTIONS) | every_recorded_action() | set(AIRFLOW_ROLE_EXTRAS)
+    granted = {a for s in _as_list(airflow_policy()["Statement"]) for a in _as_list(s["Action"])}
+    unused = granted - used
+    assert unused == set(), f"granted but never called: {sorted(unused)}"
+
+
 def test_a_prefix_only_listing_grant_would_be_refused():
     """The policy as it was (ListBucket only under s3:prefix) fails the first SageMaker run:
     the check above can fail."""
