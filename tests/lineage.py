@@ -160,6 +160,8 @@ def check_run(events: list[Event], spec: Any, target: Any, run_id: str, ran: set
             continue  # not run this time (e.g. the step after a blocked gate)
         expected[name] = step_datasets(spec, target, name)
         want_in, want_out = (set(x) for x in expected[name])
+        if spec.steps[name].kind == "drift_guard":  # its quarantine reads the guarded partition it moves
+            want_in |= {dataset_identity(target, spec.name, spec.steps[name].guards)}
         if spec.steps[name].kind == "sized_postprocess":  # its tier tasks write shards, its commit reads them
             shards = dataset_identity(target, spec.name, spec.steps[name].shards_dataset)
             want_in, want_out = want_in | {shards}, want_out | {shards}

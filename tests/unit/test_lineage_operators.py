@@ -67,7 +67,9 @@ def test_the_quarantine_moves_the_guarded_partition(guard, quarantine, task_cont
     _, record = judge(guard, task_context, DS, SWING)
     quarantine.execute(task_context(DS, {(guard.task_id, "drift"): record}))
     inputs, outputs = as_dicts(quarantine)
-    assert inputs == [] and named(outputs) == [HELD_BACK]  # the step's output (DriftGuardStep.outputs)
+    # read: the guarded partition it moved; written: the step's output (DriftGuardStep.outputs)
+    assert named(inputs) == [GUARDED] and named(outputs) == [HELD_BACK]
+    assert inputs[0]["facets"]["version"]["datasetVersion"] == f"ds={DS}"
     assert outputs[0]["outputFacets"]["outputStatistics"]["rowCount"] == sum(SWING.values())
     assert outputs[0]["facets"]["version"]["datasetVersion"] == f"ds={DS}"
 

@@ -189,9 +189,13 @@ class QuarantineOperator(BaseOperator):
         return {"flag": "quarantined", "rows": assessment.get("rows"), "quarantine": where, "message": message}
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """OpenLineage: the day's partition of the quarantine dataset, the drift guard step's output
-        (its input is the stats the guard read). The partition comes from the guarded dataset, which
-        the step's datasets (DriftGuardStep.inputs) do not name: it is not reported as read."""
+        """OpenLineage: the day's partition of the guarded dataset (the predictions), read when it was
+        moved, and of the quarantine dataset, the drift guard step's output."""
         ds, figures = lineage.ran(self)
-        quarantine = lineage.lake_dataset(self.lake_root, self.pipeline, self.quarantine)
-        return lineage.operator_lineage([], [lineage.Seen(quarantine, lineage.partition_of(ds), rows=figures.get("rows"))])
+        partition = lineage.partition_of(ds)
+
+        def seen(dataset: str) -> lineage.Seen:
+            return lineage.Seen(lineage.lake_dataset(self.lake_root, self.pipeline, dataset), partition, rows=figures.get("rows"))
+
+        moved = figures.get("rows") is not None
+        return lineage.operator_lineage([seen(self.guarded)] if moved else [], [seen(self.quarantine)])
