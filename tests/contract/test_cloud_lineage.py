@@ -15,9 +15,10 @@
   the day's partition (`…/ds=YYYY-MM-DD/…`) and a staged step's `_staging` folder; the events
   sent name the dataset, the day in the `version` facet, and every lake dataset a provider
   task reads is one an earlier step wrote. BigQuery's insert job, BigQuery -> GCS and
-  GCS -> BigQuery read their job or table from the API at completion: not called offline, so
-  not checked here (the BigQuery side of a step is water.lineage.warehouse_table's `bigquery`
-  naming, the provider's own);
+  GCS -> BigQuery read their job or table from the API at completion: answered offline here
+  (the job resource from the rendered configuration and the step's reads), a bigquery_sql
+  step joins warehouse tables -> its staging table -> GCS -> S3 staging -> promote, and a
+  publish step's table is water.lineage.warehouse_table's `bigquery` name, the provider's own;
 - every pod's environment carries the provider's parent macros, rendered for the task;
 - every Glue job injects the provider's parent-job and transport information into its run.
 """
@@ -405,3 +406,105 @@ def test_gcs_to_bigquery_writes_the_warehouse_table(pipeline, name, cloud_dags, 
     assert lineage.inputs and all(
         d.namespace == f"gs://{CLOUD_ENV['WATER_GCS_STAGING'][5:].split('/')[0]}" for d in lineage.inputs
     )
+
+
+# --- a bigquery_sql step: its insert job and export, from their API answers --------------------
+
+QUERY_JOB_ID = "airflow_water_query_job"  # what execute keeps of the job it ran (job_id)
+
+
+class JobAnswer(TableAnswer):
+    """A BigQuery client offline that also answers get_job: the given job resource, as the
+    client's QueryJob (what the insert job's lineage reads `_properties` of)."""
+
+    project = CLOUD_ENV["WATER_GCP_PROJECT"]
+
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+
+    def get_job(self, job_id: str, **_: Any):
+        from google.cloud.bigquery import QueryJob
+
+        assert job_id == self.job["jobReference"]["jobId"], job_id
+        return QueryJob.from_api_repr(copy.deepcopy(self.job), self)
+
+
+def query_job_answer(task, reads: list[str]) -> dict[str, Any]:
+    """The job resource BigQuery answers for the rendered insert job once DONE: its configuration
+    (jobType QUERY) and, in statistics.query.referencedTables, the tables its SQL read: the
+    step's `reads` (`dataset.table`, in the job's project, as BigQuery resolves them)."""
+    referenced = [dict(zip(("datasetId", "tableId"), read.split("."), strict=True)) for read in reads]
+    return {
+        "kind": "bigquery#job",
+        "jobReference": {"projectId": task.project_id, "jobId": QUERY_JOB_ID, "location": task.location},
+        "configuration": {**copy.deepcopy(task.configuration), "jobType": "QUERY"},
+        "status": {"state": "DONE"},
+        "statistics": {
+            "query": {
+                "statementType": "SELECT",
+                "referencedTables": [{"projectId": task.project_id, **table} for table in referenced],
+            }
+        },
+    }
+
+
+def rendered_task(pipeline: str, cloud_dags, task_id: str) -> Any:
+    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(task_id)))
+    task.render_template_fields(make_context(pipeline))
+    return task
+
+
+def bigquery_lineage(task, client: TableAnswer, monkeypatch) -> Any:
+    """A BigQuery operator's own lineage on complete, its client answered offline (no credentials:
+    no call); an API error the provider swallowed fails here."""
+    from unittest import mock
+
+    from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
+
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", '{"conn_type": "google_cloud_platform"}')
+    with mock.patch.object(BigQueryHook, "get_client", return_value=client):
+        lineage = task.get_openlineage_facets_on_complete(None)
+    assert "errorMessage" not in lineage.run_facets, lineage.run_facets.get("errorMessage")
+    return lineage
+
+
+def insert_job_lineage(pipeline: str, name: str, cloud_dags, monkeypatch) -> Any:
+    """The `query` task's lineage, as sent, from the job BigQuery answers for its rendered configuration."""
+    task = rendered_task(pipeline, cloud_dags, f"{name}.query")
+    task.job_id = QUERY_JOB_ID
+    job = query_job_answer(task, spec_of(pipeline).steps[name].reads)
+    return as_sent(bigquery_lineage(task, JobAnswer(job), monkeypatch))
+
+
+@pytest.mark.parametrize(("pipeline", "name"), steps("bigquery_sql"))
+def test_bigquery_insert_job_reads_the_step_tables(pipeline, name, cloud_dags, cloud_target, monkeypatch):
+    """BigQueryInsertJobOperator's own lineage (on complete: its job and tables from the API,
+    answered offline from its rendered configuration), as sent: its inputs are exactly the step's
+    warehouse tables as water.lineage names them, its output the staging table the export reads."""
+    from water.lineage import step_datasets
+
+    sent = insert_job_lineage(pipeline, name, cloud_dags, monkeypatch)
+    inputs, _ = step_datasets(spec_of(pipeline), cloud_target, name)
+    export = rendered_task(pipeline, cloud_dags, f"{name}.export")
+    assert sorted_ids(sent.inputs) == sorted(inputs)
+    assert ids(sent.outputs) == [("bigquery", export.source_project_dataset_table)]
+
+
+@pytest.mark.parametrize(("pipeline", "name"), steps("bigquery_sql"))
+def test_bigquery_step_joins_through_gcs_to_the_lake(pipeline, name, cloud_dags, cloud_target, monkeypatch):
+    """BigQueryToGCSOperator's own lineage (on complete: its source table from the API), as sent:
+    it reads the table the insert job wrote and writes the exchange folder (water.lineage's name
+    of it) the GCS -> S3 copy reads, whose staging is the dataset the promote task commits:
+    warehouse tables -> staging table -> GCS -> S3 staging -> promote, by namespace and name."""
+    from water.lineage import lake_dataset, step_datasets
+
+    inputs, outputs = step_datasets(spec_of(pipeline), cloud_target, name)
+    query = insert_job_lineage(pipeline, name, cloud_dags, monkeypatch)
+    export = as_sent(bigquery_lineage(rendered_task(pipeline, cloud_dags, f"{name}.export"), TableAnswer(), monkeypatch))
+    to_s3 = as_sent(provider_lineage(pipeline, cloud_dags(pipeline).get_task(f"{name}.to_s3")))
+    promote = lineage_of(as_run(cloud_dags(pipeline).get_task(f"{name}.promote")))
+    assert ids(export.inputs) == ids(query.outputs)
+    assert ids(export.outputs) == ids(to_s3.inputs)
+    assert ids(to_s3.inputs) == [lake_dataset(CLOUD_ENV["WATER_GCS_STAGING"], pipeline, spec_of(pipeline).steps[name].writes)]
+    assert ids(to_s3.outputs) == ids(promote.outputs) == outputs
+    assert sorted_ids(promote.inputs) == sorted_ids(query.inputs) == sorted(inputs)
