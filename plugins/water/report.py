@@ -34,9 +34,14 @@ def outcome(tasks: list[dict[str, Any]], roles: Roles | None = None) -> str:
     return "success" if any(step_done(tasks, name) for name in (publish, *endings)) else "failed"
 
 
+def step_tasks(tasks: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The tasks of step `name` in a run record: one task, its mapped instances or its task group's."""
+    return [t for t in tasks if t["task_id"].split("[")[0] == name or t["task_id"].startswith(f"{name}.")]
+
+
 def step_done(tasks: list[dict[str, Any]], name: str) -> bool:
-    """Whether the step's tasks (one task, its mapped instances or its task group's) all succeeded."""
-    mine = [t for t in tasks if t["task_id"].split("[")[0] == name or t["task_id"].startswith(f"{name}.")]
+    """Whether the step ran and all its tasks succeeded."""
+    mine = step_tasks(tasks, name)
     return bool(mine) and all(t["state"] == "success" for t in mine)
 
 
@@ -72,16 +77,15 @@ def earlier_outputs(tasks: list[dict[str, Any]], roles: Roles) -> dict[str, Any]
     setting = roles.get("nothing_published")
     if not setting:
         return None
-    state = {t["task_id"]: t["state"] for t in tasks}
-    if not any(state.get(task_id) == "success" for task_id in setting["endings"]):
+    if not any(step_done(tasks, task_id) for task_id in setting["endings"]):
         return None
     found = {"table": setting["table"], "dataset": setting["dataset"], "rows_retracted": None}
-    if not setting.get("retract"):
+    retract = setting.get("retract")
+    if not retract:
         return {**found, "outcome": "kept"}
-    retraction = [t for t in tasks if t["task_id"].split(".")[0] == setting["retract"]]  # a task or a group's
-    if not retraction or any(t["state"] != "success" for t in retraction):
+    if not step_done(tasks, retract):
         return {**found, "outcome": "not retracted"}  # the retraction failed: its task names why
-    rows = [(t.get("figures") or {}).get("rows_retracted") for t in retraction]
+    rows = [(t.get("figures") or {}).get("rows_retracted") for t in step_tasks(tasks, retract)]
     return {**found, "outcome": "retracted", "rows_retracted": next((n for n in rows if n is not None), None)}
 
 
