@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from openlineage.client.serde import Serde
 
+from tests.completions import report_operator
 from tests.guarded import CALM, GUARDED, HELD_BACK, PIPELINE, STATS, SWING, judge
 from water import lake as lake_layout
 from water.lineage import lake_dataset
 from water.operators.quality import QualityGateOperator
-from water.operators.report import RunReportOperator
 from water.quality import Gates
 from water.spec import DatasetChecks
 from water.targets.local.engines.partitions import file_uri
@@ -89,17 +89,7 @@ def test_the_report_writes_the_days_report(tmp_path):
 
     spec = load_pipeline("recipe_engagement")
     root = file_uri(tmp_path / "lake")
-    op = RunReportOperator(
-        task_id="run_report",
-        pipeline=spec.name,
-        classes=spec.classes,
-        lake_root=root,
-        storage_conn_id=None,
-        target="local",
-        roles=spec.roles(),
-        history_days=7,
-        slack_conn_id=None,
-    )
+    op = report_operator(spec, root)
     op.lineage_ds = DS  # as execute keeps it
     inputs, outputs = as_dicts(op)
     reports = lake_dataset(root, spec.name, lake_layout.REPORTS)

@@ -183,22 +183,12 @@ def test_the_lineage_section_lists_what_each_step_read_and_wrote():
     """Built by the run_report task from the spec and the target (water.lineage's identities, the
     ones the steps' events carry; the cloud's events go where the report cannot read them): one row
     per step in graph order, its inputs and outputs, the lake root written `lake:`."""
-    from water.operators.report import RunReportOperator
+    from tests.completions import report_operator
     from water.spec import is_table, load_pipeline
     from water.targets import get_target
 
-    spec, lake_root = load_pipeline("recipe_engagement"), get_target("local").lake_root
-    operator = RunReportOperator(
-        task_id="run_report",
-        pipeline=spec.name,
-        classes=spec.classes,
-        lake_root=lake_root,
-        storage_conn_id=None,
-        target="local",
-        roles=spec.roles(),
-        history_days=14,
-        slack_conn_id=None,
-    )
+    spec = load_pipeline("recipe_engagement")
+    operator = report_operator(spec, get_target("local").lake_root)
     lineage = operator.lineage()
     page = report.render({**RECORD, "lineage": lineage}, HISTORY, spec.classes)
     table = re.search(r"<table id='lineage'>(.*?)</table>", page, re.S).group(1)
