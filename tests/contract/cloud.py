@@ -173,6 +173,25 @@ def make_context(pipeline: str, ti: FakeTI | None = None) -> dict[str, Any]:
 # --- offline AWS ---------------------------------------------------------------------------
 
 
+@cache
+def botocore_loader():
+    """One botocore data loader for every session the tests make. Each new session reads the
+    service models' JSON again (megabytes each: about 10 s of the contract tests on 2 cores);
+    the files, and so the models, are the same."""
+    import botocore.loaders
+
+    return botocore.loaders.create_loader()
+
+
+def botocore_session():
+    """A new botocore session that reads its service models through `botocore_loader()`."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    session.register_component("data_loader", botocore_loader())
+    return session
+
+
 class AwsRecorder:
     """Real botocore clients that validate every request against the service model, record
     it, and answer from canned responses instead of sending it (no network)."""
@@ -180,7 +199,9 @@ class AwsRecorder:
     def __init__(self, region: str = "eu-west-1", responses: dict[tuple[str, str], Any] | None = None):
         import boto3
 
-        self.session = boto3.session.Session(aws_access_key_id="offline", aws_secret_access_key="offline", region_name=region)
+        self.session = boto3.session.Session(
+            aws_access_key_id="offline", aws_secret_access_key="offline", region_name=region, botocore_session=botocore_session()
+        )
         self.responses = dict(responses or {})  # (service, Operation) -> dict | callable(params) -> dict
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
         self._clients: dict[str, Any] = {}
@@ -227,8 +248,7 @@ def offline_aws(recorder: AwsRecorder):
 
 def validate(service: str, operation: str, params: dict[str, Any]) -> None:
     """botocore's own validation of one request against the service model (raises when invalid)."""
-    import botocore.session
     import botocore.validate
 
-    model = botocore.session.get_session().get_service_model(service).operation_model(operation)
+    model = botocore_session().get_service_model(service).operation_model(operation)
     botocore.validate.validate_parameters(params, model.input_shape)

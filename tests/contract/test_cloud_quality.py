@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.contract.cloud import CLOUD_ENV, DS, UPSTREAM_XCOM, FakeTI, make_context, spec_of, steps
+from tests.contract.cloud import CLOUD_ENV, DS, UPSTREAM_XCOM, FakeTI, botocore_session, make_context, spec_of, steps
 from water.quality import Gates, QualityCheckFailed
 
 STAGED = ("bigquery_sql", "glue_pyspark", "athena_sql", "sagemaker_transform")  # write aside, then promote
@@ -94,9 +94,7 @@ def test_a_staged_steps_check_runs_before_its_promote_on_the_staged_output(cloud
 
 def final_metrics_xcom(pipeline: str, name: str, value: float) -> dict:
     """The fit task's XCom as SageMakerTrainingOperator returns it: the DescribeTrainingJob answer."""
-    import botocore.session
-
-    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model("DescribeTrainingJob").output_shape
+    shape = botocore_session().get_service_model("sagemaker").operation_model("DescribeTrainingJob").output_shape
     metric = {"MetricName": spec_of(pipeline).steps[name].objective_metric, "Value": value, "Timestamp": "2026-11-01T07:00:00Z"}
     assert set(metric) == set(shape.members["FinalMetricDataList"].member.members)  # the names botocore answers with
     return {

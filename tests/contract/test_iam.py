@@ -17,9 +17,9 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-import botocore.session
 import pytest
 
+from tests.contract.cloud import botocore_session
 from tests.contract.helm import ENVIRONMENTS, ROOT, VALUES_DIR, settings_of, user_values
 
 IAM_DIR = ROOT / "docs" / "iam"
@@ -63,8 +63,7 @@ def actions_of(path: Path) -> set[str]:
 
 @cache
 def operations(service: str) -> frozenset[str]:
-    session = botocore.session.get_session()
-    return frozenset(session.get_service_model(BOTOCORE_SERVICE[service]).operation_names)
+    return frozenset(botocore_session().get_service_model(BOTOCORE_SERVICE[service]).operation_names)
 
 
 def allows(policy: dict, action: str, resource: str) -> bool:
