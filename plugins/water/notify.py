@@ -118,7 +118,9 @@ def _protected_connection(conn_id: str) -> bool:
 def _post(conn_id: str, payload: dict[str, Any]) -> None:
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
-    SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=TIMEOUT_SECONDS).send(**payload)
+    # retry_handlers=[]: ATTEMPTS and BACKOFF_SECONDS are the whole retry policy. The Slack SDK's
+    # default retries a connection error once more inside each attempt, after its own backoff.
+    SlackWebhookHook(slack_webhook_conn_id=conn_id, timeout=TIMEOUT_SECONDS, retry_handlers=[]).send(**payload)
 
 
 def send(notice: Notice, conn_id: str | None) -> str:

@@ -4,6 +4,8 @@ on localhost; an outage or a missing connection never raises and lands in the ou
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
 import pytest
 
@@ -58,6 +60,36 @@ def test_a_slack_outage_is_retried_briefly_then_kept_and_never_raises(outbox, mo
     [record] = [json.loads(line) for line in outbox.read_text().splitlines()]
     assert record["delivery"] == "undelivered" and "500" in record["error"]
     assert record["payload"]["text"].startswith("❌")
+
+
+def test_a_dropped_connection_is_tried_as_often_as_water_says(outbox, monkeypatch):
+    """water's attempts are the only retries: the Slack SDK would otherwise retry a dropped
+    connection inside each attempt, after a backoff of its own."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(1)
+        port, accepted, sent = server.getsockname()[1], [], threading.Event()
+
+        def drop_each() -> None:  # until send has returned and no connection is left waiting
+            while True:
+                try:
+                    connection, _ = server.accept()
+                except TimeoutError:
+                    if sent.is_set():
+                        return
+                    continue
+                with connection:
+                    accepted.append(connection.recv(65536))
+
+        dropper = threading.Thread(target=drop_each, daemon=True)
+        dropper.start()
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_SLACK_TEST", json.dumps({"conn_type": "slackwebhook", "password": f"http://127.0.0.1:{port}/x"})
+        )
+        assert notify.send(a_notice(), "slack_test") == "undelivered"
+        sent.set()
+        dropper.join(timeout=60)
+    assert len(accepted) == notify.ATTEMPTS
+    assert all(request.startswith(b"POST /x") for request in accepted)
 
 
 def test_nothing_listening_is_an_outage_too(outbox, monkeypatch):
