@@ -48,29 +48,48 @@ PROVIDER_RUNTIME = re.compile(
     r"^airflow\.providers\.(amazon|google|cncf)\.[\w.]*\b(operators|hooks|transfers|triggers|sensors)\b"
 )
 
+# As the DAG processor parses (its supervisor forks a child per DAG file from a process with
+# Airflow imported): one process imports DagBag, then forks a child for each file given.
 PARSE = """
-import json, sys
+import json, os, sys, traceback
 from airflow import settings
 from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
 
-bag = DagBag(dag_folder=sys.argv[1])
-for dag in bag.dags.values():
-    DagSerialization.to_dict(dag)  # as the DAG processor stores it
-print(json.dumps({
-    "timeout": settings.get_dagbag_import_timeout(sys.argv[1]),
-    "errors": {str(k): v for k, v in bag.import_errors.items()},
-    "dags": sorted(bag.dags),
-    "modules": sorted(sys.modules),
-}))
+for path in sys.argv[1:]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            bag = DagBag(dag_folder=path)
+            for dag in bag.dags.values():
+                DagSerialization.to_dict(dag)  # as the DAG processor stores it
+            with os.fdopen(write, "w") as out:
+                json.dump({
+                    "timeout": settings.get_dagbag_import_timeout(path),
+                    "errors": {str(k): v for k, v in bag.import_errors.items()},
+                    "dags": sorted(bag.dags),
+                    "modules": sorted(sys.modules),
+                }, out)
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as result:
+        answer = result.read()
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    print("parsed:", json.dumps({"file": os.path.basename(path), "exit": status, **(json.loads(answer) if status == 0 else {})}))
 """
 
 
-@pytest.fixture(scope="module", params=DAG_FILES)
-def parsed(request) -> dict:
-    """A cloud DAG file parsed by DagBag (under Airflow's dagbag_import_timeout) in a fresh process."""
+@pytest.fixture(scope="module")
+def parses() -> dict[str, dict]:
+    """Every cloud DAG file parsed by DagBag (under Airflow's dagbag_import_timeout), each in a
+    child forked from one fresh process that has imported only DagBag."""
     proc = subprocess.run(
-        [sys.executable, "-c", PARSE, str(ROOT / "dags" / request.param)],
+        [sys.executable, "-c", PARSE, *(str(ROOT / "dags" / name) for name in DAG_FILES)],
         # this project's specs and code, also in a copy of the project (tests/e2e/test_new_pipeline.py)
         env={
             **os.environ,
@@ -84,7 +103,16 @@ def parsed(request) -> dict:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {"file": request.param, **json.loads(proc.stdout.splitlines()[-1])}
+    answers = [json.loads(line.removeprefix("parsed:")) for line in proc.stdout.splitlines() if line.startswith("parsed:")]
+    return {answer["file"]: answer for answer in answers}
+
+
+@pytest.fixture(params=DAG_FILES)
+def parsed(request, parses) -> dict:
+    """One cloud DAG file's parse (`parses`)."""
+    answer = parses[request.param]
+    assert answer["exit"] == 0, f"parsing {request.param} failed (its traceback is in the subprocess's stderr)"
+    return answer
 
 
 def test_the_cloud_dag_file_parses_under_the_import_timeout(parsed):
