@@ -1524,16 +1524,29 @@ def spec_path(name: str) -> Path:
 
 # A spec is a few KB of YAML; these bounds refuse a file that would take the validator (or the
 # DAG processor parsing a DAG file) minutes or all memory: a huge file, or a small one whose
-# aliases expand to millions of values (a "billion laughs").
+# aliases expand to millions of values (a "billion laughs"), or one nested deeper than any spec
+# is (PyYAML's scanner is quadratic in the depth of `[[[…`: seconds before Python's recursion
+# limit stops it).
 MAX_SPEC_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 100_000
+MAX_SPEC_DEPTH = 64
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing documents whose aliases expand past MAX_EXPANDED_NODES and
-    turning a value its constructors cannot make (`2026-02-30`) into an error at its place."""
+    """PyYAML's safe loader, refusing documents nested deeper than MAX_SPEC_DEPTH or whose aliases
+    expand past MAX_EXPANDED_NODES, and turning a value its constructors cannot make (`2026-02-30`) into an error at its place."""
 
     _document: yaml.Node | None = None
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_SPEC_DEPTH:
+                raise _SpecProblem("", f"nested too deeply to be a spec (more than {MAX_SPEC_DEPTH} levels)")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_document(self, node: yaml.Node) -> Any:
         expanded = _expanded_size(node)
