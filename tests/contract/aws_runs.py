@@ -31,7 +31,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-from tests.contract.cloud import DS, DS_NODASH, AwsRecorder, FakeTI, offline_aws, rendered_name, spec_of, tasks_as_run
+from tests.contract.cloud import DS, DS_NODASH, AwsRecorder, FakeTI, offline_aws, rendered_name, spec_of, task_copy, tasks_as_run
 from tests.contract.helm import EXAMPLE, deployed_settings, user_values
 from tests.contract.iam_simulator import Request
 
@@ -324,7 +324,7 @@ def recorded_calls(env: str, pipeline: str, run: str) -> tuple[Call, ...]:
         if is_pod(planned) or not needs_aws(planned):
             continue
         context = _context(pipeline, planned.task_id, ti)
-        task = copy.deepcopy(planned)
+        task = task_copy(planned)
         task.render_template_fields(context)
         recorder.task_id = task.task_id
         with _offline(recorder):

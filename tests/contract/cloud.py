@@ -111,6 +111,12 @@ def rendered_name(template: str, try_number: int = 1) -> str:
 FIRST_SHARD = {"index": 0, "row_start": 0, "row_end": 10}
 
 
+def task_copy(task):
+    """A deep copy of one task that shares its DAG and task group: what a test may change is the
+    task's own. (A plain deepcopy of a task copies its DAG, every task of it: seconds a module.)"""
+    return copy.deepcopy(task, {id(task.dag): task.dag, id(task.task_group): task.task_group})
+
+
 def as_run(task, shard: dict[str, int] | None = None):
     """The operator the task runner runs for `task`: `prepare_for_execution()`, which a provider
     operator's stand-in (water.targets.cloud.lazy) answers with the operator itself; a mapped

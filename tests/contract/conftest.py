@@ -3,12 +3,11 @@ on it (the plain helpers and constants they use live in tests/contract/cloud.py)
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
-from tests.contract.cloud import CLOUD_ENV, PIPELINES, make_context, spec_of
+from tests.contract.cloud import CLOUD_ENV, PIPELINES, make_context, spec_of, task_copy
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +61,7 @@ def rendered(cloud_dag, pipeline):
     a provider operator's stand-in builds the operator), its templates rendered for ds=2026-11-01."""
 
     def render(task_id: str, context: dict[str, Any] | None = None):
-        task = copy.deepcopy(cloud_dag.get_task(task_id)).prepare_for_execution()
+        task = task_copy(cloud_dag.get_task(task_id)).prepare_for_execution()
         task.render_template_fields(context or make_context(pipeline))
         return task
 

@@ -44,6 +44,7 @@ from tests.contract.cloud import (
     model_artifact,
     spec_of,
     steps,
+    task_copy,
     tasks_as_run,
 )
 
@@ -166,7 +167,7 @@ def test_pod_env_carries_the_lineage_parent(pipeline, name, cloud_dags):
     for stand_in in pods:
         ti = LineageTI(pipeline, stand_in.task_id)
         context = {**make_context(pipeline, ti), "task_instance": ti, "macros": SimpleNamespace(OpenLineageProviderPlugin=macros)}
-        task = as_run(copy.deepcopy(stand_in))
+        task = as_run(task_copy(stand_in))
         task.render_template_fields(context)
         env = {var.name: var.value for var in task.env_vars}
         expected = {
@@ -185,7 +186,7 @@ def test_pod_env_carries_the_lineage_parent(pipeline, name, cloud_dags):
         )
         assert env["AWS_REGION"] == CLOUD_ENV["WATER_AWS_REGION"]
 
-        disabled = as_run(copy.deepcopy(stand_in))
+        disabled = as_run(task_copy(stand_in))
         disabled.render_template_fields({**context, "macros": SimpleNamespace()})
         assert {var.name: var.value for var in disabled.env_vars if var.name in expected} == dict.fromkeys(expected, "")
 
@@ -251,7 +252,7 @@ def provider_lineage(pipeline: str, stand_in) -> Any:
     DescribeJob answers (built here from the rendered request and the model's XCom)."""
     spec = spec_of(pipeline)
     step = spec.steps[stand_in.task_id.split(".")[0]]
-    task = as_run(copy.deepcopy(stand_in))
+    task = as_run(task_copy(stand_in))
     task.render_template_fields(make_context(pipeline))
     if operator_path(stand_in).endswith(TRANSFERS):
         return task.get_openlineage_facets_on_start()
@@ -397,7 +398,7 @@ def test_gcs_to_bigquery_writes_the_warehouse_table(pipeline, name, cloud_dags, 
 
     monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", '{"conn_type": "google_cloud_platform"}')  # no credentials: no call
     spec = spec_of(pipeline)
-    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(f"{name}.load")))
+    task = as_run(task_copy(cloud_dags(pipeline).get_task(f"{name}.load")))
     task.render_template_fields(make_context(pipeline))
     with mock.patch.object(BigQueryHook, "get_client", return_value=TableAnswer()):
         lineage = task.get_openlineage_facets_on_complete(None)
@@ -449,7 +450,7 @@ def query_job_answer(task, reads: list[str]) -> dict[str, Any]:
 
 
 def rendered_task(pipeline: str, cloud_dags, task_id: str) -> Any:
-    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(task_id)))
+    task = as_run(task_copy(cloud_dags(pipeline).get_task(task_id)))
     task.render_template_fields(make_context(pipeline))
     return task
 

@@ -14,7 +14,6 @@ objects. Every expectation comes from the spec.
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import re
 import sys
@@ -50,6 +49,7 @@ from tests.contract.cloud import (
     pipelines_with,
     spec_of,
     steps,
+    task_copy,
     tasks_as_run,
 )
 
@@ -206,7 +206,7 @@ class Sized:
     def task(self, route: str, tier: str, shard: dict | None = None):
         """A fresh copy of the route's tier task as it runs (a mapped one unmapped for `shard`)."""
         task = self.dag.get_task(self.task_id(route, tier))
-        return as_run(task, shard) if shard is not None else as_run(copy.deepcopy(task))
+        return as_run(task, shard) if shard is not None else as_run(task_copy(task))
 
     def tier(self, route: str, tier: str):
         return next(t for t in self.routes[route].sizing.tiers if t.name == tier)
@@ -306,7 +306,7 @@ def test_commit_takes_every_running_routes_shards(sized, pipeline):
         counts[sized.routes[others[-1]].classes[0]] = 1  # the last route runs; any in between has no rows
     decision = decide_routes(sized.routes, counts, single=not sized.step.routes)
     ti = FakeTI({**sized.xcom, (sized.step.size_task_id(sized.name), "decision"): decision}, dag_id=pipeline)
-    task = copy.deepcopy(sized.dag.get_task(sized.step.commit_task_id()))
+    task = task_copy(sized.dag.get_task(sized.step.commit_task_id()))
     context = sized.context(ti)
     task.render_template_fields(context)
     root = partition(pipeline, sized.step.shards_dataset)

@@ -9,7 +9,6 @@ production; here its s3:// root is mirrored by a local folder, so no request lea
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
@@ -18,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.contract.cloud import CLOUD_ENV, DS, UPSTREAM_XCOM, FakeTI, botocore_session, make_context, spec_of, steps
+from tests.contract.cloud import CLOUD_ENV, DS, UPSTREAM_XCOM, FakeTI, botocore_session, make_context, spec_of, steps, task_copy
 from water.quality import Gates, QualityCheckFailed
 
 STAGED = ("bigquery_sql", "glue_pyspark", "athena_sql", "sagemaker_transform")  # write aside, then promote
@@ -188,6 +187,6 @@ def test_a_sized_steps_shards_are_checked_before_the_commit(cloud_dags, rendered
     shard = s3_lake / pipeline / step.shards_dataset / f"ds={DS}" / f"route={route}" / "shard=0000"
     write_rows(shard, row_format, checks, 0)
     with pytest.raises(QualityCheckFailed, match=f"^{name}: check min_rows failed: 0 rows"):
-        copy.deepcopy(check).execute(make_context(pipeline, ti))
+        task_copy(check).execute(make_context(pipeline, ti))
     write_rows(shard, row_format, checks, checks.min_rows)
-    assert copy.deepcopy(check).execute(make_context(pipeline, ti))["rows_in"] == checks.min_rows
+    assert task_copy(check).execute(make_context(pipeline, ti))["rows_in"] == checks.min_rows

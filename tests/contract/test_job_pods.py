@@ -24,7 +24,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.contract.cloud import PIPELINES, spec_of, tasks_as_run
+from tests.contract.cloud import PIPELINES, spec_of, task_copy, tasks_as_run
 from tests.contract.helm import CHART, ENVIRONMENTS, ROOT, filled, settings_of, user_values
 from tests.contract.test_cloud_pods import build_pod
 
@@ -185,14 +185,12 @@ def pod_tasks(dag) -> list:
 @pytest.fixture(scope="module")
 def pods(cloud_dags) -> dict[str, dict]:
     """task id (pipeline.task) -> the pod as the API server receives it, for every shipped spec."""
-    import copy
-
     from kubernetes.client import ApiClient
 
     built = {}
     for pipeline in PIPELINES:
         for task in pod_tasks(cloud_dags(pipeline)):
-            pod = build_pod(copy.deepcopy(task), pipeline)
+            pod = build_pod(task_copy(task), pipeline)
             built[f"{pipeline}.{task.task_id}"] = ApiClient().sanitize_for_serialization(pod)
     return built
 

@@ -14,7 +14,6 @@ day's raw events) are left out; they write through the same helper as the route 
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import sys
 from unittest import mock
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.contract.cloud import DS, LAKE_BUCKET, PIPELINES, as_run, key, make_context, spec_of
+from tests.contract.cloud import DS, LAKE_BUCKET, PIPELINES, as_run, key, make_context, spec_of, task_copy
 from water import paths
 
 REGION = "eu-west-1"
@@ -126,7 +125,7 @@ def seed(client, pipeline: str) -> None:
 
 
 def arguments(cloud_dags, pipeline: str, task_id: str) -> list[str]:
-    task = as_run(copy.deepcopy(cloud_dags(pipeline).get_task(task_id)))
+    task = as_run(task_copy(cloud_dags(pipeline).get_task(task_id)))
     task.render_template_fields(make_context(pipeline))
     return list(task.arguments)
 

@@ -16,7 +16,6 @@ Batch prediction with an AutoML model (a BatchPredictionJob) runs on the spec's 
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import threading
@@ -29,7 +28,7 @@ import pytest
 from google.cloud.aiplatform_v1 import CustomJob, JobState
 from google.protobuf import json_format
 
-from tests.contract.cloud import CLOUD_ENV, DS, DS_NODASH, PIPELINES, make_context, spec_of
+from tests.contract.cloud import CLOUD_ENV, DS, DS_NODASH, PIPELINES, make_context, spec_of, task_copy
 from tests.contract.vertex_standin import VertexStandIn
 
 REGION = CLOUD_ENV["WATER_VERTEX_REGION"]
@@ -85,7 +84,7 @@ def built(cloud_dags):
 
     def build(pipeline: str = PIPELINE, step: str = STEP, dag=None, **overrides: Any):
         task = custom_job_task(dag or cloud_dags(pipeline), step)
-        task = copy.deepcopy(task)
+        task = task_copy(task)
         task.render_template_fields(make_context(pipeline))
         for attribute, value in {"poll_interval": 0, **overrides}.items():
             setattr(task, attribute, value)
@@ -395,7 +394,7 @@ def batch_prediction(dag, **overrides: Any):
 
     from tests.conftest import FakeTI
 
-    (task,) = [copy.deepcopy(t) for t in vertex_tasks(dag, "batch_inference") if isinstance(t, CreateBatchPredictionJobOperator)]
+    (task,) = [task_copy(t) for t in vertex_tasks(dag, "batch_inference") if isinstance(t, CreateBatchPredictionJobOperator)]
     task.render_template_fields(make_context(PIPELINE, FakeTI({("batch_inference.instances", "return_value"): {"model": MODEL}})))
     for attribute, value in {"poll_interval": 0, **overrides}.items():
         setattr(task, attribute, value)
