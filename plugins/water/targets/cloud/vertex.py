@@ -469,7 +469,6 @@ def _culprit(kind: Any, body: dict[str, Any], sources: Mapping[str, str]) -> str
 def request_problems(request: VertexRequest) -> list[tuple[str, str]]:
     """(spec field, message) for each way the request is not what the Vertex API takes."""
     from google.cloud import aiplatform_v1
-    from google.cloud.aiplatform.v1.schema.trainingjob.definition_v1.types import AutoMlTablesInputs
 
     kind = getattr(aiplatform_v1, request.kind)
     body = rendered(request.body)
@@ -486,6 +485,9 @@ def request_problems(request: VertexRequest) -> list[tuple[str, str]]:
             at = f" at {path!r}" if path else ""
             problems.append((request.field_of(path), f"{what} is refused by aiplatform_v1.{request.kind}{at}: {exc}"))
     if request.kind == "TrainingPipeline":
+        # the Vertex AI SDK's schema types: importing them imports the whole SDK (1.5 s)
+        from google.cloud.aiplatform.v1.schema.trainingjob.definition_v1.types import AutoMlTablesInputs
+
         if body.get("training_task_definition") != AUTOML_TABULAR_DEFINITION:
             problems.append((request.field_of("training_task_definition"), f"{what} is not an AutoML tabular training"))
         inputs = body.get("training_task_inputs") or {}
