@@ -4,8 +4,8 @@ Airflow masks a connection's password when a task fetches it, but only where its
 runs the masker: `water run` runs tasks in its own process (`DAG.test()`), whose logging has no
 masking step, so a client library's line such as slack_sdk's `Sending a request - url:
 https://hooks.slack.com/services/T…/B…/<token>` (or, on a retry, `Going to retry the same
-request: POST <url>`) reached the run log as it was. And a
-secret may sit in a connection's host or extra too (a webhook URL), which Airflow does not mask.
+request: POST <url>`) reached the run log as it was. And a secret may sit in a connection's
+host or extra too (a webhook URL), which Airflow does not mask.
 
 `protect(conn)` registers every secret part of a connection with Airflow's masker (which also
 tells the supervisor of a task process, so the task log is masked) and puts the masker into

@@ -1533,8 +1533,9 @@ MAX_SPEC_DEPTH = 64
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing documents nested deeper than MAX_SPEC_DEPTH or whose aliases
-    expand past MAX_EXPANDED_NODES, and turning a value its constructors cannot make (`2026-02-30`) into an error at its place."""
+    """PyYAML's safe loader, refusing documents nested deeper than MAX_SPEC_DEPTH or whose
+    aliases expand past MAX_EXPANDED_NODES, and turning a value its constructors cannot make
+    (`2026-02-30`) into an error at its place."""
 
     _document: yaml.Node | None = None
     _depth = 0
