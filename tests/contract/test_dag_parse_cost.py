@@ -5,8 +5,9 @@ parses it again. A provider operator's module imports its client stack (google-c
 with pandas and pyarrow, the Kubernetes clients, boto3): seconds of CPU per parse. The cloud
 target names its provider operators by import path (water.targets.cloud.lazy) and the task
 runner builds the real operator where the task runs. What this costs is measured by
-benchmarks/parse_cost.py; here: what a parse imports (in a fresh process, through DagBag as
-the DAG processor parses), and that the operator built at run time is the one named.
+benchmarks/parse_cost.py; here: what a parse imports (through DagBag, in a child forked from a
+fresh process that imported only DagBag, as the DAG processor parses), and that the operator
+built at run time is the one named.
 """
 
 from __future__ import annotations
@@ -104,14 +105,14 @@ def parses() -> dict[str, dict]:
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     answers = [json.loads(line.removeprefix("parsed:")) for line in proc.stdout.splitlines() if line.startswith("parsed:")]
-    return {answer["file"]: answer for answer in answers}
+    return {answer["file"]: {**answer, "stderr": proc.stderr[-4000:]} for answer in answers}
 
 
 @pytest.fixture(params=DAG_FILES)
 def parsed(request, parses) -> dict:
     """One cloud DAG file's parse (`parses`)."""
     answer = parses[request.param]
-    assert answer["exit"] == 0, f"parsing {request.param} failed (its traceback is in the subprocess's stderr)"
+    assert answer["exit"] == 0, f"parsing {request.param} failed:\n{answer['stderr']}"
     return answer
 
 
