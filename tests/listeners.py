@@ -1,4 +1,4 @@
-"""Real network peers on localhost for tests: a Slack webhook endpoint and a StatsD agent."""
+"""Real network peers on localhost for tests: a Slack webhook endpoint, a flaky one and a StatsD agent."""
 
 from __future__ import annotations
 
@@ -58,6 +58,63 @@ class SlackStandIn:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class FlakyWebhook:
+    """A raw HTTP endpoint on 127.0.0.1 (a random port): its first connection is dropped without
+    an answer, every later request gets a 500 whose body quotes the requested path."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[dict] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(10)
+                try:
+                    path, body = self._read(conn)
+                except (OSError, ValueError):
+                    continue
+                self.requests.append({"path": path, "body": body})
+                if len(self.requests) == 1:
+                    continue  # dropped: closed without a byte of answer
+                text = f"no_service: {path}".encode()
+                conn.sendall(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                    + f"Content-Length: {len(text)}\r\nConnection: close\r\n\r\n".encode()
+                    + text
+                )
+
+    @staticmethod
+    def _read(conn: socket.socket) -> tuple[str, str]:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise ValueError("closed before the headers ended")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(int(v) for k, _, v in (line.partition(":") for line in lines[1:]) if k.lower() == "content-length")
+        while len(body) < length:
+            body += conn.recv(65536)
+        return lines[0].split(" ")[1], body.decode()
+
+    def __enter__(self) -> FlakyWebhook:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
 
 
 class StatsdListener:
